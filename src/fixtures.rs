@@ -1,0 +1,175 @@
+//! Builders for test and benchmark objects: `pod("web").container(container("app").image("x:1"))`.
+
+use serde_json::{Map, Value, json};
+
+/// A container under construction.
+#[derive(Debug, Clone)]
+pub struct ContainerBuilder(Map<String, Value>);
+
+/// A container named `name`.
+pub fn container(name: &str) -> ContainerBuilder {
+    let mut map = Map::new();
+    map.insert("name".into(), name.into());
+    ContainerBuilder(map)
+}
+
+impl ContainerBuilder {
+    /// Sets `image`.
+    pub fn image(mut self, image: &str) -> Self {
+        self.0.insert("image".into(), image.into());
+        self
+    }
+
+    /// Appends an env var with a literal value.
+    pub fn env(self, name: &str, value: &str) -> Self {
+        self.env_entry(json!({"name": name, "value": value}))
+    }
+
+    /// Appends an env var read from a pod field.
+    pub fn env_field(self, name: &str, field_path: &str) -> Self {
+        self.env_entry(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}))
+    }
+
+    /// Appends a raw env entry.
+    pub fn env_entry(mut self, entry: Value) -> Self {
+        push(&mut self.0, "env", entry);
+        self
+    }
+
+    /// Appends a container port.
+    pub fn port(mut self, port: u16) -> Self {
+        push(&mut self.0, "ports", json!({"containerPort": port}));
+        self
+    }
+
+    /// Sets any field.
+    pub fn field(mut self, key: &str, value: Value) -> Self {
+        self.0.insert(key.into(), value);
+        self
+    }
+
+    /// The container JSON.
+    pub fn build(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
+/// A pod (or pod template) under construction.
+#[derive(Debug, Clone)]
+pub struct PodBuilder(Value);
+
+/// A `v1/Pod` named `name` (no name when empty).
+pub fn pod(name: &str) -> PodBuilder {
+    let mut p = PodBuilder(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {"containers": []}}));
+    if !name.is_empty() {
+        p.0["metadata"]["name"] = name.into();
+    }
+    p
+}
+
+impl PodBuilder {
+    /// Sets a metadata field.
+    pub fn meta(mut self, key: &str, value: Value) -> Self {
+        self.0["metadata"][key] = value;
+        self
+    }
+
+    /// Adds an annotation.
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.0["metadata"]["annotations"][key] = value.into();
+        self
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.0["metadata"]["labels"][key] = value.into();
+        self
+    }
+
+    /// Adds a controller owner reference.
+    pub fn owner(mut self, kind: &str, name: &str) -> Self {
+        let owner = json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "0000", "controller": true});
+        if let Some(meta) = self.0["metadata"].as_object_mut() {
+            push(meta, "ownerReferences", owner);
+        }
+        self
+    }
+
+    /// Appends an app container.
+    pub fn container(mut self, c: ContainerBuilder) -> Self {
+        if let Some(spec) = self.0["spec"].as_object_mut() {
+            push(spec, "containers", c.build());
+        }
+        self
+    }
+
+    /// Appends an init container.
+    pub fn init_container(mut self, c: ContainerBuilder) -> Self {
+        if let Some(spec) = self.0["spec"].as_object_mut() {
+            push(spec, "initContainers", c.build());
+        }
+        self
+    }
+
+    /// Sets a pod spec field.
+    pub fn spec(mut self, key: &str, value: Value) -> Self {
+        self.0["spec"][key] = value;
+        self
+    }
+
+    /// The Pod JSON.
+    pub fn build(self) -> Value {
+        self.0
+    }
+
+    /// This pod as the template of a workload of `kind` (`apps/v1` or `batch/v1`) named `name`.
+    pub fn template_of(self, kind: &str, name: &str) -> Value {
+        let mut template = self.0;
+        if let Some(t) = template.as_object_mut() {
+            t.remove("apiVersion");
+            t.remove("kind");
+        }
+        if template["metadata"].as_object().is_some_and(|m| m.contains_key("name")) {
+            template["metadata"].as_object_mut().map(|m| m.remove("name"));
+        }
+        let api_version = if matches!(kind, "Job" | "CronJob") { "batch/v1" } else { "apps/v1" };
+        let spec = match kind {
+            "CronJob" => json!({"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}}),
+            "Job" => json!({"template": template}),
+            _ => json!({"selector": {"matchLabels": {"app": name}}, "template": template}),
+        };
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": spec})
+    }
+}
+
+fn push(map: &mut Map<String, Value>, key: &str, item: Value) {
+    match map.get_mut(key).and_then(Value::as_array_mut) {
+        Some(list) => list.push(item),
+        None => {
+            map.insert(key.into(), Value::Array(vec![item]));
+        }
+    }
+}
+
+/// An AdmissionReview v1 wrapping `object` for `operation` in `namespace`.
+pub fn review(object: &Value, operation: &str, namespace: &str) -> Value {
+    let kind = object["kind"].as_str().unwrap_or("Pod");
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = format!("{}s", kind.to_ascii_lowercase());
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": "admin"},
+            "object": object,
+            "oldObject": if operation == "UPDATE" { object.clone() } else { Value::Null },
+            "dryRun": false
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! The injection engine: a raw object and its context in; a JSON Patch, warnings and an explanation out.
+//!
+//! Pure: no I/O, no clock, no globals. The webhook, `preview` and the benches all call [`mutate`].
+
+pub mod env;
+pub mod resource;
+pub mod service_name;
+pub mod status;
+
+use json_patch::Patch;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::object::{Container, PodView};
+use crate::patch::{self, Ops};
+use crate::policy::{self, NamespaceMeta, Settings, keys};
+use crate::report::{ContainerOutcome, ContainerReport, Explanation, Warnings};
+use crate::values::Signal;
+use crate::workload::WorkloadKind;
+use service_name::ServiceName;
+use status::Status;
+
+/// What the engine needs to know besides the object.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The object's kind.
+    pub kind: WorkloadKind,
+    /// The namespace the object lives in.
+    pub namespace: &'a str,
+    /// That namespace's labels and annotations.
+    pub ns: &'a NamespaceMeta,
+    /// The configuration in force.
+    pub config: &'a Config,
+}
+
+/// The engine's answer for one object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    /// The operations to apply (empty when there is nothing to change).
+    pub patch: Patch,
+    /// What the user should hear about.
+    pub warnings: Warnings,
+    /// The decision and what was done, for `--explain`, logs and spans.
+    pub explanation: Explanation,
+}
+
+impl Mutation {
+    fn unchanged(explanation: Explanation, warnings: Warnings) -> Self {
+        Self { patch: Patch(Vec::new()), warnings, explanation }
+    }
+}
+
+/// Decides whether and how to instrument `object`, and returns the patch that does it.
+pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
+    let config = target.config;
+    let mut warnings = Warnings::default();
+    let view = match PodView::read(object, target.kind) {
+        Ok(view) => view,
+        Err(e) => {
+            warnings.push(format!("otel-injector left this {} unchanged: {e}", target.kind));
+            return Mutation::unchanged(Explanation::skipped(format!("cannot read the object: {e}")), warnings);
+        }
+    };
+    let decision = policy::decide(&view, target.namespace, target.ns, config, &mut warnings);
+    if !decision.inject {
+        return Mutation::unchanged(Explanation::skipped(decision.reason), warnings);
+    }
+    let settings = policy::settings(&view, target.ns, config, &mut warnings);
+    let hash = status::settings_hash(&settings, config);
+    let previous = Status::read(&view).filter(|s| s.hash == hash);
+    let service = service_name::resolve(&view, &settings);
+    let pod_vars = service.as_ref().map(|s| standard_vars(&settings, config, &s.value));
+
+    let mut ops = Ops::default();
+    let mut reports = Vec::with_capacity(view.containers.len());
+    let mut instrumented = Vec::new();
+    for c in &view.containers {
+        if let Some(reason) = skip_reason(c, &settings, config, previous.as_ref()) {
+            if previous.as_ref().is_some_and(|p| p.containers.iter().any(|n| n == c.name)) {
+                instrumented.push(c.name.to_owned());
+            }
+            reports.push(ContainerReport { name: c.name.to_owned(), outcome: ContainerOutcome::Skipped(reason) });
+            continue;
+        }
+        let own_vars;
+        let vars = match &pod_vars {
+            Some(vars) => vars,
+            None => {
+                own_vars = standard_vars(&settings, config, c.name);
+                &own_vars
+            }
+        };
+        let attrs = resource::attributes(&view, target.namespace, c, &settings, config.service_namespace.as_deref());
+        let path = patch::container(view.base, "containers", c.index);
+        let plan = env::plan(c, &path, vars, &attrs, resource::encode);
+        ops.extend(plan.ops);
+        plan.warnings.into_iter().for_each(|w| warnings.push(w));
+        instrumented.push(c.name.to_owned());
+        let outcome = ContainerOutcome::Instrumented { added: plan.added, kept: plan.kept, notes: plan.notes };
+        reports.push(ContainerReport { name: c.name.to_owned(), outcome });
+    }
+
+    let mut explanation = Explanation {
+        decision,
+        service_name: None,
+        settings: describe(&settings),
+        containers: reports,
+        sidecar: "off".to_owned(),
+        patch_ops: 0,
+    };
+    if instrumented.is_empty() {
+        return Mutation::unchanged(explanation, warnings);
+    }
+    let (service_name, service_name_from) = match service {
+        Some(ServiceName { value, source }) => (Some(value), source),
+        None => (None, service_name::FROM_CONTAINER.to_owned()),
+    };
+    explanation.service_name =
+        Some((service_name.clone().unwrap_or_else(|| "<each container's name>".to_owned()), service_name_from.clone()));
+    let status = Status {
+        containers: instrumented,
+        sidecar: explanation.sidecar.clone(),
+        service_name,
+        service_name_from,
+        reason: explanation.decision.reason.clone(),
+        hash,
+    };
+    let text = status.to_annotation();
+    let up_to_date = view.annotation(keys::STATUS) == Some(text.as_str()) || (previous.is_some() && ops.is_empty());
+    if !up_to_date {
+        let parent: Vec<&str> = view.base.iter().copied().chain(["metadata", "annotations"]).collect();
+        ops.set_member(object, &parent, keys::STATUS, Value::String(text));
+    }
+    explanation.patch_ops = ops.len();
+    Mutation { patch: ops.into_patch(), warnings, explanation }
+}
+
+/// Why a container is not instrumented, if it is not.
+fn skip_reason(c: &Container<'_>, settings: &Settings, config: &Config, previous: Option<&Status>) -> Option<String> {
+    if config.skip_containers.iter().any(|n| n == c.name) {
+        return Some("listed in skipContainers".to_owned());
+    }
+    if let Some(names) = &settings.container_names
+        && !names.iter().any(|n| n == c.name)
+    {
+        return Some(format!("not listed in {}", keys::CONTAINER_NAMES));
+    }
+    if let Some(reason) = env::opt_out(c) {
+        return Some(format!("opted out: {reason}"));
+    }
+    if previous.is_some_and(|p| p.containers.iter().any(|n| n == c.name)) {
+        return Some("already instrumented with these settings (status annotation)".to_owned());
+    }
+    None
+}
+
+/// The standard variables of SPEC §4 in canonical order, with their final values.
+fn standard_vars(settings: &Settings, config: &Config, service_name: &str) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("OTEL_SERVICE_NAME", env::escape(service_name)),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", env::escape(&settings.endpoint.value)),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", settings.protocol.value.as_str().to_owned()),
+    ];
+    if !config.headers.is_empty() {
+        let headers: Vec<String> = config.headers.iter().map(|(k, v)| format!("{k}={}", resource::encode(v))).collect();
+        vars.push(("OTEL_EXPORTER_OTLP_HEADERS", env::escape(&headers.join(","))));
+    }
+    for signal in Signal::ALL {
+        let exporter = if settings.signals.value.contains(&signal) { "otlp" } else { "none" };
+        let name = match signal {
+            Signal::Traces => "OTEL_TRACES_EXPORTER",
+            Signal::Metrics => "OTEL_METRICS_EXPORTER",
+            Signal::Logs => "OTEL_LOGS_EXPORTER",
+        };
+        vars.push((name, exporter.to_owned()));
+    }
+    vars.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()));
+    vars.push(("OTEL_TRACES_SAMPLER_ARG", settings.sampling_ratio.value.to_string()));
+    vars.push(("OTEL_PROPAGATORS", settings.propagators.value.join(",")));
+    vars
+}
+
+/// The settings in force and where each came from, one line each.
+fn describe(s: &Settings) -> Vec<String> {
+    let signals: Vec<&str> = s.signals.value.iter().map(|s| s.as_str()).collect();
+    let mut lines = vec![
+        format!("endpoint = {} ({})", s.endpoint.value, s.endpoint.origin),
+        format!("protocol = {} ({})", s.protocol.value, s.protocol.origin),
+        format!("sampling ratio = {} ({})", s.sampling_ratio.value, s.sampling_ratio.origin),
+        format!("propagators = {} ({})", s.propagators.value.join(","), s.propagators.origin),
+        format!("signals = {} ({})", signals.join(","), s.signals.origin),
+    ];
+    if !s.attributes.is_empty() {
+        let attrs: Vec<String> = s.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lines.push(format!("extra resource attributes = {}", attrs.join(",")));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! RFC 6902 operations against the raw object: pointers built from tokens, missing parents created.
+
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use jsonptr::{PointerBuf, Token};
+use serde_json::{Map, Value};
+
+/// A JSON Pointer from unescaped tokens (`/` and `~` become `~1` and `~0`).
+pub fn pointer<'t, T: Into<Token<'t>>>(tokens: impl IntoIterator<Item = T>) -> PointerBuf {
+    PointerBuf::from_tokens(tokens)
+}
+
+/// The pointer to a container: `<base>/spec/<list>/<index>`.
+pub fn container(base: &[&str], list: &str, index: usize) -> PointerBuf {
+    let mut p = pointer(base.iter().copied().chain(["spec", list]));
+    p.push_back(index);
+    p
+}
+
+/// `path` with more tokens appended.
+pub fn child<'t, T: Into<Token<'t>>>(path: &PointerBuf, tokens: impl IntoIterator<Item = T>) -> PointerBuf {
+    let mut p = path.clone();
+    tokens.into_iter().for_each(|t| p.push_back(t));
+    p
+}
+
+/// A list of operations under construction, applied in order.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Ops(Vec<PatchOperation>);
+
+impl Ops {
+    /// `add` (inserts into arrays, sets object members).
+    pub fn add(&mut self, path: PointerBuf, value: Value) {
+        self.0.push(PatchOperation::Add(AddOperation { path, value }));
+    }
+
+    /// `replace` of an existing value.
+    pub fn replace(&mut self, path: PointerBuf, value: Value) {
+        self.0.push(PatchOperation::Replace(ReplaceOperation { path, value }));
+    }
+
+    /// Sets `key` in the object at `parent` (tokens from the root), creating every missing or null parent
+    /// with one `add` of the nested value, so the patch applies to `doc` whatever it lacks.
+    pub fn set_member(&mut self, doc: &Value, parent: &[&str], key: &str, value: Value) {
+        let mut node = Some(doc);
+        for (depth, token) in parent.iter().enumerate() {
+            node = node.and_then(|n| n.get(token)).filter(|n| !n.is_null());
+            if node.is_none() {
+                // Build {parent[depth+1]: {... {key: value}}} and add it at parent[..=depth].
+                let nested = parent[depth + 1..].iter().rev().fold(single(key, value), |acc, t| single(t, acc));
+                self.add(pointer(parent[..=depth].iter().copied()), nested);
+                return;
+            }
+        }
+        self.add(pointer(parent.iter().copied().chain([key])), value);
+    }
+
+    /// Appends every operation of `other`.
+    pub fn extend(&mut self, other: Ops) {
+        self.0.extend(other.0);
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The finished patch.
+    pub fn into_patch(self) -> Patch {
+        Patch(self.0)
+    }
+}
+
+fn single(key: &str, value: Value) -> Value {
+    Value::Object(Map::from_iter([(key.to_owned(), value)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn apply(doc: &Value, ops: Ops) -> Value {
+        let mut doc = doc.clone();
+        json_patch::patch(&mut doc, &ops.into_patch()).expect("patch applies");
+        doc
+    }
+
+    #[test]
+    fn pointers_escape_slash_and_tilde() {
+        assert_eq!(
+            pointer(["metadata", "annotations", "otel-injector.io/status"]).as_str(),
+            "/metadata/annotations/otel-injector.io~1status"
+        );
+        assert_eq!(pointer(["a~b", "c/d~/e"]).as_str(), "/a~0b/c~1d~0~1e");
+        assert_eq!(container(&["spec", "template"], "containers", 3).as_str(), "/spec/template/spec/containers/3");
+        assert_eq!(child(&container(&[], "initContainers", 0), ["env", "-"]).as_str(), "/spec/initContainers/0/env/-");
+    }
+
+    #[test]
+    fn set_member_creates_missing_parents() {
+        let cases = [
+            (json!({}), "/metadata"),
+            (json!({"metadata": null}), "/metadata"),
+            (json!({"metadata": {}}), "/metadata/annotations"),
+            (json!({"metadata": {"annotations": null}}), "/metadata/annotations"),
+            (json!({"metadata": {"annotations": {"x": "y"}}}), "/metadata/annotations/a~1b"),
+        ];
+        for (doc, path) in cases {
+            let mut ops = Ops::default();
+            ops.set_member(&doc, &["metadata", "annotations"], "a/b", json!("v"));
+            assert_eq!(ops.0[0].path().as_str(), path, "{doc}");
+            let out = apply(&doc, ops);
+            assert_eq!(out["metadata"]["annotations"]["a/b"], "v");
+        }
+    }
+
+    #[test]
+    fn set_member_keeps_siblings() {
+        let doc = json!({"metadata": {"annotations": {"x": "y"}, "labels": {"l": "1"}}});
+        let mut ops = Ops::default();
+        ops.set_member(&doc, &["metadata", "annotations"], "k", json!("v"));
+        assert_eq!(apply(&doc, ops), json!({"metadata": {"annotations": {"x": "y", "k": "v"}, "labels": {"l": "1"}}}));
+    }
+
+    proptest! {
+        /// Any key, however many `/` and `~` it holds, lands exactly where it was meant to.
+        #[test]
+        fn escaping_round_trips(key in "[a-z/~0-9.]{1,12}", parent in "[a-z/~]{1,6}") {
+            let doc = json!({});
+            let mut ops = Ops::default();
+            ops.set_member(&doc, &[parent.as_str()], &key, json!(1));
+            let out = apply(&doc, ops);
+            prop_assert_eq!(&out[parent.as_str()][key.as_str()], &json!(1));
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! What the engine says about an object: warnings for the user and the explanation of its decision.
+
+use std::fmt;
+
+use crate::policy::Decision;
+
+/// Kubernetes asks warnings to stay within 120 characters.
+pub const MAX_WARNING_CHARS: usize = 120;
+
+/// AdmissionResponse warnings: de-duplicated, in the order they arose, each at most 120 characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Warnings(Vec<String>);
+
+impl Warnings {
+    /// Adds a warning, cut to 120 characters, unless the same text is already there.
+    pub fn push(&mut self, warning: impl Into<String>) {
+        let mut warning = warning.into();
+        if let Some((cut, _)) = warning.char_indices().nth(MAX_WARNING_CHARS - 1) {
+            warning.truncate(cut);
+            warning.push('…');
+        }
+        if !self.0.contains(&warning) {
+            self.0.push(warning);
+        }
+    }
+
+    /// The warnings so far.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The warnings, for the AdmissionResponse.
+    pub fn into_vec(self) -> Vec<String> {
+        self.0
+    }
+}
+
+/// What happened to one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerOutcome {
+    /// Instrumented: the variables added, those the user had set already, and remarks.
+    Instrumented {
+        /// Variables added.
+        added: Vec<String>,
+        /// Variables left as the user set them.
+        kept: Vec<String>,
+        /// Anything else worth saying (attributes not merged, …).
+        notes: Vec<String>,
+    },
+    /// Left alone, and why.
+    Skipped(String),
+}
+
+/// One container's line in the explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerReport {
+    /// The container name (init containers are prefixed `init:`).
+    pub name: String,
+    /// What was done.
+    pub outcome: ContainerOutcome,
+}
+
+/// The engine's account of one object: the decision, per-container outcomes, the sidecar, the patch size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// Whether the object is instrumented and why.
+    pub decision: Decision,
+    /// `service.name` and the rule that chose it, when instrumented.
+    pub service_name: Option<(String, String)>,
+    /// Settings in force and their origin, when instrumented (`endpoint = … (config)`).
+    pub settings: Vec<String>,
+    /// Per-container outcomes.
+    pub containers: Vec<ContainerReport>,
+    /// What happened about the collector sidecar.
+    pub sidecar: String,
+    /// Number of JSON Patch operations returned.
+    pub patch_ops: usize,
+}
+
+impl Explanation {
+    /// An explanation for an object left alone.
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Self {
+            decision: Decision { inject: false, reason: reason.into() },
+            service_name: None,
+            settings: Vec::new(),
+            containers: Vec::new(),
+            sidecar: "not considered".to_owned(),
+            patch_ops: 0,
+        }
+    }
+
+    /// Names of the containers that were instrumented.
+    pub fn instrumented(&self) -> impl Iterator<Item = &str> {
+        self.containers
+            .iter()
+            .filter(|c| matches!(c.outcome, ContainerOutcome::Instrumented { .. }))
+            .map(|c| c.name.as_str())
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.decision.inject { "instrument" } else { "skip" };
+        writeln!(f, "  decision: {verdict} ({})", self.decision.reason)?;
+        if let Some((name, source)) = &self.service_name {
+            writeln!(f, "  service.name: {name} (from {source})")?;
+        }
+        for setting in &self.settings {
+            writeln!(f, "  {setting}")?;
+        }
+        for c in &self.containers {
+            match &c.outcome {
+                ContainerOutcome::Instrumented { added, kept, notes } => {
+                    let added = if added.is_empty() { "nothing".to_owned() } else { added.join(", ") };
+                    writeln!(f, "  container {}: instrumented; added {added}", c.name)?;
+                    if !kept.is_empty() {
+                        writeln!(f, "    kept the user's {}", kept.join(", "))?;
+                    }
+                    for note in notes {
+                        writeln!(f, "    note: {note}")?;
+                    }
+                }
+                ContainerOutcome::Skipped(why) => writeln!(f, "  container {}: skipped ({why})", c.name)?,
+            }
+        }
+        if self.decision.inject {
+            writeln!(f, "  sidecar: {}", self.sidecar)?;
+        }
+        writeln!(f, "  patch: {} operation(s)", self.patch_ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_deduplicated_and_cut_to_120_characters() {
+        let mut w = Warnings::default();
+        w.push("same");
+        w.push("same");
+        w.push("é".repeat(300));
+        assert_eq!(w.len(), 2);
+        assert_eq!(w.as_slice()[1].chars().count(), 120);
+        assert!(w.as_slice()[1].ends_with('…'));
+    }
+
+    #[test]
+    fn explanation_renders_every_part() {
+        let e = Explanation {
+            decision: Decision { inject: true, reason: "annotation otel-injector.io/inject=true".into() },
+            service_name: Some(("shop".into(), "label app.kubernetes.io/name".into())),
+            settings: vec!["endpoint = http://c:4317 (config)".into()],
+            containers: vec![
+                ContainerReport {
+                    name: "app".into(),
+                    outcome: ContainerOutcome::Instrumented {
+                        added: vec!["OTEL_SERVICE_NAME".into()],
+                        kept: vec!["OTEL_PROPAGATORS".into()],
+                        notes: vec!["n".into()],
+                    },
+                },
+                ContainerReport {
+                    name: "istio-proxy".into(),
+                    outcome: ContainerOutcome::Skipped("skipContainers".into()),
+                },
+            ],
+            sidecar: "not requested".into(),
+            patch_ops: 3,
+        };
+        let text = e.to_string();
+        for needle in [
+            "decision: instrument (annotation otel-injector.io/inject=true)",
+            "service.name: shop (from label app.kubernetes.io/name)",
+            "endpoint = http://c:4317 (config)",
+            "container app: instrumented; added OTEL_SERVICE_NAME",
+            "kept the user's OTEL_PROPAGATORS",
+            "note: n",
+            "container istio-proxy: skipped (skipContainers)",
+            "sidecar: not requested",
+            "patch: 3 operation(s)",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        assert_eq!(e.instrumented().collect::<Vec<_>>(), ["app"]);
+    }
+}

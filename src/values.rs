@@ -1,0 +1,292 @@
+//! Typed setting values and their validation, shared by the config file and the annotations.
+//!
+//! Every parser returns a short reason on failure; callers add which field or annotation it was.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// OTLP transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// OTLP over gRPC (port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// The value of `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
+
+    /// Parses `grpc` or `http/protobuf`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "grpc" => Ok(Self::Grpc),
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            _ => Err("must be grpc or http/protobuf".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A telemetry signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// Traces (`OTEL_TRACES_EXPORTER`).
+    Traces,
+    /// Metrics (`OTEL_METRICS_EXPORTER`).
+    Metrics,
+    /// Logs (`OTEL_LOGS_EXPORTER`).
+    Logs,
+}
+
+impl Signal {
+    /// All signals, in pipeline order.
+    pub const ALL: [Signal; 3] = [Self::Traces, Self::Metrics, Self::Logs];
+
+    /// The signal's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Traces => "traces",
+            Self::Metrics => "metrics",
+            Self::Logs => "logs",
+        }
+    }
+}
+
+/// The propagator names the OpenTelemetry SDK environment specification defines.
+pub const KNOWN_PROPAGATORS: [&str; 8] =
+    ["tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray", "ottrace", "none"];
+
+/// Parses `true` / `false` (any case, surrounding blanks ignored).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
+}
+
+/// Parses a sampling ratio between 0.0 and 1.0.
+pub fn parse_ratio(s: &str) -> Result<f64, String> {
+    let ratio: f64 = s.trim().parse().map_err(|_| "must be a number from 0.0 to 1.0".to_owned())?;
+    if ratio.is_finite() && (0.0..=1.0).contains(&ratio) {
+        Ok(ratio)
+    } else {
+        Err("must be a number from 0.0 to 1.0".to_owned())
+    }
+}
+
+/// Checks an OTLP endpoint: an absolute `http` or `https` URL with a host.
+pub fn parse_endpoint(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let uri: http::Uri = s.parse().map_err(|_| "must be an http(s) URL".to_owned())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(s.to_owned()),
+        _ => Err("must be an http(s) URL".to_owned()),
+    }
+}
+
+/// Checks one propagator name.
+pub fn check_propagator(s: &str) -> Result<(), String> {
+    if KNOWN_PROPAGATORS.contains(&s) { Ok(()) } else { Err(format!("unknown propagator {s:?}")) }
+}
+
+/// Splits a comma list, trimming blanks and dropping empty entries.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+}
+
+/// Parses a comma list of propagators.
+pub fn parse_propagators(s: &str) -> Result<Vec<String>, String> {
+    let list = split_list(s);
+    if list.is_empty() {
+        return Err("must name at least one propagator".to_owned());
+    }
+    list.iter().try_for_each(|p| check_propagator(p))?;
+    Ok(list)
+}
+
+/// Parses a subset of `traces,metrics,logs` (an empty value turns every exporter off).
+pub fn parse_signals(s: &str) -> Result<Vec<Signal>, String> {
+    split_list(s)
+        .iter()
+        .map(|p| match p.as_str() {
+            "traces" => Ok(Signal::Traces),
+            "metrics" => Ok(Signal::Metrics),
+            "logs" => Ok(Signal::Logs),
+            other => Err(format!("unknown signal {other:?}")),
+        })
+        .collect()
+}
+
+/// Checks a resource attribute key: non-empty, printable ASCII without blanks, `,` or `=`.
+pub fn check_attribute_key(key: &str) -> Result<(), String> {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b'=') {
+        Ok(())
+    } else {
+        Err(format!("{key:?} is not a valid attribute key"))
+    }
+}
+
+/// Parses `k=v,k2=v2` into pairs, keeping their order.
+pub fn parse_attributes(s: &str) -> Result<Vec<(String, String)>, String> {
+    split_list(s)
+        .into_iter()
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not key=value"))?;
+            let k = k.trim();
+            check_attribute_key(k)?;
+            Ok((k.to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// Checks an HTTP header name (an RFC 9110 token).
+pub fn check_header_name(name: &str) -> Result<(), String> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map(|_| ())
+        .map_err(|_| format!("{name:?} is not a valid HTTP header name"))
+}
+
+/// Checks a Kubernetes resource quantity such as `50m`, `64Mi`, `1.5` or `1e3`.
+pub fn check_quantity(q: &str) -> Result<(), String> {
+    const SUFFIXES: [&str; 15] = ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n"];
+    let bad = || format!("{q:?} is not a Kubernetes quantity (e.g. 50m, 64Mi)");
+    let digits_end = q
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || c == '.' || (i == 0 && (c == '+' || c == '-'))))
+        .map_or(q.len(), |(i, _)| i);
+    let (number, suffix) = q.split_at(digits_end);
+    let number = number.trim_start_matches(['+', '-']);
+    let valid_number = !number.is_empty()
+        && number != "."
+        && number.matches('.').count() <= 1
+        && number.bytes().any(|b| b.is_ascii_digit());
+    let valid_suffix = SUFFIXES.contains(&suffix)
+        || suffix.strip_prefix(['e', 'E']).is_some_and(|exp| {
+            exp.trim_start_matches(['+', '-']).bytes().all(|b| b.is_ascii_digit()) && !exp.is_empty()
+        });
+    if valid_number && valid_suffix { Ok(()) } else { Err(bad()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("true", Ok(true))]
+    #[case(" TRUE ", Ok(true))]
+    #[case("false", Ok(false))]
+    #[case("maybe", Err(()))]
+    #[case("", Err(()))]
+    #[case("1", Err(()))]
+    fn bools(#[case] input: &str, #[case] want: Result<bool, ()>) {
+        assert_eq!(parse_bool(input).map_err(|_| ()), want);
+    }
+
+    #[rstest]
+    #[case("0", Some(0.0))]
+    #[case("1", Some(1.0))]
+    #[case("0.25", Some(0.25))]
+    #[case("1.0000001", None)]
+    #[case("2", None)]
+    #[case("-0.5", None)]
+    #[case("NaN", None)]
+    #[case("inf", None)]
+    #[case("half", None)]
+    fn ratios(#[case] input: &str, #[case] want: Option<f64>) {
+        assert_eq!(parse_ratio(input).ok(), want);
+    }
+
+    #[rstest]
+    #[case("http://collector:4317", true)]
+    #[case("https://otlp.example.com", true)]
+    #[case(" http://c.monitoring.svc:4318/ ", true)]
+    #[case("collector:4317", false)]
+    #[case("grpc://collector:4317", false)]
+    #[case("http://", false)]
+    #[case("", false)]
+    fn endpoints(#[case] input: &str, #[case] ok: bool) {
+        assert_eq!(parse_endpoint(input).is_ok(), ok, "{input}");
+    }
+
+    #[test]
+    fn protocols() {
+        assert_eq!(Protocol::parse("grpc"), Ok(Protocol::Grpc));
+        assert_eq!(Protocol::parse("http/protobuf"), Ok(Protocol::HttpProtobuf));
+        assert!(Protocol::parse("http/json").is_err());
+        assert_eq!(Protocol::HttpProtobuf.to_string(), "http/protobuf");
+    }
+
+    #[rstest]
+    #[case("tracecontext,baggage", Some(vec!["tracecontext", "baggage"]))]
+    #[case(" b3 , jaeger ,", Some(vec!["b3", "jaeger"]))]
+    #[case("tracecontext,w3c", None)]
+    #[case("", None)]
+    fn propagators(#[case] input: &str, #[case] want: Option<Vec<&str>>) {
+        let got = parse_propagators(input).ok();
+        assert_eq!(got, want.map(|v| v.into_iter().map(str::to_owned).collect()));
+    }
+
+    #[rstest]
+    #[case("traces,metrics,logs", Some(vec![Signal::Traces, Signal::Metrics, Signal::Logs]))]
+    #[case("logs", Some(vec![Signal::Logs]))]
+    #[case("", Some(vec![]))]
+    #[case("traces,profiles", None)]
+    fn signals(#[case] input: &str, #[case] want: Option<Vec<Signal>>) {
+        assert_eq!(parse_signals(input).ok(), want);
+    }
+
+    #[rstest]
+    #[case("team=shop,tier=web", Some(vec![("team", "shop"), ("tier", "web")]))]
+    #[case(" team = shop ", Some(vec![("team", "shop")]))]
+    #[case("url=http://x?a=b", Some(vec![("url", "http://x?a=b")]))]
+    #[case("team", None)]
+    #[case("bad key=x", None)]
+    #[case("=x", None)]
+    fn attribute_lists(#[case] input: &str, #[case] want: Option<Vec<(&str, &str)>>) {
+        let want = want.map(|v| v.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
+        assert_eq!(parse_attributes(input).ok(), want);
+    }
+
+    #[rstest]
+    #[case("X-Scope-OrgID", true)]
+    #[case("authorization", true)]
+    #[case("X Org", false)]
+    #[case("", false)]
+    fn header_names(#[case] input: &str, #[case] ok: bool) {
+        assert_eq!(check_header_name(input).is_ok(), ok);
+    }
+
+    #[rstest]
+    #[case("50m", true)]
+    #[case("64Mi", true)]
+    #[case("1", true)]
+    #[case("1.5", true)]
+    #[case("1e3", true)]
+    #[case("0.5Gi", true)]
+    #[case("lots", false)]
+    #[case("Mi", false)]
+    #[case("1..5", false)]
+    #[case("64MB", false)]
+    #[case("", false)]
+    fn quantities(#[case] input: &str, #[case] ok: bool) {
+        assert_eq!(check_quantity(input).is_ok(), ok, "{input}");
+    }
+}
