@@ -129,8 +129,8 @@ impl PodBuilder {
             t.remove("apiVersion");
             t.remove("kind");
         }
-        if template["metadata"].as_object().is_some_and(|m| m.contains_key("name")) {
-            template["metadata"].as_object_mut().map(|m| m.remove("name"));
+        if let Some(meta) = template["metadata"].as_object_mut() {
+            meta.remove("name");
         }
         let api_version = if matches!(kind, "Job" | "CronJob") { "batch/v1" } else { "apps/v1" };
         let spec = match kind {

@@ -184,6 +184,20 @@ pub fn check_quantity(q: &str) -> Result<(), String> {
     if valid_number && valid_suffix { Ok(()) } else { Err(bad()) }
 }
 
+/// Parses a Go-style duration as the API server sends it in `?timeout=` (`10s`, `500ms`, `2m`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("{s:?} needs a unit: ms, s or m"))?;
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("{s:?} has an unknown unit (use ms, s or m)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +286,17 @@ mod tests {
     #[case("", false)]
     fn header_names(#[case] input: &str, #[case] ok: bool) {
         assert_eq!(check_header_name(input).is_ok(), ok);
+    }
+
+    #[rstest]
+    #[case("10s", Some(10_000))]
+    #[case("500ms", Some(500))]
+    #[case("2m", Some(120_000))]
+    #[case("10", None)]
+    #[case("s", None)]
+    #[case("1h", None)]
+    fn durations(#[case] input: &str, #[case] millis: Option<u64>) {
+        assert_eq!(parse_duration(input).ok().map(|d| d.as_millis() as u64), millis);
     }
 
     #[rstest]

@@ -97,9 +97,9 @@ mod tests {
     }
 
     fn literal(attrs: &[(String, AttrValue)], key: &str) -> Option<String> {
-        attrs.iter().find(|(k, _)| k == key).and_then(|(_, v)| match v {
-            AttrValue::Literal(s) => Some(s.clone()),
-            AttrValue::Helper(h) => Some(format!("$({})", h.var())),
+        attrs.iter().find(|(k, _)| k == key).map(|(_, v)| match v {
+            AttrValue::Literal(s) => s.clone(),
+            AttrValue::Helper(h) => format!("$({})", h.var()),
         })
     }
 

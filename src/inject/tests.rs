@@ -233,7 +233,9 @@ fn second_pass_over_its_own_output_is_a_no_op() {
 #[test]
 fn natural_idempotence_without_the_status_annotation() {
     let (mut once, _) = run(&minimal(), WorkloadKind::Pod);
-    once["metadata"]["annotations"].as_object_mut().map(|a| a.remove(keys::STATUS));
+    if let Some(annotations) = once["metadata"]["annotations"].as_object_mut() {
+        annotations.remove(keys::STATUS);
+    }
     let (_, second) = run(&once, WorkloadKind::Pod);
     assert_eq!(second.patch.0.len(), 1, "only the status annotation comes back: {:?}", second.patch);
 }
@@ -260,7 +262,9 @@ fn a_container_added_on_update_is_instrumented_and_the_status_updated() {
     let deployment = pod("").container(container("app")).template_of("Deployment", "web");
     let (mut instrumented, _) = run(&deployment, WorkloadKind::Deployment);
     let before = instrumented["spec"]["template"]["spec"]["containers"][0].clone();
-    instrumented["spec"]["template"]["spec"]["containers"].as_array_mut().map(|c| c.push(json!({"name": "worker"})));
+    if let Some(containers) = instrumented["spec"]["template"]["spec"]["containers"].as_array_mut() {
+        containers.push(json!({"name": "worker"}));
+    }
     let (out, m) = run(&instrumented, WorkloadKind::Deployment);
     assert_eq!(out["spec"]["template"]["spec"]["containers"][0], before, "the first container is not touched again");
     assert!(env_value(&out, "/spec/template/spec/containers/1/env", "OTEL_SERVICE_NAME").is_some());

@@ -1,0 +1,33 @@
+//! The `otel-injector` binary: crypto provider, CLI, logging, then the command.
+
+use std::process::ExitCode;
+
+use otel_injector::cli::{self, Command};
+use otel_injector::{certs, preview, serve, telemetry, tls};
+
+fn main() -> ExitCode {
+    tls::install_crypto_provider();
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    if let Err(e) = telemetry::init(cli.log.log_format, cli.log.log_level.as_deref(), default_filter) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = match cli.command {
+        Command::Serve(args) => {
+            tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(serve::run(args)))
+        }
+        Command::Preview(args) => preview::run_cli(&args),
+        Command::Certs(args) => certs::run_cli(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
