@@ -1,0 +1,106 @@
+//! Shared helpers for the integration tests: a real server on port 0 with real certificates, clients, reviews.
+#![allow(dead_code, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use otel_injector::certs;
+use otel_injector::config::Config;
+use otel_injector::namespaces::{Fixed, Namespaces};
+use otel_injector::server::{AppState, ServeOptions, Server};
+use otel_injector::tls;
+use serde_json::Value;
+
+/// A webhook listening on 127.0.0.1 with a certificate for `localhost` signed by a fresh CA.
+pub struct TestServer {
+    pub server: Server,
+    pub ca_pem: String,
+    pub state: AppState,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> Self {
+        Self::start_with(config, Arc::new(Fixed::default()), |_| {}).await
+    }
+
+    pub async fn start_with(
+        config: Config,
+        namespaces: Arc<dyn Namespaces>,
+        tweak: impl FnOnce(&mut ServeOptions),
+    ) -> Self {
+        tls::install_crypto_provider();
+        let issued = certs::issue(&["localhost".to_owned(), "127.0.0.1".to_owned()], 1).expect("certificates");
+        let tls = tls::server_config(issued.cert_pem.as_bytes(), "cert", issued.key_pem.as_bytes(), "key")
+            .expect("tls config");
+        let mut options = ServeOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+            tls,
+            read_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        tweak(&mut options);
+        let state = AppState::new(config, namespaces);
+        let server = Server::start(options, state.clone()).await.expect("server starts");
+        Self { server, ca_pem: issued.ca_pem, state }
+    }
+
+    /// `https://localhost:<port>/mutate`.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}/mutate", self.server.webhook_addr().port())
+    }
+
+    /// `http://127.0.0.1:<port>` of the plain port.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.metrics_addr())
+    }
+
+    /// A client trusting only this server's CA, speaking HTTP/1.1 (as the API server does) or HTTP/2.
+    pub fn client(&self, http2: bool) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("CA");
+        let builder = reqwest::Client::builder().tls_certs_only([ca]).timeout(Duration::from_secs(30));
+        let builder = if http2 { builder.http2_prior_knowledge() } else { builder.http1_only() };
+        builder.build().expect("client")
+    }
+
+    /// POSTs a review over HTTP/1.1 and returns the status and body.
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
+        let response = self
+            .client(false)
+            .post(self.url())
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).expect("json"))
+            .send()
+            .await
+            .expect("response");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
+        )
+    }
+}
+
+/// The decoded JSON Patch of a response, and its raw bytes (empty when there is none).
+pub fn patch_of(response: &Value) -> (json_patch::Patch, Vec<u8>) {
+    match response.pointer("/response/patch").and_then(Value::as_str) {
+        Some(b64) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).expect("patch is standard base64");
+            (serde_json::from_slice(&bytes).expect("patch is a JSON Patch"), bytes)
+        }
+        None => {
+            assert!(response.pointer("/response/patchType").is_none(), "patchType without patch: {response}");
+            (json_patch::Patch(Vec::new()), Vec::new())
+        }
+    }
+}
+
+/// Applies a patch with the json-patch crate.
+pub fn apply(object: &Value, patch: &json_patch::Patch) -> Value {
+    let mut out = object.clone();
+    json_patch::patch(&mut out, patch).unwrap_or_else(|e| panic!("patch does not apply: {e}\npatch: {patch:?}"));
+    out
+}
