@@ -51,9 +51,9 @@ pub enum ContainerOutcome {
     /// Instrumented: the variables added, those the user had set already, and remarks.
     Instrumented {
         /// Variables added.
-        added: Vec<String>,
+        added: Vec<&'static str>,
         /// Variables left as the user set them.
-        kept: Vec<String>,
+        kept: Vec<&'static str>,
         /// Anything else worth saying (attributes not merged, …).
         notes: Vec<String>,
     },
@@ -166,8 +166,8 @@ mod tests {
                 ContainerReport {
                     name: "app".into(),
                     outcome: ContainerOutcome::Instrumented {
-                        added: vec!["OTEL_SERVICE_NAME".into()],
-                        kept: vec!["OTEL_PROPAGATORS".into()],
+                        added: vec!["OTEL_SERVICE_NAME"],
+                        kept: vec!["OTEL_PROPAGATORS"],
                         notes: vec!["n".into()],
                     },
                 },

@@ -63,7 +63,7 @@ fn nothing_to_change_means_no_patch_and_no_patch_type_pinned_on_the_wire() {
     let a = super::review(&body, &config, &Fixed::default()).expect("well-formed");
     assert_eq!(
         String::from_utf8(a.body).expect("utf-8"),
-        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"status":{}}}"#
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":true,"status":{},"uid":"705ab4f5-6393-11e8-b7cc-42010a800002"}}"#
     );
     assert_eq!(a.decision, Decision::Skipped);
 }
@@ -72,7 +72,12 @@ fn nothing_to_change_means_no_patch_and_no_patch_type_pinned_on_the_wire() {
 fn patch_wire_format_is_pinned() {
     let a = answer(&wrap(&web_pod(), "CREATE", "shop"));
     let text = String::from_utf8(a.body).expect("utf-8");
-    assert!(text.starts_with(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"status":{},"patchType":"JSONPatch","patch":"W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvY29udGFpbmVycy8wL2VudiIs"#), "{text}");
+    // `[{"op":"add","path":"/spec/containers/0/env",` in standard base64, then the fixed tail.
+    assert!(text.starts_with(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":true,"patch":"W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvY29udGFpbmVycy8wL2VudiIs"#), "{text}");
+    assert!(
+        text.ends_with(r#"","patchType":"JSONPatch","status":{},"uid":"705ab4f5-6393-11e8-b7cc-42010a800002"}}"#),
+        "{text}"
+    );
 }
 
 #[rstest]

@@ -55,9 +55,9 @@ pub struct EnvPlan {
     /// Operations, relative to the whole object.
     pub ops: Ops,
     /// Variables added, in the order they were placed.
-    pub added: Vec<String>,
+    pub added: Vec<&'static str>,
     /// Variables the user had set, left as they were.
-    pub kept: Vec<String>,
+    pub kept: Vec<&'static str>,
     /// Remarks for the explanation.
     pub notes: Vec<String>,
     /// Problems the user should hear about.
@@ -116,7 +116,7 @@ struct Insert {
     pos: usize,
     /// Canonical order among inserts at the same position.
     rank: usize,
-    name: String,
+    name: &'static str,
     entry: Value,
 }
 
@@ -141,10 +141,10 @@ pub fn plan(
 
     for (rank, (name, value)) in vars.iter().enumerate() {
         if first_def(name).is_some() {
-            out.kept.push((*name).to_owned());
+            out.kept.push(name);
         } else {
             let entry = json!({"name": name, "value": value});
-            inserts.push(Insert { pos: first_ref(name), rank: 3 + rank, name: (*name).to_owned(), entry });
+            inserts.push(Insert { pos: first_ref(name), rank: 3 + rank, name, entry });
         }
     }
 
@@ -152,7 +152,7 @@ pub fn plan(
     let user_ora = env.iter().rposition(|e| e.name == RESOURCE_ATTRIBUTES);
     let (anchor, present) = match user_ora.map(|i| (i, &env[i])) {
         Some((_, e)) if e.value_from => {
-            out.kept.push(RESOURCE_ATTRIBUTES.to_owned());
+            out.kept.push(RESOURCE_ATTRIBUTES);
             out.warnings.push(format!(
                 "container {}: {RESOURCE_ATTRIBUTES} uses valueFrom; Kubernetes attributes not added",
                 c.name
@@ -177,7 +177,7 @@ pub fn plan(
                     if !inserts.iter().any(|i| i.name == h.var()) {
                         let entry = json!({"name": h.var(), "valueFrom": {"fieldRef": {"fieldPath": h.field_path()}}});
                         let pos = first_ref(h.var()).min(anchor);
-                        inserts.push(Insert { pos, rank: *h as usize, name: h.var().to_owned(), entry });
+                        inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry });
                     }
                 }
             },
@@ -186,7 +186,7 @@ pub fn plan(
 
     match user_ora {
         Some(i) => {
-            out.kept.push(RESOURCE_ATTRIBUTES.to_owned());
+            out.kept.push(RESOURCE_ATTRIBUTES);
             if !rendered.is_empty() {
                 let user = env[i].value.unwrap_or_default();
                 let merged = match user.trim_end() {
@@ -205,7 +205,7 @@ pub fn plan(
         }
         None if !rendered.is_empty() => {
             let entry = json!({"name": RESOURCE_ATTRIBUTES, "value": rendered.join(",")});
-            inserts.push(Insert { pos: anchor, rank: usize::MAX, name: RESOURCE_ATTRIBUTES.to_owned(), entry });
+            inserts.push(Insert { pos: anchor, rank: usize::MAX, name: RESOURCE_ATTRIBUTES, entry });
         }
         None => {}
     }
@@ -216,7 +216,7 @@ pub fn plan(
 /// variable at its position, shifted by the inserts before it (operations apply in order).
 fn finish(mut out: EnvPlan, mut inserts: Vec<Insert>, c: &Container<'_>, path: &PointerBuf, len: usize) -> EnvPlan {
     inserts.sort_by_key(|i| (i.pos, i.rank));
-    out.added = inserts.iter().map(|i| i.name.clone()).collect();
+    out.added = inserts.iter().map(|i| i.name).collect();
     if inserts.is_empty() {
         return out;
     }
@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(env[0], ("OTEL_SERVICE_NAME".to_owned(), "mine".to_owned()));
         assert_eq!(env.iter().filter(|(n, _)| n == "OTEL_SERVICE_NAME").count(), 1);
         assert_eq!(plan.kept, ["OTEL_SERVICE_NAME"]);
-        assert!(!plan.added.contains(&"OTEL_SERVICE_NAME".to_owned()));
+        assert!(!plan.added.contains(&"OTEL_SERVICE_NAME"));
     }
 
     #[test]
@@ -378,7 +378,7 @@ mod tests {
             env[2].1,
             "team=mine,service.version=3,k8s.namespace.name=shop,k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME)"
         );
-        assert!(plan.kept.contains(&RESOURCE_ATTRIBUTES.to_owned()));
+        assert!(plan.kept.contains(&RESOURCE_ATTRIBUTES));
         assert_eq!(plan.notes, ["merged 2 attribute(s) into the user's OTEL_RESOURCE_ATTRIBUTES"]);
     }
 
@@ -407,7 +407,7 @@ mod tests {
     fn helper_defined_before_is_reused() {
         let (env, plan) = run(json!([{"name": "OTEL_RESOURCE_ATTRIBUTES_POD_NAME", "value": "mine"}]));
         assert_eq!(env.iter().filter(|(n, _)| n == Helper::PodName.var()).count(), 1);
-        assert!(!plan.added.contains(&Helper::PodName.var().to_owned()));
+        assert!(!plan.added.contains(&Helper::PodName.var()));
         let ora = &env.iter().find(|(n, _)| n == RESOURCE_ATTRIBUTES).expect("present").1;
         assert!(ora.contains("k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME)"));
     }

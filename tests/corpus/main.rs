@@ -1,0 +1,222 @@
+//! The real-world corpus (`../shared/corpus`): every manifest and every AdmissionReview goes through `preview` and
+//! through the webhook over TLS. Each patch must apply, keep every original field, still deserialize into its
+//! k8s-openapi type, validate strictly against the Kubernetes schema, match `kubectl patch --local`, and be stable
+//! on a second pass.
+
+mod checks;
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{TestServer, apply, patch_of};
+use otel_injector::cli::OutputFormat;
+use otel_injector::config::{Config, DefaultMode};
+use otel_injector::fixtures::review;
+use otel_injector::preview::{self, Input, Options};
+use otel_injector::workload::WorkloadKind;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The corpus directory: `OTEL_INJECTOR_CORPUS`, else `../shared/corpus` next to this repository.
+pub fn corpus_dir() -> PathBuf {
+    let dir = std::env::var_os("OTEL_INJECTOR_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    assert!(dir.is_dir(), "corpus not found at {} (set OTEL_INJECTOR_CORPUS)", dir.display());
+    dir
+}
+
+fn files(sub: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir().join(sub))
+        .expect("corpus directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() > 20, "suspiciously few corpus files in {sub}: {}", files.len());
+    files
+}
+
+fn inject_all() -> Config {
+    Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() }
+}
+
+/// The objects of a manifest file as preview reads them: documents in order, `List`s flattened, empty ones skipped.
+fn objects(text: &str) -> Result<Vec<Value>, String> {
+    let docs: Vec<Value> = if text.trim_start().starts_with('{') {
+        serde_json::Deserializer::from_str(text).into_iter().collect::<Result<_, _>>().map_err(|e| e.to_string())?
+    } else {
+        let mut docs = Vec::new();
+        for doc in serde_yaml_ng::Deserializer::from_str(text) {
+            docs.push(Value::deserialize(doc).map_err(|e| e.to_string())?);
+        }
+        docs
+    };
+    let mut objects = Vec::new();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        match doc.get("items").and_then(Value::as_array) {
+            Some(items) if doc["kind"].as_str().is_some_and(|k| k.ends_with("List")) => objects.extend(items.clone()),
+            _ => objects.push(doc),
+        }
+    }
+    Ok(objects)
+}
+
+/// Renders a manifest with `kubectl kustomize`, for the YAML only Go's parser accepts.
+fn kustomize(path: &Path) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = path.file_name().expect("file name");
+    std::fs::copy(path, dir.path().join(name)).expect("copy");
+    let kustomization = format!("resources:\n- {}\n", name.to_string_lossy());
+    std::fs::write(dir.path().join("kustomization.yaml"), kustomization).expect("write");
+    let out = checks::kubectl(&["kustomize", &dir.path().to_string_lossy()]);
+    objects(&out).expect("kustomize output is YAML")
+}
+
+fn preview_patches(name: &str, text: &str, config: &Config) -> Result<Vec<String>, String> {
+    let options = Options {
+        output: OutputFormat::Patch,
+        explain: false,
+        namespace: "default".into(),
+        ns: Default::default(),
+        config: config.clone(),
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let input = Input { name: name.into(), text: text.into() };
+    preview::run(&[input], &options, &mut out, &mut err).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8(out).expect("utf-8").lines().map(str::to_owned).collect())
+}
+
+/// Runs every manifest through preview and the webhook; returns (original, patched) pairs for the batch checks.
+pub async fn run_manifests(config: Config) -> Vec<checks::Pair> {
+    let server = TestServer::start(config.clone()).await;
+    let mut pairs = Vec::new();
+    for path in files("manifests") {
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let (objects, preview_lines) = match (objects(&text), preview_patches(&name, &text, &config)) {
+            (Ok(objects), Ok(lines)) => (objects, Some(lines)),
+            (Err(_), Err(message)) => {
+                // Only YAML that Go's parser accepts and standard YAML does not may fail, with a clear message.
+                assert!(name.contains("envars-file-container"), "{name}: unexpected parse failure: {message}");
+                assert!(!message.contains('\n') && message.starts_with(&format!("{name}: document 1: invalid YAML")));
+                (kustomize(&path), None)
+            }
+            (a, b) => panic!("{name}: test loader and preview disagree: {:?} / {:?}", a.err(), b.err()),
+        };
+        if let Some(lines) = &preview_lines {
+            assert_eq!(lines.len(), objects.len(), "{name}: one patch line per object");
+        }
+        for (i, object) in objects.iter().enumerate() {
+            let what = format!("{name} #{i} {} {}", object["kind"].as_str().unwrap_or("?"), object["metadata"]["name"]);
+            let api_version = object["apiVersion"].as_str().unwrap_or_default();
+            let Some(kind) = WorkloadKind::from_type_meta(api_version, object["kind"].as_str().unwrap_or_default())
+            else {
+                if let Some(lines) = &preview_lines {
+                    assert_eq!(lines[i], "[]", "{what}: not a workload, not patched");
+                }
+                continue;
+            };
+            // The API server only sends what it serves: a removed API version is sent as batch/v1.
+            let mut sent = object.clone();
+            if kind == WorkloadKind::CronJob {
+                sent["apiVersion"] = "batch/v1".into();
+            }
+            // The API server sends the object's own namespace (kubectl fills in `default`).
+            let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
+            let (status, response) = server.post(&review(&sent, "CREATE", namespace)).await;
+            assert_eq!(status, 200, "{what}: {response}");
+            let (patch, bytes) = patch_of(&response);
+            if let Some(lines) = &preview_lines {
+                let preview_bytes = if bytes.is_empty() { b"[]".as_slice() } else { bytes.as_slice() };
+                assert_eq!(lines[i], String::from_utf8_lossy(preview_bytes), "{what}: preview and webhook disagree");
+            }
+            let patched = apply(&sent, &patch);
+            let (_, again) = server.post(&review(&patched, "CREATE", namespace)).await;
+            assert!(patch_of(&again).0.0.is_empty(), "{what}: second pass is not a no-op: {again}");
+            pairs.push(checks::Pair { what, original: sent, patch: bytes, patched });
+        }
+    }
+    server.server.shutdown().await;
+    pairs
+}
+
+#[tokio::test]
+async fn every_manifest_is_instrumented_safely() {
+    let pairs = run_manifests(inject_all()).await;
+    assert!(pairs.len() >= 60, "only {} workload objects found", pairs.len());
+    assert!(pairs.iter().filter(|p| !p.patch.is_empty()).count() >= 50, "too few objects were patched");
+    checks::all(&pairs);
+}
+
+/// Wraps a bare `request` (`*.req.json`) in an AdmissionReview v1 envelope.
+fn envelope(value: Value) -> Value {
+    if value.get("request").is_some() {
+        value
+    } else {
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": value})
+    }
+}
+
+#[tokio::test]
+async fn every_admission_review_is_answered() {
+    let config = inject_all();
+    let server = TestServer::start(config.clone()).await;
+    let mut pairs = Vec::new();
+    let mut answered = 0;
+    for path in files("admission-reviews") {
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let request = envelope(serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON"));
+        let (status, response) = server.post(&request).await;
+        let preview_lines = preview_patches(&name, &request.to_string(), &config);
+        if status == 400 {
+            // A review the API server could never send (no kind, resource, operation or userInfo).
+            let message = response.as_str().unwrap_or_default();
+            assert!(name.starts_with("surik__minimal"), "{name}: unexpected 400: {message}");
+            assert_eq!(message.trim_end().lines().count(), 1);
+            assert!(message.starts_with("malformed AdmissionReview: request: missing field"), "{message}");
+            continue;
+        }
+        answered += 1;
+        assert_eq!(status, 200, "{name}: {response}");
+        assert_eq!(response["apiVersion"], request["apiVersion"], "{name}: answered in the request's version");
+        assert_eq!(response["response"]["uid"], request["request"]["uid"], "{name}");
+        assert_eq!(response["response"]["allowed"], true, "{name}");
+        let (patch, bytes) = patch_of(&response);
+        let lines = preview_lines.expect("preview reads every review");
+        let object = request["request"]["object"].clone();
+        if !object.is_object() {
+            assert!(patch.0.is_empty(), "{name}: no object, no patch");
+            assert!(lines.is_empty(), "{name}: nothing to preview");
+            continue;
+        }
+        let preview_bytes = if bytes.is_empty() { b"[]".as_slice() } else { bytes.as_slice() };
+        assert_eq!(lines, [String::from_utf8_lossy(preview_bytes)], "{name}: preview and webhook disagree");
+        if patch.0.is_empty() {
+            continue;
+        }
+        let mut patched = apply(&object, &patch);
+        let mut second = request.clone();
+        second["request"]["object"] = patched.clone();
+        let (_, again) = server.post(&second).await;
+        assert!(patch_of(&again).0.0.is_empty(), "{name}: second pass is not a no-op");
+        // Captured pods may lack TypeMeta; the offline tools need it, so give both sides the request's kind.
+        let mut original = object;
+        if original.get("kind").is_none() {
+            let gvk = &request["request"]["kind"];
+            let group = gvk["group"].as_str().unwrap_or_default();
+            let version = gvk["version"].as_str().unwrap_or("v1");
+            let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+            for object in [&mut original, &mut patched] {
+                object["apiVersion"] = api_version.clone().into();
+                object["kind"] = gvk["kind"].clone();
+            }
+        }
+        pairs.push(checks::Pair { what: name, original, patch: bytes, patched });
+    }
+    server.server.shutdown().await;
+    assert!(answered >= 25, "only {answered} reviews answered");
+    assert!(pairs.len() >= 15, "only {} reviews were instrumented", pairs.len());
+    checks::all(&pairs);
+}

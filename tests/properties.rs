@@ -1,0 +1,242 @@
+//! Properties over generated pods and templates: the patch applies, a second pass is a no-op, nothing outside what
+//! we own changes, unknown fields survive, `$(VAR)` references resolve, and the output is deterministic.
+
+mod common;
+
+use common::preserved;
+use otel_injector::config::{Config, DefaultMode};
+use otel_injector::inject::{Target, mutate};
+use otel_injector::policy::NamespaceMeta;
+use otel_injector::workload::WorkloadKind;
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+const OUR_VARS: [&str; 12] = [
+    "OTEL_SERVICE_NAME",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_LOGS_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_PROPAGATORS",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME",
+];
+
+/// A field no typed model knows, to prove it survives.
+fn unknown() -> Value {
+    json!({"futureField": {"nested": [1, "two", null], "flag": true}})
+}
+
+fn env_entry() -> impl Strategy<Value = Value> {
+    let name = prop_oneof![proptest::sample::select(OUR_VARS.to_vec()).prop_map(str::to_owned), "[A-Z][A-Z_]{0,8}",];
+    let value = prop_oneof![
+        "[a-z0-9=,./:-]{0,12}",
+        proptest::sample::select(OUR_VARS.to_vec()).prop_map(|v| format!("x-$({v})-y")),
+        Just("$$(OTEL_SERVICE_NAME)".to_owned()),
+        Just("a=1,b=2".to_owned()),
+    ];
+    (name, prop_oneof![value.prop_map(Some), Just(None)], any::<bool>()).prop_map(|(name, value, extra)| {
+        let mut e = Map::new();
+        e.insert("name".into(), name.into());
+        match value {
+            Some(v) => {
+                e.insert("value".into(), v.into());
+            }
+            None => {
+                e.insert("valueFrom".into(), json!({"fieldRef": {"fieldPath": "metadata.name"}}));
+            }
+        }
+        if extra {
+            e.insert("fileKeyRefLike".into(), unknown());
+        }
+        Value::Object(e)
+    })
+}
+
+fn container(name: String) -> impl Strategy<Value = Value> {
+    (
+        proptest::option::of(proptest::collection::vec(env_entry(), 0..8)),
+        proptest::option::of("[a-z]{1,6}(:[0-9.]{1,5})?"),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(move |(env, image, null_env, extra)| {
+            let mut c = Map::new();
+            c.insert("name".into(), name.clone().into());
+            if let Some(image) = image {
+                c.insert("image".into(), image.into());
+            }
+            match (env, null_env) {
+                (Some(env), _) => {
+                    c.insert("env".into(), env.into());
+                }
+                (None, true) => {
+                    c.insert("env".into(), Value::Null);
+                }
+                (None, false) => {}
+            }
+            if extra {
+                c.insert("restartPolicyRules".into(), unknown());
+            }
+            Value::Object(c)
+        })
+}
+
+fn annotations() -> impl Strategy<Value = Option<Map<String, Value>>> {
+    let key = prop_oneof![
+        Just("otel-injector.io/sampling-ratio".to_owned()),
+        Just("otel-injector.io/signals".to_owned()),
+        Just("otel-injector.io/service-name".to_owned()),
+        Just("resource.opentelemetry.io/team".to_owned()),
+        Just("otel-injector.io/inject".to_owned()),
+        "[a-z~/.]{1,10}",
+    ];
+    let value = prop_oneof!["[a-z0-9,.=$()]{0,8}", Just("true".to_owned()), Just("0.5".to_owned())];
+    proptest::option::of(proptest::collection::btree_map(key, value, 0..4))
+        .prop_map(|m| m.map(|m| m.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
+}
+
+/// A pod (or pod template) with 1–4 uniquely named containers, optional init containers, and odd metadata.
+fn pod() -> impl Strategy<Value = Value> {
+    let containers = proptest::collection::btree_set("[a-z]{1,6}", 1..5)
+        .prop_flat_map(|names| names.into_iter().map(container).collect::<Vec<_>>());
+    (
+        containers,
+        proptest::option::of(Just(vec![json!({"name": "init-x", "image": "busybox"})])),
+        annotations(),
+        proptest::option::of("[a-z]{1,8}"),
+        prop_oneof![Just(None), Just(Some("ReplicaSet")), Just(Some("Job")), Just(Some("StatefulSet"))],
+        any::<bool>(),
+    )
+        .prop_map(|(containers, init, annotations, name, owner, no_metadata)| {
+            let mut meta = Map::new();
+            if let Some(name) = name {
+                meta.insert("name".into(), name.into());
+            }
+            if let Some(a) = annotations {
+                meta.insert("annotations".into(), Value::Object(a));
+            }
+            if let Some(kind) = owner {
+                meta.insert(
+                    "ownerReferences".into(),
+                    json!([{"kind": kind, "name": "owner-12345678", "controller": true}]),
+                );
+                meta.insert("labels".into(), json!({"pod-template-hash": "12345678"}));
+            }
+            let mut spec = json!({"containers": containers, "futureSpecField": unknown()});
+            if let Some(init) = init {
+                spec["initContainers"] = init.into();
+            }
+            let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "spec": spec});
+            if !no_metadata {
+                pod["metadata"] = Value::Object(meta);
+            }
+            pod
+        })
+}
+
+fn kind() -> impl Strategy<Value = WorkloadKind> {
+    proptest::sample::select(WorkloadKind::ALL.to_vec())
+}
+
+/// Wraps a pod as the template of `kind`.
+fn object(pod: Value, kind: WorkloadKind) -> Value {
+    match kind {
+        WorkloadKind::Pod => pod,
+        WorkloadKind::CronJob => json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "w"},
+            "spec": {"jobTemplate": {"spec": {"template": {"metadata": pod.get("metadata"), "spec": pod["spec"]}}}}}),
+        other => json!({"apiVersion": "apps/v1", "kind": other.as_str(), "metadata": {"name": "w"},
+            "spec": {"template": {"metadata": pod.get("metadata"), "spec": pod["spec"]}}}),
+    }
+}
+
+fn config() -> Config {
+    Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() }
+}
+
+fn run(object: &Value, kind: WorkloadKind) -> (Value, json_patch::Patch) {
+    let config = config();
+    let ns = NamespaceMeta::default();
+    let m = mutate(object, &Target { kind, namespace: "prop", ns: &ns, config: &config });
+    let mut out = object.clone();
+    if let Err(e) = json_patch::patch(&mut out, &m.patch) {
+        panic!("the patch does not apply: {e}\nobject: {object}\npatch: {:?}", m.patch);
+    }
+    (out, m.patch)
+}
+
+/// The only places the engine may write: container env lists and the template's metadata/annotations.
+fn owned(path: &str, kind: WorkloadKind) -> bool {
+    let base = kind.template_path().iter().map(|t| format!("/{t}")).collect::<String>();
+    let Some(rest) = path.strip_prefix(&base) else { return false };
+    let env = rest.strip_prefix("/spec/containers/").and_then(|r| r.split_once('/')).map(|(i, r)| (i, r));
+    let in_env = env.is_some_and(|(i, r)| i.parse::<usize>().is_ok() && (r == "env" || r.starts_with("env/")));
+    in_env
+        || rest == "/metadata"
+        || rest == "/metadata/annotations"
+        || rest == "/metadata/annotations/otel-injector.io~1status"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn patches_apply_are_idempotent_and_only_touch_what_we_own(pod in pod(), kind in kind()) {
+        let original = object(pod, kind);
+        let (once, patch) = run(&original, kind);
+        for op in &patch.0 {
+            prop_assert!(owned(op.path().as_str(), kind), "op outside our ownership: {}", op.path());
+        }
+        if let Err(e) = preserved(&original, &once, "") {
+            panic!("data lost: {e}\noriginal: {original}\npatched: {once}");
+        }
+        let (twice, second) = run(&once, kind);
+        prop_assert!(second.0.is_empty(), "second pass patched again: {:?}", second);
+        prop_assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn unknown_fields_survive(pod in pod(), kind in kind()) {
+        let original = object(pod, kind);
+        let (patched, _) = run(&original, kind);
+        let count = |v: &Value| v.to_string().matches("futureField").count();
+        prop_assert_eq!(count(&original), count(&patched));
+        let spec = |v: &Value| kind.template_path().iter().fold(v.clone(), |v, t| v[*t].clone())["spec"]["futureSpecField"].clone();
+        prop_assert_eq!(spec(&original), spec(&patched));
+    }
+
+    #[test]
+    fn every_reference_to_an_added_variable_follows_its_definition(pod in pod(), kind in kind()) {
+        let original = object(pod, kind);
+        let (patched, _) = run(&original, kind);
+        let template = kind.template_path().iter().fold(patched.clone(), |v, t| v[*t].clone());
+        let before = kind.template_path().iter().fold(original.clone(), |v, t| v[*t].clone());
+        for (i, c) in template["spec"]["containers"].as_array().into_iter().flatten().enumerate() {
+            let env = c["env"].as_array().cloned().unwrap_or_default();
+            let old: Vec<String> = before["spec"]["containers"][i]["env"].as_array().into_iter().flatten()
+                .filter_map(|e| e["name"].as_str().map(str::to_owned)).collect();
+            for (at, entry) in env.iter().enumerate() {
+                let value = entry["value"].as_str().unwrap_or_default();
+                for r in otel_injector::inject::env::references(value) {
+                    if old.iter().any(|o| o == r) { continue } // the user's own ordering is theirs
+                    let defined = env.iter().position(|e| e["name"] == r);
+                    if let Some(d) = defined {
+                        prop_assert!(d < at, "{r} is referenced at {at} but defined at {d}: {env:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn output_is_deterministic(pod in pod(), kind in kind()) {
+        let original = object(pod, kind);
+        let (_, a) = run(&original, kind);
+        let (_, b) = run(&original.clone(), kind);
+        prop_assert_eq!(serde_json::to_vec(&a).expect("json"), serde_json::to_vec(&b).expect("json"));
+    }
+}
