@@ -173,7 +173,7 @@ fn run(object: &Value, kind: WorkloadKind) -> (Value, json_patch::Patch) {
 fn owned(path: &str, kind: WorkloadKind) -> bool {
     let base = kind.template_path().iter().map(|t| format!("/{t}")).collect::<String>();
     let Some(rest) = path.strip_prefix(&base) else { return false };
-    let env = rest.strip_prefix("/spec/containers/").and_then(|r| r.split_once('/')).map(|(i, r)| (i, r));
+    let env = rest.strip_prefix("/spec/containers/").and_then(|r| r.split_once('/'));
     let in_env = env.is_some_and(|(i, r)| i.parse::<usize>().is_ok() && (r == "env" || r.starts_with("env/")));
     in_env
         || rest == "/metadata"
