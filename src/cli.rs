@@ -51,10 +51,10 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log format.
-    #[arg(long, global = true, env = "OTEL_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "OTEL_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, display_order = 900)]
     pub log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax, e.g. `info` or `otel_injector=debug`).
-    #[arg(long, global = true, env = "OTEL_INJECTOR_LOG", value_name = "FILTER")]
+    #[arg(long, global = true, env = "OTEL_INJECTOR_LOG", value_name = "FILTER", display_order = 901)]
     pub log_level: Option<String>,
 }
 
@@ -239,6 +239,24 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
         args.splice(0..1, ["otel-injector".into(), "preview".into()]);
     }
     Cli::try_parse_from(args)
+}
+
+/// The CLI reference for the README: every command's help, rendered by clap (env values hidden, 100 columns).
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    fn stable(cmd: clap::Command) -> clap::Command {
+        cmd.term_width(100).mut_args(|a| a.hide_env_values(true))
+    }
+    let mut root = stable(Cli::command());
+    let mut out = format!("```text\n$ otel-injector --help\n{}```\n", root.render_help());
+    let names: Vec<String> = root.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in names {
+        if let Some(sub) = root.find_subcommand_mut(&name) {
+            let mut sub = stable(sub.clone()).bin_name(format!("otel-injector {name}"));
+            out += &format!("\n```text\n$ otel-injector {name} --help\n{}```\n", sub.render_help());
+        }
+    }
+    out
 }
 
 fn parse_default(s: &str) -> Result<DefaultMode, String> {
