@@ -177,8 +177,16 @@ impl Config {
             let de = serde_yaml_ng::Deserializer::from_str(text);
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let field = e.path().to_string();
+                // serde_yaml_ng may start with its own `sidecar: ` path and ends with ` at line L column C`
+                // (kept: it helps find the spot).
                 let message = e.inner().to_string();
-                // serde_yaml_ng appends " at line L column C"; keep it, it helps find the spot.
+                let message = field
+                    .match_indices('.')
+                    .map(|(i, _)| &field[..i])
+                    .chain([field.as_str()])
+                    .find_map(|prefix| message.strip_prefix(prefix)?.strip_prefix(": "))
+                    .unwrap_or(&message)
+                    .to_owned();
                 ConfigError::Parse { field, message }
             })?
         };
@@ -326,7 +334,7 @@ maxRequestBytes: 1048576
         match Config::from_yaml(yaml) {
             Err(ConfigError::Parse { field: f, message: m }) => {
                 assert_eq!(f, field);
-                assert!(m.contains(message), "{m}");
+                assert!(m.starts_with(message), "{m}");
             }
             other => panic!("expected a parse error, got {other:?}"),
         }

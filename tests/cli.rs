@@ -1,0 +1,141 @@
+//! The binary itself: `certs` output serves the Service's DNS names, `preview` exits non-zero with one-line errors,
+//! `serve` refuses bad configuration naming the field, and the kubectl plugin works through real kubectl.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use base64::Engine;
+use otel_injector::namespaces::Fixed;
+use rustls_pki_types::ServerName;
+
+const BIN: &str = env!("CARGO_BIN_EXE_otel-injector");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_remove("OTEL_INJECTOR_CONFIG").output().expect("binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn certs_issue_a_pair_that_serves_the_service_dns_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["certs", "--service", "hook", "--namespace", "obs", "--out-dir", &dir.path().to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ca = std::fs::read(dir.path().join("ca.crt")).expect("ca.crt written");
+    let bundle = base64::engine::general_purpose::STANDARD.decode(text(&out.stdout).trim()).expect("base64 caBundle");
+    assert_eq!(bundle, ca, "stdout is the caBundle of ca.crt");
+
+    otel_injector::tls::install_crypto_provider();
+    let tls = otel_injector::tls::from_files(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).expect("pair");
+    let options = otel_injector::server::ServeOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+        tls,
+        read_timeout: std::time::Duration::from_secs(5),
+        max_in_flight: 8,
+        shutdown_grace: std::time::Duration::from_secs(1),
+    };
+    let state = otel_injector::server::AppState::new(Default::default(), Arc::new(Fixed::default()));
+    let server = otel_injector::server::Server::start(options, state).await.expect("serves");
+    for name in ["hook.obs.svc", "hook.obs.svc.cluster.local"] {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_pki_types::CertificateDer::pem_slice_iter(&ca).flatten());
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(server.webhook_addr()).await.expect("connect");
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        connector.connect(ServerName::try_from(name).expect("dns name"), tcp).await.expect("certificate verifies");
+    }
+    server.shutdown().await;
+}
+
+#[test]
+fn preview_bad_input_is_one_line_and_a_failure_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, "apiVersion: v1\nkind: Pod\n---\nmetadata: {name: [\n").expect("write");
+    let out = run(&["preview", "-f", &file.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("error: {}: document 2: invalid YAML", file.display())), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let missing = run(&["preview", "-f", "/nonexistent.yaml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).starts_with("error: /nonexistent.yaml: No such file"));
+}
+
+#[test]
+fn preview_reads_stdin() {
+    let mut child = Command::new(BIN)
+        .args(["preview", "-f", "-", "-o", "patch", "--default", "inject"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("exits");
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("[{\"op\":\"add\",\"path\":\"/spec/containers/0/env\""));
+}
+
+#[test]
+fn serve_refuses_bad_configuration_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "sidecar:\n  imag: typo\n").expect("write");
+    let out = run(&["serve", "--dev-certs", "--config", &config.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error: config sidecar.imag: unknown field `imag`"), "{}", text(&out.stderr));
+    let out = run(&["serve", "--dev-certs", "--sampling-ratio", "1.5"]);
+    assert!(text(&out.stderr).contains("config samplingRatio: must be a number from 0.0 to 1.0"));
+    let out = run(&["serve"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--tls-cert and --tls-key must be set (or --dev-certs"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["serve", "--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"]);
+    assert!(text(&out.stderr).contains("cannot read /nonexistent/tls.crt"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn works_as_a_kubectl_plugin() {
+    let Ok(kubectl) = which("kubectl") else {
+        panic!("kubectl not found on PATH: `make test` installs it");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(BIN, dir.path().join("kubectl-otel_inject")).expect("symlink");
+    let manifest = dir.path().join("pod.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n")
+        .expect("write");
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(kubectl)
+        .args(["otel-inject", "-f", &manifest.to_string_lossy(), "-o", "patch", "--default", "inject"])
+        .env("PATH", path)
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("[{\"op\":\"add\""), "{}", text(&out.stdout));
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
