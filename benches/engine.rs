@@ -84,6 +84,26 @@ fn benches(c: &mut Criterion) {
             b.iter(|| mutate(std::hint::black_box(o), &target))
         });
     }
+    let mut with_sidecar = config.clone();
+    with_sidecar.sidecar.enabled = true;
+    let target = Target { kind: WorkloadKind::Pod, namespace: "shop", ns: &ns, config: &with_sidecar };
+    let production = &cases[1].1;
+    assert!(mutate(production, &target).explanation.sidecar.starts_with("added"));
+    engine.bench_function("mutate/production-10k+sidecar", |b| {
+        b.iter(|| mutate(std::hint::black_box(production), &target))
+    });
+    let owners = otel_injector::workload::Owners { deployment: Some("checkout".into()), ..Default::default() };
+    let inputs = otel_injector::inject::collector::Inputs {
+        namespace: "shop",
+        owners: &owners,
+        signals: &with_sidecar.signals,
+        sampling_ratio: 0.5,
+        headers: &with_sidecar.headers,
+        sidecar: &with_sidecar.sidecar,
+    };
+    engine.bench_function("collector/render-yaml", |b| {
+        b.iter(|| otel_injector::inject::collector::render(std::hint::black_box(&inputs)))
+    });
     engine.finish();
     let mut full = c.benchmark_group("admission");
     for (name, object) in &cases {

@@ -52,6 +52,24 @@ impl Default for Resources {
     }
 }
 
+/// TLS of the sidecar's exporter to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ExporterTls {
+    /// Plain gRPC, no TLS (the usual in-cluster gateway).
+    pub insecure: bool,
+    /// TLS without verifying the gateway's certificate.
+    pub insecure_skip_verify: bool,
+    /// CA bundle path inside the collector container (mounted by you).
+    pub ca_file: Option<String>,
+}
+
+impl Default for ExporterTls {
+    fn default() -> Self {
+        Self { insecure: true, insecure_skip_verify: false, ca_file: None }
+    }
+}
+
 /// The `sidecar` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -66,6 +84,8 @@ pub struct SidecarConfig {
     pub exporter_endpoint: String,
     /// Requests and limits of the sidecar container.
     pub resources: Resources,
+    /// TLS towards `exporterEndpoint`.
+    pub tls: ExporterTls,
 }
 
 impl Default for SidecarConfig {
@@ -76,6 +96,7 @@ impl Default for SidecarConfig {
             image: DEFAULT_COLLECTOR_IMAGE.to_owned(),
             exporter_endpoint: "otel-collector.monitoring.svc.cluster.local:4317".to_owned(),
             resources: Resources::default(),
+            tls: ExporterTls::default(),
         }
     }
 }
@@ -231,6 +252,12 @@ impl Config {
         if self.sidecar.exporter_endpoint.trim().is_empty() {
             return Err(invalid("sidecar.exporterEndpoint", "must not be empty"));
         }
+        if self.sidecar.tls.insecure && (self.sidecar.tls.ca_file.is_some() || self.sidecar.tls.insecure_skip_verify) {
+            return Err(invalid(
+                "sidecar.tls",
+                "insecure: true turns TLS off; set it to false to use caFile or insecureSkipVerify",
+            ));
+        }
         for (section, list) in
             [("requests", &self.sidecar.resources.requests), ("limits", &self.sidecar.resources.limits)]
         {
@@ -281,6 +308,7 @@ mod tests {
         assert_eq!(config.sidecar.exporter_endpoint, "otel-collector.monitoring.svc.cluster.local:4317");
         assert_eq!(config.sidecar.resources.requests["cpu"], "50m");
         assert_eq!(config.sidecar.resources.limits["memory"], "256Mi");
+        assert_eq!(config.sidecar.tls, ExporterTls { insecure: true, insecure_skip_verify: false, ca_file: None });
         assert_eq!(config.max_request_bytes, 7_340_032);
     }
 
@@ -305,6 +333,7 @@ sidecar:
   image: otel/opentelemetry-collector-contrib:0.158.0
   exporterEndpoint: gateway.monitoring:4317
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 1Gi}}
+  tls: {insecure: false, caFile: /etc/ssl/gateway/ca.crt}
 maxRequestBytes: 1048576
 "#;
         let config = Config::from_yaml(yaml).expect("valid");
@@ -317,6 +346,7 @@ maxRequestBytes: 1048576
         assert_eq!(config.headers["X-Scope-OrgID"], "prod");
         assert_eq!(config.sidecar.mode, SidecarMode::Classic);
         assert_eq!(config.sidecar.resources.limits["cpu"], "1");
+        assert_eq!(config.sidecar.tls.ca_file.as_deref(), Some("/etc/ssl/gateway/ca.crt"));
         assert_eq!(config.max_request_bytes, 1_048_576);
     }
 
@@ -354,6 +384,7 @@ maxRequestBytes: 1048576
     #[case("sidecar: {image: ''}", "sidecar.image")]
     #[case("sidecar: {exporterEndpoint: ' '}", "sidecar.exporterEndpoint")]
     #[case("sidecar: {resources: {limits: {memory: lots}}}", "sidecar.resources.limits.memory")]
+    #[case("sidecar: {tls: {caFile: /ca.crt}}", "sidecar.tls")]
     fn invalid_values_name_the_field(#[case] yaml: &str, #[case] field: &str) {
         match Config::from_yaml(yaml) {
             Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),

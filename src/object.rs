@@ -47,8 +47,6 @@ pub struct Container<'a> {
     pub ports: Vec<i64>,
     /// Its `restartPolicy` (init containers: `Always` marks a native sidecar).
     pub restart_policy: Option<&'a str>,
-    /// The raw container, for recognising our own sidecar.
-    pub raw: &'a Map<String, Value>,
 }
 
 impl Container<'_> {
@@ -85,6 +83,8 @@ pub struct PodView<'a> {
     pub init_containers: Vec<Container<'a>>,
     /// `spec.hostNetwork`.
     pub host_network: bool,
+    /// `spec.restartPolicy`.
+    pub restart_policy: Option<&'a str>,
 }
 
 impl<'a> PodView<'a> {
@@ -124,6 +124,7 @@ impl<'a> PodView<'a> {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => read_containers(v, &at("spec.initContainers"))?,
         };
+        let restart_policy = optional_str(spec.get("restartPolicy"), &at("spec.restartPolicy"))?;
         let host_network = match spec.get("hostNetwork") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -150,6 +151,7 @@ impl<'a> PodView<'a> {
             containers,
             init_containers,
             host_network,
+            restart_policy,
         })
     }
 
@@ -253,7 +255,7 @@ fn container<'a>(index: usize, v: &'a Value, path: &str) -> Result<Container<'a>
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(shape(format!("{path}.ports"), "is not a list")),
     };
-    Ok(Container { index, name, image, env, ports, restart_policy, raw })
+    Ok(Container { index, name, image, env, ports, restart_policy })
 }
 
 fn env_var<'a>(v: &'a Value, path: &str) -> Result<EnvVar<'a>, ShapeError> {

@@ -54,6 +54,16 @@ impl Ops {
         self.add(pointer(parent.iter().copied().chain([key])), value);
     }
 
+    /// Appends `value` to the list at `path` (tokens from the root), creating the list when absent or null.
+    pub fn append(&mut self, doc: &Value, path: &[&str], value: Value) {
+        let pointer = pointer(path.iter().copied());
+        if doc.pointer(pointer.as_str()).is_some_and(Value::is_array) {
+            self.add(child(&pointer, ["-"]), value);
+        } else {
+            self.add(pointer, Value::Array(vec![value]));
+        }
+    }
+
     /// Appends every operation of `other`.
     pub fn extend(&mut self, other: Ops) {
         self.0.extend(other.0);
@@ -117,6 +127,22 @@ mod tests {
             assert_eq!(ops.0[0].path().as_str(), path, "{doc}");
             let out = apply(&doc, ops);
             assert_eq!(out["metadata"]["annotations"]["a/b"], "v");
+        }
+    }
+
+    #[test]
+    fn append_creates_or_extends_lists() {
+        for (doc, want) in [
+            (json!({"spec": {}}), "/spec/initContainers"),
+            (json!({"spec": {"initContainers": null}}), "/spec/initContainers"),
+            (json!({"spec": {"initContainers": []}}), "/spec/initContainers/-"),
+            (json!({"spec": {"initContainers": [{"name": "a"}]}}), "/spec/initContainers/-"),
+        ] {
+            let mut ops = Ops::default();
+            ops.append(&doc, &["spec", "initContainers"], json!({"name": "b"}));
+            assert_eq!(ops.0[0].path().as_str(), want);
+            let out = apply(&doc, ops);
+            assert_eq!(out["spec"]["initContainers"].as_array().and_then(|l| l.last()), Some(&json!({"name": "b"})));
         }
     }
 

@@ -184,6 +184,25 @@ pub fn check_quantity(q: &str) -> Result<(), String> {
     if valid_number && valid_suffix { Ok(()) } else { Err(bad()) }
 }
 
+/// The bytes a memory quantity stands for (`256Mi`, `1G`, `1.5Gi`, `500000`), if it is one.
+pub fn memory_bytes(q: &str) -> Option<u64> {
+    const UNITS: [(&str, f64); 10] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("m", 1e-3),
+        ("", 1.0),
+    ];
+    let (number, factor) = UNITS.iter().find_map(|(suffix, f)| Some((q.strip_suffix(suffix)?, *f)))?;
+    let value: f64 = number.parse().ok()?;
+    (value.is_finite() && value >= 0.0).then_some((value * factor) as u64)
+}
+
 /// Parses a Go-style duration as the API server sends it in `?timeout=` (`10s`, `500ms`, `2m`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
@@ -286,6 +305,17 @@ mod tests {
     #[case("", false)]
     fn header_names(#[case] input: &str, #[case] ok: bool) {
         assert_eq!(check_header_name(input).is_ok(), ok);
+    }
+
+    #[rstest]
+    #[case("256Mi", Some(256 * 1024 * 1024))]
+    #[case("1Gi", Some(1 << 30))]
+    #[case("1.5Gi", Some(1_610_612_736))]
+    #[case("1G", Some(1_000_000_000))]
+    #[case("500000", Some(500_000))]
+    #[case("lots", None)]
+    fn memory_quantities(#[case] input: &str, #[case] want: Option<u64>) {
+        assert_eq!(memory_bytes(input), want);
     }
 
     #[rstest]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::preserved;
-use otel_injector::config::{Config, DefaultMode};
+use otel_injector::config::{Config, DefaultMode, SidecarMode};
 use otel_injector::inject::{Target, mutate};
 use otel_injector::policy::NamespaceMeta;
 use otel_injector::workload::WorkloadKind;
@@ -154,12 +154,23 @@ fn object(pod: Value, kind: WorkloadKind) -> Value {
     }
 }
 
-fn config() -> Config {
-    Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() }
+/// Sidecar off, native or classic.
+fn sidecar() -> impl Strategy<Value = Option<SidecarMode>> {
+    prop_oneof![Just(None), Just(Some(SidecarMode::Native)), Just(Some(SidecarMode::Classic))]
 }
 
-fn run(object: &Value, kind: WorkloadKind) -> (Value, json_patch::Patch) {
-    let config = config();
+fn config(sidecar: Option<SidecarMode>) -> Config {
+    let mut config =
+        Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() };
+    if let Some(mode) = sidecar {
+        config.sidecar.enabled = true;
+        config.sidecar.mode = mode;
+    }
+    config
+}
+
+fn run(object: &Value, kind: WorkloadKind, sidecar: Option<SidecarMode>) -> (Value, json_patch::Patch) {
+    let config = config(sidecar);
     let ns = NamespaceMeta::default();
     let m = mutate(object, &Target { kind, namespace: "prop", ns: &ns, config: &config });
     let mut out = object.clone();
@@ -169,13 +180,16 @@ fn run(object: &Value, kind: WorkloadKind) -> (Value, json_patch::Patch) {
     (out, m.patch)
 }
 
-/// The only places the engine may write: container env lists and the template's metadata/annotations.
+/// The only places the engine may write: container env lists, the template's metadata/annotations, and the end of
+/// the container lists (the sidecar).
 fn owned(path: &str, kind: WorkloadKind) -> bool {
     let base = kind.template_path().iter().map(|t| format!("/{t}")).collect::<String>();
     let Some(rest) = path.strip_prefix(&base) else { return false };
     let env = rest.strip_prefix("/spec/containers/").and_then(|r| r.split_once('/'));
     let in_env = env.is_some_and(|(i, r)| i.parse::<usize>().is_ok() && (r == "env" || r.starts_with("env/")));
+    let sidecar = ["/spec/initContainers", "/spec/initContainers/-", "/spec/containers/-"].contains(&rest);
     in_env
+        || sidecar
         || rest == "/metadata"
         || rest == "/metadata/annotations"
         || rest == "/metadata/annotations/otel-injector.io~1status"
@@ -185,24 +199,24 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn patches_apply_are_idempotent_and_only_touch_what_we_own(pod in pod(), kind in kind()) {
+    fn patches_apply_are_idempotent_and_only_touch_what_we_own(pod in pod(), kind in kind(), sidecar in sidecar()) {
         let original = object(pod, kind);
-        let (once, patch) = run(&original, kind);
+        let (once, patch) = run(&original, kind, sidecar);
         for op in &patch.0 {
             prop_assert!(owned(op.path().as_str(), kind), "op outside our ownership: {}", op.path());
         }
         if let Err(e) = preserved(&original, &once, "") {
             panic!("data lost: {e}\noriginal: {original}\npatched: {once}");
         }
-        let (twice, second) = run(&once, kind);
+        let (twice, second) = run(&once, kind, sidecar);
         prop_assert!(second.0.is_empty(), "second pass patched again: {:?}", second);
         prop_assert_eq!(once, twice);
     }
 
     #[test]
-    fn unknown_fields_survive(pod in pod(), kind in kind()) {
+    fn unknown_fields_survive(pod in pod(), kind in kind(), sidecar in sidecar()) {
         let original = object(pod, kind);
-        let (patched, _) = run(&original, kind);
+        let (patched, _) = run(&original, kind, sidecar);
         let count = |v: &Value| v.to_string().matches("futureField").count();
         prop_assert_eq!(count(&original), count(&patched));
         let spec = |v: &Value| kind.template_path().iter().fold(v.clone(), |v, t| v[*t].clone())["spec"]["futureSpecField"].clone();
@@ -210,9 +224,9 @@ proptest! {
     }
 
     #[test]
-    fn every_reference_to_an_added_variable_follows_its_definition(pod in pod(), kind in kind()) {
+    fn every_reference_to_an_added_variable_follows_its_definition(pod in pod(), kind in kind(), sidecar in sidecar()) {
         let original = object(pod, kind);
-        let (patched, _) = run(&original, kind);
+        let (patched, _) = run(&original, kind, sidecar);
         let template = kind.template_path().iter().fold(patched.clone(), |v, t| v[*t].clone());
         let before = kind.template_path().iter().fold(original.clone(), |v, t| v[*t].clone());
         for (i, c) in template["spec"]["containers"].as_array().into_iter().flatten().enumerate() {
@@ -233,10 +247,26 @@ proptest! {
     }
 
     #[test]
-    fn output_is_deterministic(pod in pod(), kind in kind()) {
+    fn at_most_one_sidecar_and_never_a_duplicate_container_name(pod in pod(), kind in kind(), sidecar in sidecar()) {
         let original = object(pod, kind);
-        let (_, a) = run(&original, kind);
-        let (_, b) = run(&original.clone(), kind);
+        let (once, _) = run(&original, kind, sidecar);
+        let (twice, _) = run(&once, kind, sidecar);
+        let spec = kind.template_path().iter().fold(twice, |v, t| v[*t].clone())["spec"].clone();
+        let names: Vec<String> = ["initContainers", "containers"].iter()
+            .flat_map(|l| spec[l].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["name"].as_str().map(str::to_owned)).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        prop_assert_eq!(unique.len(), names.len(), "duplicate container names: {:?}", names);
+        prop_assert!(names.iter().filter(|n| *n == "otel-collector").count() <= 1);
+    }
+
+    #[test]
+    fn output_is_deterministic(pod in pod(), kind in kind(), sidecar in sidecar()) {
+        let original = object(pod, kind);
+        let (_, a) = run(&original, kind, sidecar);
+        let (_, b) = run(&original.clone(), kind, sidecar);
         prop_assert_eq!(serde_json::to_vec(&a).expect("json"), serde_json::to_vec(&b).expect("json"));
     }
 }

@@ -38,6 +38,11 @@ impl Helper {
             Self::NodeName => "spec.nodeName",
         }
     }
+
+    /// The env entry defining the helper from the downward API.
+    pub fn entry(self) -> Value {
+        json!({"name": self.var(), "valueFrom": {"fieldRef": {"fieldPath": self.field_path()}}})
+    }
 }
 
 /// A resource attribute's value: known now, or read by the kubelet.
@@ -175,9 +180,8 @@ pub fn plan(
                 None => {
                     rendered.push(format!("{key}=$({})", h.var()));
                     if !inserts.iter().any(|i| i.name == h.var()) {
-                        let entry = json!({"name": h.var(), "valueFrom": {"fieldRef": {"fieldPath": h.field_path()}}});
                         let pos = first_ref(h.var()).min(anchor);
-                        inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry });
+                        inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry: h.entry() });
                     }
                 }
             },

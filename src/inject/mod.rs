@@ -2,15 +2,17 @@
 //!
 //! Pure: no I/O, no clock, no globals. The webhook, `preview` and the benches all call [`mutate`].
 
+pub mod collector;
 pub mod env;
 pub mod resource;
 pub mod service_name;
+pub mod sidecar;
 pub mod status;
 
 use json_patch::Patch;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, SidecarMode};
 use crate::object::{Container, PodView};
 use crate::patch::{self, Ops};
 use crate::policy::{self, NamespaceMeta, Settings, keys};
@@ -18,6 +20,7 @@ use crate::report::{ContainerOutcome, ContainerReport, Explanation, Warnings};
 use crate::values::Signal;
 use crate::workload::WorkloadKind;
 use service_name::ServiceName;
+use sidecar::Sidecar;
 use status::Status;
 
 /// What the engine needs to know besides the object.
@@ -69,7 +72,11 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
     let hash = status::settings_hash(&settings, config);
     let previous = Status::read(&view).filter(|s| s.hash == hash);
     let service = service_name::resolve(&view, &settings);
-    let pod_vars = service.as_ref().map(|s| standard_vars(&settings, config, &s.value));
+    let sidecar = sidecar::plan(&view, &settings, config, target.namespace);
+    if let Sidecar::Refused(why) = &sidecar {
+        warnings.push(format!("otel-injector added no collector sidecar: {why}"));
+    }
+    let pod_vars = service.as_ref().map(|s| standard_vars(&settings, config, &s.value, sidecar.in_use()));
 
     let mut ops = Ops::default();
     let mut reports = Vec::with_capacity(view.containers.len());
@@ -86,7 +93,7 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         let vars = match &pod_vars {
             Some(vars) => vars,
             None => {
-                own_vars = standard_vars(&settings, config, c.name);
+                own_vars = standard_vars(&settings, config, c.name, sidecar.in_use());
                 &own_vars
             }
         };
@@ -105,11 +112,23 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         service_name: None,
         settings: describe(&settings),
         containers: reports,
-        sidecar: "off".to_owned(),
+        sidecar: describe_sidecar(&sidecar, config),
         patch_ops: 0,
     };
     if instrumented.is_empty() {
         return Mutation::unchanged(explanation, warnings);
+    }
+    if let Sidecar::Add(container) = sidecar.clone() {
+        let native = config.sidecar.mode == SidecarMode::Native;
+        if !native
+            && (matches!(view.kind, WorkloadKind::Job | WorkloadKind::CronJob)
+                || view.restart_policy.is_some_and(|p| p != "Always"))
+        {
+            warnings.push("otel-injector: a classic sidecar never exits, so this Job's pods never complete; use sidecar.mode: native");
+        }
+        let list: Vec<&str> =
+            view.base.iter().copied().chain(["spec", if native { "initContainers" } else { "containers" }]).collect();
+        ops.append(object, &list, container);
     }
     let (service_name, service_name_from) = match service {
         Some(ServiceName { value, source }) => (Some(value), source),
@@ -119,7 +138,7 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         Some((service_name.clone().unwrap_or_else(|| "<each container's name>".to_owned()), service_name_from.clone()));
     let status = Status {
         containers: instrumented,
-        sidecar: explanation.sidecar.clone(),
+        sidecar: sidecar.status(),
         service_name,
         service_name_from,
         reason: explanation.decision.reason.clone(),
@@ -145,6 +164,9 @@ fn skip_reason(c: &Container<'_>, settings: &Settings, config: &Config, previous
     {
         return Some(format!("not listed in {}", keys::CONTAINER_NAMES));
     }
+    if sidecar::is_ours(c) {
+        return Some("the collector sidecar".to_owned());
+    }
     if let Some(reason) = env::opt_out(c) {
         return Some(format!("opted out: {reason}"));
     }
@@ -154,14 +176,23 @@ fn skip_reason(c: &Container<'_>, settings: &Settings, config: &Config, previous
     None
 }
 
-/// The standard variables of SPEC §4 in canonical order, with their final values.
-fn standard_vars(settings: &Settings, config: &Config, service_name: &str) -> Vec<(&'static str, String)> {
+/// The standard variables of SPEC §4 in canonical order, with their final values. With a sidecar, applications
+/// export to it on localhost; the sidecar adds the tenant header and does the sampling.
+fn standard_vars(
+    settings: &Settings,
+    config: &Config,
+    service_name: &str,
+    sidecar: bool,
+) -> Vec<(&'static str, String)> {
+    let protocol = settings.protocol.value;
+    let endpoint =
+        if sidecar { sidecar::local_endpoint(protocol).to_owned() } else { env::escape(&settings.endpoint.value) };
     let mut vars = vec![
         ("OTEL_SERVICE_NAME", env::escape(service_name)),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", env::escape(&settings.endpoint.value)),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", settings.protocol.value.as_str().to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.as_str().to_owned()),
     ];
-    if !config.headers.is_empty() {
+    if !config.headers.is_empty() && !sidecar {
         let headers: Vec<String> = config.headers.iter().map(|(k, v)| format!("{k}={}", resource::encode(v))).collect();
         vars.push(("OTEL_EXPORTER_OTLP_HEADERS", env::escape(&headers.join(","))));
     }
@@ -175,9 +206,26 @@ fn standard_vars(settings: &Settings, config: &Config, service_name: &str) -> Ve
         vars.push((name, exporter.to_owned()));
     }
     vars.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()));
-    vars.push(("OTEL_TRACES_SAMPLER_ARG", settings.sampling_ratio.value.to_string()));
+    let ratio = if sidecar { 1.0 } else { settings.sampling_ratio.value };
+    vars.push(("OTEL_TRACES_SAMPLER_ARG", ratio.to_string()));
     vars.push(("OTEL_PROPAGATORS", settings.propagators.value.join(",")));
     vars
+}
+
+/// The sidecar line of the explanation.
+fn describe_sidecar(sidecar: &Sidecar, config: &Config) -> String {
+    match sidecar {
+        Sidecar::Off => "not requested".to_owned(),
+        Sidecar::Present => "already present".to_owned(),
+        Sidecar::Add(_) => {
+            let place = match config.sidecar.mode {
+                SidecarMode::Native => "a native sidecar (initContainers, restartPolicy: Always)",
+                SidecarMode::Classic => "a classic sidecar (containers)",
+            };
+            format!("added as {place}; it exports to {}", config.sidecar.exporter_endpoint)
+        }
+        Sidecar::Refused(why) => format!("refused: {why}"),
+    }
 }
 
 /// The settings in force and where each came from, one line each.

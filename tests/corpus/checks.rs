@@ -40,6 +40,29 @@ pub fn all(pairs: &[Pair]) {
     kubectl_patch(pairs);
 }
 
+/// Every generated collector configuration parses and is internally consistent.
+pub fn sidecar_configs(pairs: &[Pair]) {
+    let mut checked = 0;
+    for p in pairs {
+        let Some(spec) = pod_spec(&p.patched) else { continue };
+        let containers =
+            ["initContainers", "containers"].iter().flat_map(|l| spec[l].as_array().cloned().unwrap_or_default());
+        for c in containers.filter(|c| c["name"] == "otel-collector") {
+            let Some(config) = c["env"].as_array().into_iter().flatten().find(|e| e["name"] == "OTEL_COLLECTOR_CONFIG")
+            else {
+                continue;
+            };
+            // What the collector reads once the kubelet has turned `$$` back into `$`.
+            let text = config["value"].as_str().expect("config value").replace("$$", "$");
+            let parsed: Value = serde_yaml_ng::from_str(&text).expect("collector config is YAML");
+            let problems = otel_injector::inject::collector::inconsistencies(&parsed);
+            assert!(problems.is_empty(), "{}: {problems:?}", p.what);
+            checked += 1;
+        }
+    }
+    eprintln!("collector configs: {checked} parsed and consistent");
+}
+
 /// Deserializes into the k8s-openapi type of `kind`.
 pub fn typed(kind: &str, v: &Value) -> Result<(), String> {
     use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};

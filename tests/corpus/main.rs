@@ -142,12 +142,43 @@ pub async fn run_manifests(config: Config) -> Vec<checks::Pair> {
     pairs
 }
 
+fn with_sidecar() -> Config {
+    let mut config = inject_all();
+    config.sidecar.enabled = true;
+    config.headers.insert("X-Scope-OrgID".into(), "prod".into());
+    config.sampling_ratio = 0.5;
+    config
+}
+
+/// Objects whose patched pod spec holds our sidecar.
+fn sidecars(pairs: &[checks::Pair]) -> usize {
+    let ours = |c: &Value| c["name"] == "otel-collector" && c["env"].to_string().contains("OTEL_COLLECTOR_CONFIG");
+    pairs
+        .iter()
+        .filter_map(|p| checks::pod_spec(&p.patched))
+        .filter(|spec| {
+            ["initContainers", "containers"].iter().any(|l| spec[l].as_array().is_some_and(|cs| cs.iter().any(ours)))
+        })
+        .count()
+}
+
 #[tokio::test]
 async fn every_manifest_is_instrumented_safely() {
     let pairs = run_manifests(inject_all()).await;
     assert!(pairs.len() >= 60, "only {} workload objects found", pairs.len());
     assert!(pairs.iter().filter(|p| !p.patch.is_empty()).count() >= 50, "too few objects were patched");
+    assert_eq!(sidecars(&pairs), 0);
     checks::all(&pairs);
+}
+
+#[tokio::test]
+async fn every_manifest_is_instrumented_safely_with_the_sidecar() {
+    let pairs = run_manifests(with_sidecar()).await;
+    let added = sidecars(&pairs);
+    eprintln!("sidecar added to {added} of {} workload objects", pairs.len());
+    assert!(added >= 50, "only {added} sidecars added");
+    checks::all(&pairs);
+    checks::sidecar_configs(&pairs);
 }
 
 /// Wraps a bare `request` (`*.req.json`) in an AdmissionReview v1 envelope.
@@ -161,7 +192,20 @@ fn envelope(value: Value) -> Value {
 
 #[tokio::test]
 async fn every_admission_review_is_answered() {
-    let config = inject_all();
+    let pairs = run_reviews(inject_all()).await;
+    checks::all(&pairs);
+}
+
+#[tokio::test]
+async fn every_admission_review_is_answered_with_the_sidecar() {
+    let pairs = run_reviews(with_sidecar()).await;
+    assert!(sidecars(&pairs) >= 15, "only {} sidecars added", sidecars(&pairs));
+    checks::all(&pairs);
+    checks::sidecar_configs(&pairs);
+}
+
+/// Runs every AdmissionReview through the webhook and preview; returns the instrumented pairs.
+async fn run_reviews(config: Config) -> Vec<checks::Pair> {
     let server = TestServer::start(config.clone()).await;
     let mut pairs = Vec::new();
     let mut answered = 0;
@@ -218,5 +262,5 @@ async fn every_admission_review_is_answered() {
     server.server.shutdown().await;
     assert!(answered >= 25, "only {answered} reviews answered");
     assert!(pairs.len() >= 15, "only {} reviews were instrumented", pairs.len());
-    checks::all(&pairs);
+    pairs
 }
