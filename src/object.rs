@@ -45,8 +45,6 @@ pub struct Container<'a> {
     pub env: Option<Vec<EnvVar<'a>>>,
     /// Every `containerPort` it declares.
     pub ports: Vec<i64>,
-    /// Its `restartPolicy` (init containers: `Always` marks a native sidecar).
-    pub restart_policy: Option<&'a str>,
 }
 
 impl Container<'_> {
@@ -231,7 +229,6 @@ fn container<'a>(index: usize, v: &'a Value, path: &str) -> Result<Container<'a>
         .filter(|n| !n.is_empty())
         .ok_or_else(|| shape(format!("{path}.name"), "is missing"))?;
     let image = optional_str(raw.get("image"), &format!("{path}.image"))?;
-    let restart_policy = optional_str(raw.get("restartPolicy"), &format!("{path}.restartPolicy"))?;
     let env = match raw.get("env") {
         None | Some(Value::Null) => None,
         Some(Value::Array(list)) => Some(
@@ -255,7 +252,7 @@ fn container<'a>(index: usize, v: &'a Value, path: &str) -> Result<Container<'a>
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(shape(format!("{path}.ports"), "is not a list")),
     };
-    Ok(Container { index, name, image, env, ports, restart_policy })
+    Ok(Container { index, name, image, env, ports })
 }
 
 fn env_var<'a>(v: &'a Value, path: &str) -> Result<EnvVar<'a>, ShapeError> {
@@ -298,7 +295,8 @@ mod tests {
         assert_eq!((app.name, app.image, app.ports.as_slice()), ("app", Some("shop:1.2"), &[8080][..]));
         assert_eq!(app.env_var("A").and_then(|e| e.value), Some("2"));
         assert!(app.env_var("B").is_some_and(|e| e.value_from));
-        assert_eq!(view.init_containers[0].restart_policy, Some("Always"));
+        assert_eq!(view.init_containers[0].name, "init");
+        assert_eq!(view.restart_policy, None);
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub enum ContainerOutcome {
 /// One container's line in the explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerReport {
-    /// The container name (init containers are prefixed `init:`).
+    /// The container name.
     pub name: String,
     /// What was done.
     pub outcome: ContainerOutcome,

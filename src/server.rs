@@ -188,6 +188,7 @@ async fn mutate(
         operation = Empty,
         dry_run = Empty,
         decision = Empty,
+        containers = Empty,
         patch_ops = Empty
     );
     let deadline = params.timeout.as_deref().and_then(|t| values::parse_duration(t).ok());
@@ -267,6 +268,9 @@ fn record(span: &tracing::Span, a: &Answer) {
     span.record("dry_run", a.dry_run);
     span.record("decision", a.decision.as_str());
     span.record("patch_ops", a.patch_ops);
+    if let Some(explanation) = &a.explanation {
+        span.record("containers", explanation.instrumented().collect::<Vec<_>>().join(",").as_str());
+    }
     span.in_scope(|| {
         if a.decision == Decision::Ignored {
             tracing::debug!(reason = %a.reason, "admitted");

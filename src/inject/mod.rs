@@ -72,64 +72,37 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
     let hash = status::settings_hash(&settings, config);
     let previous = Status::read(&view).filter(|s| s.hash == hash);
     let service = service_name::resolve(&view, &settings);
-    let sidecar = sidecar::plan(&view, &settings, config, target.namespace);
-    if let Sidecar::Refused(why) = &sidecar {
-        warnings.push(format!("otel-injector added no collector sidecar: {why}"));
-    }
-    let pod_vars = service.as_ref().map(|s| standard_vars(&settings, config, &s.value, sidecar.in_use()));
-
-    let mut ops = Ops::default();
-    let mut reports = Vec::with_capacity(view.containers.len());
-    let mut instrumented = Vec::new();
-    for c in &view.containers {
-        if let Some(reason) = skip_reason(c, &settings, config, previous.as_ref()) {
-            if previous.as_ref().is_some_and(|p| p.containers.iter().any(|n| n == c.name)) {
-                instrumented.push(c.name.to_owned());
-            }
-            reports.push(ContainerReport { name: c.name.to_owned(), outcome: ContainerOutcome::Skipped(reason) });
-            continue;
-        }
-        let own_vars;
-        let vars = match &pod_vars {
-            Some(vars) => vars,
-            None => {
-                own_vars = standard_vars(&settings, config, c.name, sidecar.in_use());
-                &own_vars
-            }
-        };
-        let attrs = resource::attributes(&view, target.namespace, c, &settings, config.service_namespace.as_deref());
-        let path = patch::container(view.base, "containers", c.index);
-        let plan = env::plan(c, &path, vars, &attrs, resource::encode);
-        ops.extend(plan.ops);
-        plan.warnings.into_iter().for_each(|w| warnings.push(w));
-        instrumented.push(c.name.to_owned());
-        let outcome = ContainerOutcome::Instrumented { added: plan.added, kept: plan.kept, notes: plan.notes };
-        reports.push(ContainerReport { name: c.name.to_owned(), outcome });
-    }
-
+    let sidecar = sidecar::plan(&view, &settings);
+    let done = instrument_containers(&view, target, &settings, service.as_ref(), sidecar.in_use(), previous.as_ref());
+    done.warnings.into_iter().for_each(|w| warnings.push(w));
+    let mut ops = done.ops;
     let mut explanation = Explanation {
         decision,
         service_name: None,
         settings: describe(&settings),
-        containers: reports,
+        containers: done.reports,
         sidecar: describe_sidecar(&sidecar, config),
         patch_ops: 0,
     };
-    if instrumented.is_empty() {
+    if done.instrumented.is_empty() {
         return Mutation::unchanged(explanation, warnings);
     }
-    if let Sidecar::Add(container) = sidecar.clone() {
-        let native = config.sidecar.mode == SidecarMode::Native;
-        if !native
-            && (matches!(view.kind, WorkloadKind::Job | WorkloadKind::CronJob)
-                || view.restart_policy.is_some_and(|p| p != "Always"))
-        {
-            warnings.push("otel-injector: a classic sidecar never exits, so this Job's pods never complete; use sidecar.mode: native");
+    match &sidecar {
+        Sidecar::Refused(why) => warnings.push(format!("otel-injector added no collector sidecar: {why}")),
+        Sidecar::Add => {
+            let native = config.sidecar.mode == SidecarMode::Native;
+            let completes = matches!(view.kind, WorkloadKind::Job | WorkloadKind::CronJob)
+                || view.restart_policy.is_some_and(|p| p != "Always");
+            if !native && completes {
+                warnings.push("otel-injector: a classic sidecar never exits, so this pod never completes; use sidecar.mode: native");
+            }
+            let list = if native { "initContainers" } else { "containers" };
+            let path: Vec<&str> = view.base.iter().copied().chain(["spec", list]).collect();
+            ops.append(object, &path, sidecar::container(&view, &settings, config, target.namespace));
         }
-        let list: Vec<&str> =
-            view.base.iter().copied().chain(["spec", if native { "initContainers" } else { "containers" }]).collect();
-        ops.append(object, &list, container);
+        Sidecar::Off | Sidecar::Present => {}
     }
+
     let (service_name, service_name_from) = match service {
         Some(ServiceName { value, source }) => (Some(value), source),
         None => (None, service_name::FROM_CONTAINER.to_owned()),
@@ -137,7 +110,7 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
     explanation.service_name =
         Some((service_name.clone().unwrap_or_else(|| "<each container's name>".to_owned()), service_name_from.clone()));
     let status = Status {
-        containers: instrumented,
+        containers: done.instrumented,
         sidecar: sidecar.status(),
         service_name,
         service_name_from,
@@ -152,6 +125,59 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
     }
     explanation.patch_ops = ops.len();
     Mutation { patch: ops.into_patch(), warnings, explanation }
+}
+
+/// What instrumenting the app containers produced.
+struct Instrumented {
+    ops: Ops,
+    reports: Vec<ContainerReport>,
+    /// Containers instrumented now or, per a current status annotation, before.
+    instrumented: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Plans the env of every app container not skipped.
+fn instrument_containers(
+    view: &PodView<'_>,
+    target: &Target<'_>,
+    settings: &Settings,
+    service: Option<&ServiceName>,
+    sidecar: bool,
+    previous: Option<&Status>,
+) -> Instrumented {
+    let config = target.config;
+    let pod_vars = service.map(|s| standard_vars(settings, config, &s.value, sidecar));
+    let mut done = Instrumented {
+        ops: Ops::default(),
+        reports: Vec::with_capacity(view.containers.len()),
+        instrumented: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for c in &view.containers {
+        if let Some(reason) = skip_reason(c, settings, config, previous) {
+            if previous.is_some_and(|p| p.containers.iter().any(|n| n == c.name)) {
+                done.instrumented.push(c.name.to_owned());
+            }
+            done.reports.push(ContainerReport { name: c.name.to_owned(), outcome: ContainerOutcome::Skipped(reason) });
+            continue;
+        }
+        let own_vars;
+        let vars = match &pod_vars {
+            Some(vars) => vars,
+            None => {
+                own_vars = standard_vars(settings, config, c.name, sidecar);
+                &own_vars
+            }
+        };
+        let attrs = resource::attributes(view, target.namespace, c, settings, config.service_namespace.as_deref());
+        let plan = env::plan(c, &patch::container(view.base, "containers", c.index), vars, &attrs, resource::encode);
+        done.ops.extend(plan.ops);
+        done.warnings.extend(plan.warnings);
+        done.instrumented.push(c.name.to_owned());
+        let outcome = ContainerOutcome::Instrumented { added: plan.added, kept: plan.kept, notes: plan.notes };
+        done.reports.push(ContainerReport { name: c.name.to_owned(), outcome });
+    }
+    done
 }
 
 /// Why a container is not instrumented, if it is not.
@@ -217,7 +243,7 @@ fn describe_sidecar(sidecar: &Sidecar, config: &Config) -> String {
     match sidecar {
         Sidecar::Off => "not requested".to_owned(),
         Sidecar::Present => "already present".to_owned(),
-        Sidecar::Add(_) => {
+        Sidecar::Add => {
             let place = match config.sidecar.mode {
                 SidecarMode::Native => "a native sidecar (initContainers, restartPolicy: Always)",
                 SidecarMode::Classic => "a classic sidecar (containers)",

@@ -21,8 +21,8 @@ pub enum Sidecar {
     Off,
     /// Ours is already in the pod (re-admission, reinvocation, a Pod from an injected template).
     Present,
-    /// To be added.
-    Add(Value),
+    /// To be added (see [`container`]).
+    Add,
     /// Requested, but adding it would break the pod; the reason is returned as a warning.
     Refused(String),
 }
@@ -30,14 +30,14 @@ pub enum Sidecar {
 impl Sidecar {
     /// Whether the applications export to a sidecar.
     pub fn in_use(&self) -> bool {
-        matches!(self, Self::Present | Self::Add(_))
+        matches!(self, Self::Present | Self::Add)
     }
 
     /// The `sidecar` field of the status annotation (the same before and after it is added).
     pub fn status(&self) -> String {
         match self {
             Self::Off => "off".to_owned(),
-            Self::Present | Self::Add(_) => "added".to_owned(),
+            Self::Present | Self::Add => "added".to_owned(),
             Self::Refused(why) => format!("refused: {why}"),
         }
     }
@@ -49,8 +49,8 @@ pub fn is_ours(c: &Container<'_>) -> bool {
     c.name == NAME && c.env_var(CONFIG_VAR).is_some()
 }
 
-/// Decides about the sidecar and, when it is to be added, builds it.
-pub fn plan(view: &PodView<'_>, settings: &Settings, config: &Config, namespace: &str) -> Sidecar {
+/// Decides about the sidecar.
+pub fn plan(view: &PodView<'_>, settings: &Settings) -> Sidecar {
     if !settings.sidecar.value {
         return Sidecar::Off;
     }
@@ -71,15 +71,7 @@ pub fn plan(view: &PodView<'_>, settings: &Settings, config: &Config, namespace:
     if settings.signals.value.is_empty() {
         return Sidecar::Refused("no signals are enabled".to_owned());
     }
-    let inputs = collector::Inputs {
-        namespace,
-        owners: &view.owners,
-        signals: &settings.signals.value,
-        sampling_ratio: settings.sampling_ratio.value,
-        headers: &config.headers,
-        sidecar: &config.sidecar,
-    };
-    Sidecar::Add(container(config, &collector::render(&inputs)))
+    Sidecar::Add
 }
 
 /// The endpoint applications export to when the sidecar runs.
@@ -90,9 +82,18 @@ pub fn local_endpoint(protocol: Protocol) -> &'static str {
     }
 }
 
-/// The sidecar container.
-fn container(config: &Config, collector_yaml: &str) -> Value {
+/// The sidecar container for this pod, with its generated collector configuration.
+pub fn container(view: &PodView<'_>, settings: &Settings, config: &Config, namespace: &str) -> Value {
     let sidecar = &config.sidecar;
+    let inputs = collector::Inputs {
+        namespace,
+        owners: &view.owners,
+        signals: &settings.signals.value,
+        sampling_ratio: settings.sampling_ratio.value,
+        headers: &config.headers,
+        sidecar,
+    };
+    let collector_yaml = collector::render(&inputs);
     let mut env: Vec<Value> = [Helper::PodName, Helper::PodUid, Helper::NodeName].map(Helper::entry).to_vec();
     env.push(json!({"name": POD_IP_VAR, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}));
     // The Go runtime's soft limit at 80% of the container's memory limit, so GC works before the OOM killer does.
@@ -100,7 +101,7 @@ fn container(config: &Config, collector_yaml: &str) -> Value {
         env.push(json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", bytes / 10 * 8 / (1024 * 1024))}));
     }
     // The kubelet would expand `$(…)` and `$$` in the value; escaped, the collector sees its config verbatim.
-    env.push(json!({"name": CONFIG_VAR, "value": env::escape(collector_yaml)}));
+    env.push(json!({"name": CONFIG_VAR, "value": env::escape(&collector_yaml)}));
     let probe = json!({"httpGet": {"path": "/", "port": HEALTH_PORT}, "periodSeconds": 10, "failureThreshold": 3});
     let mut c = json!({
         "name": NAME,
