@@ -53,14 +53,8 @@ async fn v1beta1_review_is_answered_in_v1beta1() {
 #[tokio::test]
 async fn http2_is_accepted() {
     let server = TestServer::start(inject_all()).await;
-    let response = server
-        .client(true)
-        .post(server.url())
-        .header("content-type", "application/json")
-        .json(&review(&web_pod(), "CREATE", "shop"))
-        .send()
-        .await
-        .expect("response");
+    let body = serde_json::to_vec(&review(&web_pod(), "CREATE", "shop")).expect("json");
+    let response = server.send(true, body).await;
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
@@ -168,14 +162,7 @@ async fn an_8_mib_body_is_refused_with_413() {
     let mut big = serde_json::to_vec(&review(&web_pod(), "CREATE", "shop")).expect("json");
     big.resize(8 * 1024 * 1024, b' ');
     for http2 in [false, true] {
-        let response = server
-            .client(http2)
-            .post(server.url())
-            .header("content-type", "application/json")
-            .body(big.clone())
-            .send()
-            .await
-            .expect("a response, not a reset");
+        let response = server.send(http2, big.clone()).await;
         assert_eq!(response.status(), 413, "http2={http2}");
         let text = response.text().await.expect("text");
         assert_eq!(text, "request body exceeds the 7340032-byte limit (maxRequestBytes)\n");
@@ -183,15 +170,7 @@ async fn an_8_mib_body_is_refused_with_413() {
     // Just under the limit is still read and answered.
     let mut under = serde_json::to_vec(&review(&web_pod(), "CREATE", "shop")).expect("json");
     under.resize(7 * 1024 * 1024 - 1024, b' ');
-    let response = server
-        .client(false)
-        .post(server.url())
-        .header("content-type", "application/json")
-        .body(under)
-        .send()
-        .await
-        .expect("response");
-    assert_eq!(response.status(), 200);
+    assert_eq!(server.send(false, under).await.status(), 200);
     server.server.shutdown().await;
 }
 
@@ -320,15 +299,8 @@ async fn overload_is_shed_with_503_instead_of_queued() {
     let server = TestServer::start_with(inject_all(), Arc::new(Fixed::default()), |o| o.max_in_flight = 1).await;
     let (mut first, rest) = half_sent(&server).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let response = server
-        .client(false)
-        .post(server.url())
-        .header("content-type", "application/json")
-        .json(&review(&web_pod(), "CREATE", "shop"))
-        .send()
-        .await
-        .expect("response");
-    assert_eq!(response.status(), 503);
+    let body = serde_json::to_vec(&review(&web_pod(), "CREATE", "shop")).expect("json");
+    assert_eq!(server.send(false, body).await.status(), 503);
     first.write_all(&rest).await.expect("finish the first body");
     assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
     let metrics = reqwest::get(server.ops_url("/metrics")).await.expect("m").text().await.expect("t");

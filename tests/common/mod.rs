@@ -65,16 +65,20 @@ impl TestServer {
         builder.build().expect("client")
     }
 
-    /// POSTs a review over HTTP/1.1 and returns the status and body.
-    pub async fn post(&self, body: &Value) -> (u16, Value) {
-        let response = self
-            .client(false)
+    /// POSTs a JSON body to `/mutate` over HTTP/1.1 or HTTP/2.
+    pub async fn send(&self, http2: bool, body: Vec<u8>) -> reqwest::Response {
+        self.client(http2)
             .post(self.url())
             .header("content-type", "application/json")
-            .body(serde_json::to_vec(body).expect("json"))
+            .body(body)
             .send()
             .await
-            .expect("response");
+            .expect("a response, not a reset")
+    }
+
+    /// POSTs a review over HTTP/1.1 and returns the status and body.
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
+        let response = self.send(false, serde_json::to_vec(body).expect("json")).await;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.expect("body");
         (
