@@ -153,7 +153,7 @@ pub struct ServeArgs {
     /// The webhook's own namespace, never instrumented (default: POD_NAMESPACE or the service account's).
     #[arg(long, env = "OTEL_INJECTOR_WEBHOOK_NAMESPACE", value_name = "NAME")]
     pub webhook_namespace: Option<String>,
-    /// Longest wait for a request's headers or body.
+    /// Longest wait for a TLS handshake, a request's headers or its body.
     #[arg(long, env = "OTEL_INJECTOR_READ_TIMEOUT", default_value = "10s", value_parser = values::parse_duration)]
     pub read_timeout: Duration,
     /// Reviews handled at once before answering 503.

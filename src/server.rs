@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use hyper_util::rt::TokioTimer;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
@@ -42,7 +42,7 @@ pub struct ServeOptions {
     pub metrics_listen: SocketAddr,
     /// Certificate and key.
     pub tls: Arc<rustls::ServerConfig>,
-    /// Longest time to receive request headers, or a whole body.
+    /// Longest time for a TLS handshake, the request headers, or a whole body.
     pub read_timeout: Duration,
     /// Reviews handled at once; more are answered 503 at once rather than queued past the caller's deadline.
     pub max_in_flight: usize,
@@ -325,8 +325,11 @@ impl Server {
         let metrics_addr = local(&metrics_listener, options.metrics_listen)?;
 
         let handle = Handle::new();
-        let mut server = axum_server::from_tcp_rustls(webhook_listener, RustlsConfig::from_config(options.tls))
+        let acceptor =
+            RustlsAcceptor::new(RustlsConfig::from_config(options.tls)).handshake_timeout(options.read_timeout);
+        let mut server = axum_server::from_tcp(webhook_listener)
             .map_err(|source| ServeError::Bind { addr: webhook_addr, source })?
+            .acceptor(acceptor)
             .handle(handle.clone());
         server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(options.read_timeout);
         server.http_builder().http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));

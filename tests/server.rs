@@ -322,3 +322,16 @@ async fn shutdown_drains_in_flight_reviews() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     tokio::time::timeout(Duration::from_secs(5), shutdown).await.expect("drained").expect("joined");
 }
+
+#[tokio::test]
+async fn a_client_that_never_handshakes_is_disconnected() {
+    let server = TestServer::start_with(inject_all(), Arc::new(Fixed::default()), |o| {
+        o.read_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(server.server.webhook_addr()).await.expect("connect");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the server closes the connection: {read:?}");
+    server.server.shutdown().await;
+}
