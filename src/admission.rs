@@ -57,6 +57,8 @@ impl fmt::Display for Decision {
 pub struct Answer {
     /// The AdmissionReview response, ready for the wire.
     pub body: Vec<u8>,
+    /// The JSON Patch in it, before base64 (what `preview -o patch` prints).
+    pub patch: Option<Vec<u8>>,
     /// `request.uid`.
     pub uid: String,
     /// `request.kind.kind`.
@@ -96,6 +98,7 @@ pub fn review(body: &[u8], config: &Config, namespaces: &dyn Namespaces) -> Resu
         request.namespace.clone().filter(|n| !n.is_empty()).or_else(|| meta("namespace").map(str::to_owned));
     let mut answer = Answer {
         body: Vec::new(),
+        patch: None,
         uid: request.uid.clone(),
         kind: request.kind.kind.clone(),
         operation: operation_name(&request.operation),
@@ -145,7 +148,7 @@ pub fn review(body: &[u8], config: &Config, namespaces: &dyn Namespaces) -> Resu
     if !answer.warnings.is_empty() {
         response.warnings = Some(answer.warnings.clone());
     }
-    answer.body = encode(response);
+    (answer.body, answer.patch) = encode(response);
     Ok(answer)
 }
 
@@ -202,14 +205,15 @@ fn operation_name(op: &Operation) -> &'static str {
     }
 }
 
-/// The response review as JSON, with `patch` as standard base64 (kube-core would write a number array).
-fn encode(mut response: AdmissionResponse) -> Vec<u8> {
+/// The response review as JSON, with `patch` as standard base64 (kube-core would write a number array), and the
+/// patch bytes themselves.
+fn encode(mut response: AdmissionResponse) -> (Vec<u8>, Option<Vec<u8>>) {
     let patch = response.patch.take();
     let mut review = serde_json::to_value(response.into_review()).unwrap_or_default();
-    if let (Some(bytes), Some(body)) = (patch, review.get_mut("response").and_then(Value::as_object_mut)) {
+    if let (Some(bytes), Some(body)) = (&patch, review.get_mut("response").and_then(Value::as_object_mut)) {
         body.insert("patch".to_owned(), base64::engine::general_purpose::STANDARD.encode(bytes).into());
     }
-    serde_json::to_vec(&review).unwrap_or_default()
+    (serde_json::to_vec(&review).unwrap_or_default(), patch)
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -233,8 +232,8 @@ fn preview(item: Item, options: &Options) -> Outcome {
     }
     let mut explanation = mutation.explanation;
     if !options.config.handles(kind) {
-        explanation.settings.push(format!(
-            "note: the webhook leaves {kind} objects alone (not in workloads); their Pods are instrumented at creation"
+        explanation.notes.push(format!(
+            "the webhook leaves {kind} objects alone (not in workloads); their Pods are instrumented at creation"
         ));
     }
     outcome.explanation = Ok(explanation);
@@ -272,13 +271,16 @@ fn preview_review(item: Item, options: &Options) -> Outcome {
     };
     outcome.warnings = answer.warnings;
     outcome.explanation = answer.explanation.ok_or_else(|| format!("{}: {}", answer.decision, answer.reason));
-    let response: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    if let Some(b64) = response.pointer("/response/patch").and_then(Value::as_str) {
-        outcome.patch = base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default();
-        let patch: json_patch::Patch = serde_json::from_slice(&outcome.patch).unwrap_or(json_patch::Patch(Vec::new()));
-        if let Err(e) = json_patch::patch(&mut outcome.after, &patch) {
-            outcome.warnings.push(format!("internal error: the patch does not apply: {e}"));
+    if let Some(bytes) = answer.patch {
+        match serde_json::from_slice::<json_patch::Patch>(&bytes) {
+            Ok(patch) => {
+                if let Err(e) = json_patch::patch(&mut outcome.after, &patch) {
+                    outcome.warnings.push(format!("internal error: the patch does not apply: {e}"));
+                }
+            }
+            Err(e) => outcome.warnings.push(format!("internal error: the patch is not JSON Patch: {e}")),
         }
+        outcome.patch = bytes;
     }
     outcome
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::policy::Decision;
+use crate::policy::{Decision, Settings};
 
 /// Kubernetes asks warnings to stay within 120 characters.
 pub const MAX_WARNING_CHARS: usize = 120;
@@ -77,8 +77,10 @@ pub struct Explanation {
     pub decision: Decision,
     /// `service.name` and the rule that chose it, when instrumented.
     pub service_name: Option<(String, String)>,
-    /// Settings in force and their origin, when instrumented (`endpoint = … (config)`).
-    pub settings: Vec<String>,
+    /// Settings in force, when instrumented; rendered with their origin only when displayed.
+    pub settings: Option<Settings>,
+    /// Remarks about the object as a whole.
+    pub notes: Vec<String>,
     /// Per-container outcomes.
     pub containers: Vec<ContainerReport>,
     /// What happened about the collector sidecar.
@@ -93,7 +95,8 @@ impl Explanation {
         Self {
             decision: Decision { inject: false, reason: reason.into() },
             service_name: None,
-            settings: Vec::new(),
+            settings: None,
+            notes: Vec::new(),
             containers: Vec::new(),
             sidecar: "not considered".to_owned(),
             patch_ops: 0,
@@ -116,8 +119,20 @@ impl fmt::Display for Explanation {
         if let Some((name, source)) = &self.service_name {
             writeln!(f, "  service.name: {name} (from {source})")?;
         }
-        for setting in &self.settings {
-            writeln!(f, "  {setting}")?;
+        if let Some(s) = &self.settings {
+            let signals: Vec<&str> = s.signals.value.iter().map(|s| s.as_str()).collect();
+            writeln!(f, "  endpoint = {} ({})", s.endpoint.value, s.endpoint.origin)?;
+            writeln!(f, "  protocol = {} ({})", s.protocol.value, s.protocol.origin)?;
+            writeln!(f, "  sampling ratio = {} ({})", s.sampling_ratio.value, s.sampling_ratio.origin)?;
+            writeln!(f, "  propagators = {} ({})", s.propagators.value.join(","), s.propagators.origin)?;
+            writeln!(f, "  signals = {} ({})", signals.join(","), s.signals.origin)?;
+            if !s.attributes.is_empty() {
+                let attrs: Vec<String> = s.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                writeln!(f, "  extra resource attributes = {}", attrs.join(","))?;
+            }
+        }
+        for note in &self.notes {
+            writeln!(f, "  note: {note}")?;
         }
         for c in &self.containers {
             match &c.outcome {
@@ -161,7 +176,8 @@ mod tests {
         let e = Explanation {
             decision: Decision { inject: true, reason: "annotation otel-injector.io/inject=true".into() },
             service_name: Some(("shop".into(), "label app.kubernetes.io/name".into())),
-            settings: vec!["endpoint = http://c:4317 (config)".into()],
+            settings: None,
+            notes: vec!["about the object".into()],
             containers: vec![
                 ContainerReport {
                     name: "app".into(),
@@ -183,7 +199,7 @@ mod tests {
         for needle in [
             "decision: instrument (annotation otel-injector.io/inject=true)",
             "service.name: shop (from label app.kubernetes.io/name)",
-            "endpoint = http://c:4317 (config)",
+            "note: about the object",
             "container app: instrumented; added OTEL_SERVICE_NAME",
             "kept the user's OTEL_PROPAGATORS",
             "note: n",

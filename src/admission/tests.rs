@@ -40,6 +40,9 @@ fn v1_create_is_answered_with_a_base64_patch_that_applies() {
     assert_eq!(r["response"]["uid"], review["request"]["uid"]);
     assert_eq!(r["response"]["allowed"], true);
     assert_eq!(r["response"]["patchType"], "JSONPatch");
+    let wire =
+        base64::engine::general_purpose::STANDARD.decode(r["response"]["patch"].as_str().expect("b64")).expect("b64");
+    assert_eq!(a.patch.as_deref(), Some(wire.as_slice()), "the answer carries the bytes it encoded");
     let mut pod = web_pod();
     json_patch::patch(&mut pod, &decoded_patch(&r)).expect("applies");
     assert!(pod["metadata"]["annotations"]["otel-injector.io/status"].is_string());

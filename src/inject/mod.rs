@@ -79,7 +79,8 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
     let mut explanation = Explanation {
         decision,
         service_name: None,
-        settings: describe(&settings),
+        settings: None,
+        notes: Vec::new(),
         containers: done.reports,
         sidecar: describe_sidecar(&sidecar, config),
         patch_ops: 0,
@@ -124,6 +125,7 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         ops.set_member(object, &parent, keys::STATUS, Value::String(text));
     }
     explanation.patch_ops = ops.len();
+    explanation.settings = Some(settings);
     Mutation { patch: ops.into_patch(), warnings, explanation }
 }
 
@@ -252,23 +254,6 @@ fn describe_sidecar(sidecar: &Sidecar, config: &Config) -> String {
         }
         Sidecar::Refused(why) => format!("refused: {why}"),
     }
-}
-
-/// The settings in force and where each came from, one line each.
-fn describe(s: &Settings) -> Vec<String> {
-    let signals: Vec<&str> = s.signals.value.iter().map(|s| s.as_str()).collect();
-    let mut lines = vec![
-        format!("endpoint = {} ({})", s.endpoint.value, s.endpoint.origin),
-        format!("protocol = {} ({})", s.protocol.value, s.protocol.origin),
-        format!("sampling ratio = {} ({})", s.sampling_ratio.value, s.sampling_ratio.origin),
-        format!("propagators = {} ({})", s.propagators.value.join(","), s.propagators.origin),
-        format!("signals = {} ({})", signals.join(","), s.signals.origin),
-    ];
-    if !s.attributes.is_empty() {
-        let attrs: Vec<String> = s.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        lines.push(format!("extra resource attributes = {}", attrs.join(",")));
-    }
-    lines
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ fn explain_goes_to_stderr_per_object() {
         )
     );
     assert!(err.contains("container web: instrumented"));
+    assert!(err.contains("  sampling ratio = 1 (config)\n  propagators = tracecontext,baggage (config)\n"), "{err}");
     assert!(err.contains("not in workloads"), "Deployments are not in the default workloads: {err}");
 }
 
