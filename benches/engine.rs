@@ -3,13 +3,13 @@
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use otel_injector::admission;
-use otel_injector::config::{Config, DefaultMode};
+use otel_injector::cluster::namespaces::Fixed;
+use otel_injector::engine::config::{Config, DefaultMode};
+use otel_injector::engine::inject::{Target, mutate};
+use otel_injector::engine::policy::NamespaceMeta;
+use otel_injector::engine::workload::WorkloadKind;
 use otel_injector::fixtures::{PodBuilder, container, pod, review};
-use otel_injector::inject::{Target, mutate};
-use otel_injector::namespaces::Fixed;
-use otel_injector::policy::NamespaceMeta;
-use otel_injector::workload::WorkloadKind;
+use otel_injector::webhook::admission;
 use serde_json::{Value, json};
 
 fn minimal() -> Value {
@@ -92,8 +92,8 @@ fn benches(c: &mut Criterion) {
     engine.bench_function("mutate/production-10k+sidecar", |b| {
         b.iter(|| mutate(std::hint::black_box(production), &target))
     });
-    let owners = otel_injector::workload::Owners { deployment: Some("checkout".into()), ..Default::default() };
-    let inputs = otel_injector::inject::collector::Inputs {
+    let owners = otel_injector::engine::workload::Owners { deployment: Some("checkout".into()), ..Default::default() };
+    let inputs = otel_injector::engine::inject::collector::Inputs {
         namespace: "shop",
         owners: &owners,
         signals: &with_sidecar.signals,
@@ -102,7 +102,7 @@ fn benches(c: &mut Criterion) {
         sidecar: &with_sidecar.sidecar,
     };
     engine.bench_function("collector/render-yaml", |b| {
-        b.iter(|| otel_injector::inject::collector::render(std::hint::black_box(&inputs)))
+        b.iter(|| otel_injector::engine::inject::collector::render(std::hint::black_box(&inputs)))
     });
     engine.finish();
     let mut full = c.benchmark_group("admission");

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use otel_injector::cli::{self, Command};
-use otel_injector::{certs, preview, serve, telemetry, tls};
+use otel_injector::cli::{certs, preview, serve};
+use otel_injector::{telemetry, webhook::tls};
 
 fn main() -> ExitCode {
     tls::install_crypto_provider();
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
             tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(serve::run(args)))
         }
         Command::Preview(args) => preview::run_cli(&args),
-        Command::Certs(args) => certs::run_cli(&args),
+        Command::Certs(args) => certs::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use base64::Engine;
-use otel_injector::namespaces::Fixed;
+use otel_injector::cluster::namespaces::Fixed;
 use rustls_pki_types::ServerName;
 
 const BIN: &str = env!("CARGO_BIN_EXE_otel-injector");
@@ -30,9 +30,10 @@ async fn certs_issue_a_pair_that_serves_the_service_dns_names() {
     let bundle = base64::engine::general_purpose::STANDARD.decode(text(&out.stdout).trim()).expect("base64 caBundle");
     assert_eq!(bundle, ca, "stdout is the caBundle of ca.crt");
 
-    otel_injector::tls::install_crypto_provider();
-    let tls = otel_injector::tls::from_files(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).expect("pair");
-    let options = otel_injector::server::ServeOptions {
+    otel_injector::webhook::tls::install_crypto_provider();
+    let tls = otel_injector::webhook::tls::from_files(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .expect("pair");
+    let options = otel_injector::webhook::server::ServeOptions {
         listen: "127.0.0.1:0".parse().expect("addr"),
         metrics_listen: "127.0.0.1:0".parse().expect("addr"),
         tls,
@@ -40,8 +41,8 @@ async fn certs_issue_a_pair_that_serves_the_service_dns_names() {
         max_in_flight: 8,
         shutdown_grace: std::time::Duration::from_secs(1),
     };
-    let state = otel_injector::server::AppState::new(Default::default(), Arc::new(Fixed::default()));
-    let server = otel_injector::server::Server::start(options, state).await.expect("serves");
+    let state = otel_injector::webhook::server::AppState::new(Default::default(), Arc::new(Fixed::default()));
+    let server = otel_injector::webhook::server::Server::start(options, state).await.expect("serves");
     for name in ["hook.obs.svc", "hook.obs.svc.cluster.local"] {
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();

@@ -4,10 +4,10 @@
 mod common;
 
 use common::preserved;
-use otel_injector::config::{Config, DefaultMode, SidecarMode};
-use otel_injector::inject::{Target, mutate};
-use otel_injector::policy::NamespaceMeta;
-use otel_injector::workload::WorkloadKind;
+use otel_injector::engine::config::{Config, DefaultMode, SidecarMode};
+use otel_injector::engine::inject::{Target, mutate};
+use otel_injector::engine::policy::NamespaceMeta;
+use otel_injector::engine::workload::WorkloadKind;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -235,7 +235,7 @@ proptest! {
                 .filter_map(|e| e["name"].as_str().map(str::to_owned)).collect();
             for (at, entry) in env.iter().enumerate() {
                 let value = entry["value"].as_str().unwrap_or_default();
-                for r in otel_injector::inject::env::references(value) {
+                for r in otel_injector::engine::inject::env::references(value) {
                     if old.iter().any(|o| o == r) { continue } // the user's own ordering is theirs
                     let defined = env.iter().position(|e| e["name"] == r);
                     if let Some(d) = defined {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestServer, apply, patch_of};
-use otel_injector::config::{Config, DefaultMode};
+use otel_injector::cli::preview::{self, Input, Options};
+use otel_injector::cluster::namespaces::Fixed;
+use otel_injector::engine::config::{Config, DefaultMode};
+use otel_injector::engine::workload::WorkloadKind;
 use otel_injector::fixtures::{container, pod, review};
-use otel_injector::namespaces::Fixed;
-use otel_injector::preview::{self, Input, Options};
-use otel_injector::workload::WorkloadKind;
 use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -236,7 +236,7 @@ async fn webhook_and_preview_agree_byte_for_byte() {
 #[tokio::test]
 async fn namespace_policy_reaches_the_engine() {
     let annotations = [("otel-injector.io/inject".to_owned(), "true".to_owned())].into();
-    let ns = otel_injector::policy::NamespaceMeta { annotations, ..Default::default() };
+    let ns = otel_injector::engine::policy::NamespaceMeta { annotations, ..Default::default() };
     let server = TestServer::start_with(Config::default(), Arc::new(Fixed::new([("shop".into(), ns)])), |_| {}).await;
     let (_, in_shop) = server.post(&review(&web_pod(), "CREATE", "shop")).await;
     let (_, elsewhere) = server.post(&review(&web_pod(), "CREATE", "other")).await;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use otel_injector::certs;
-use otel_injector::config::Config;
-use otel_injector::namespaces::{Fixed, Namespaces};
-use otel_injector::server::{AppState, ServeOptions, Server};
-use otel_injector::tls;
+use otel_injector::cluster::namespaces::{Fixed, Namespaces};
+use otel_injector::engine::config::Config;
+use otel_injector::webhook::certs;
+use otel_injector::webhook::server::{AppState, ServeOptions, Server};
+use otel_injector::webhook::tls;
 use serde_json::Value;
 
 /// A webhook listening on 127.0.0.1 with a certificate for `localhost` signed by a fresh CA.

@@ -55,7 +55,7 @@ pub fn sidecar_configs(pairs: &[Pair]) {
             // What the collector reads once the kubelet has turned `$$` back into `$`.
             let text = config["value"].as_str().expect("config value").replace("$$", "$");
             let parsed: Value = serde_yaml_ng::from_str(&text).expect("collector config is YAML");
-            let problems = otel_injector::inject::collector::inconsistencies(&parsed);
+            let problems = otel_injector::engine::inject::collector::inconsistencies(&parsed);
             assert!(problems.is_empty(), "{}: {problems:?}", p.what);
             checked += 1;
         }

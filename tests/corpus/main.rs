@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use common::{TestServer, apply, patch_of};
 use otel_injector::cli::OutputFormat;
-use otel_injector::config::{Config, DefaultMode};
+use otel_injector::cli::preview::{self, Input, Options};
+use otel_injector::engine::config::{Config, DefaultMode};
+use otel_injector::engine::workload::WorkloadKind;
 use otel_injector::fixtures::review;
-use otel_injector::preview::{self, Input, Options};
-use otel_injector::workload::WorkloadKind;
 use serde::Deserialize;
 use serde_json::Value;
 

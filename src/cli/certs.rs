@@ -1,0 +1,17 @@
+//! The `certs` command: a CA and a serving certificate for the webhook Service, and the `caBundle`.
+
+use super::CertsArgs;
+use crate::webhook::certs::{ca_bundle, issue, service_names, write};
+
+/// The `certs` command: writes the files, lists them on stderr and prints the `caBundle` on stdout.
+pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
+    let names = service_names(&args.service, &args.namespace);
+    let issued = issue(&names, args.days)?;
+    let files = write(&issued, &args.out_dir)?;
+    for file in &files {
+        eprintln!("wrote {}", file.display());
+    }
+    eprintln!("serving certificate for {} (valid {} days); caBundle:", names.join(", "), args.days);
+    println!("{}", ca_bundle(&issued));
+    Ok(())
+}

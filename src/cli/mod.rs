@@ -1,0 +1,364 @@
+//! The command line: `serve`, `preview` and `certs`, every flag with an `OTEL_INJECTOR_*` variable.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::config::{Config, ConfigError, DefaultMode};
+use crate::engine::policy::NamespaceMeta;
+use crate::engine::values::{self, Protocol};
+use crate::engine::workload::WorkloadKind;
+use crate::telemetry::LogFormat;
+
+pub mod certs;
+pub mod preview;
+pub mod serve;
+
+/// The name the binary answers to as a kubectl plugin (`kubectl otel-inject`).
+pub const PLUGIN_NAME: &str = "kubectl-otel_inject";
+
+/// otel-injector: instruments Kubernetes workloads with OpenTelemetry at admission.
+#[derive(Debug, Parser)]
+#[command(name = "otel-injector", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the mutating admission webhook.
+    Serve(ServeArgs),
+    /// Show offline what the webhook would do to manifests or AdmissionReviews.
+    Preview(PreviewArgs),
+    /// Write a CA and a serving certificate for the webhook Service, and print the caBundle.
+    Certs(CertsArgs),
+}
+
+/// Logging flags.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, global = true, env = "OTEL_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, display_order = 900)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `otel_injector=debug`).
+    #[arg(long, global = true, env = "OTEL_INJECTOR_LOG", value_name = "FILTER", display_order = 901)]
+    pub log_level: Option<String>,
+}
+
+/// Flags that override the config file.
+#[derive(Debug, Default, Args)]
+pub struct ConfigArgs {
+    /// Configuration file (YAML); every key has a default, so it is optional.
+    #[arg(long, env = "OTEL_INJECTOR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Overrides `default` (inject | skip).
+    #[arg(long = "default", env = "OTEL_INJECTOR_DEFAULT", value_name = "MODE", value_parser = parse_default)]
+    pub default_mode: Option<DefaultMode>,
+    /// Overrides `workloads` (comma list of Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob).
+    #[arg(long, env = "OTEL_INJECTOR_WORKLOADS", value_name = "KINDS", value_delimiter = ',', value_parser = parse_workload)]
+    pub workloads: Option<Vec<WorkloadKind>>,
+    /// Overrides `endpoint`.
+    #[arg(long, env = "OTEL_INJECTOR_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Overrides `protocol` (grpc | http/protobuf).
+    #[arg(long, env = "OTEL_INJECTOR_PROTOCOL", value_name = "PROTOCOL", value_parser = Protocol::parse)]
+    pub protocol: Option<Protocol>,
+    /// Overrides `samplingRatio`.
+    #[arg(long, env = "OTEL_INJECTOR_SAMPLING_RATIO", value_name = "RATIO")]
+    pub sampling_ratio: Option<f64>,
+    /// Overrides `serviceNamespace`.
+    #[arg(long, env = "OTEL_INJECTOR_SERVICE_NAMESPACE", value_name = "NAME")]
+    pub service_namespace: Option<String>,
+    /// Overrides `sidecar.enabled`.
+    #[arg(long, env = "OTEL_INJECTOR_SIDECAR", value_name = "BOOL", value_parser = values::parse_bool)]
+    pub sidecar: Option<bool>,
+    /// Overrides `sidecar.image`.
+    #[arg(long, env = "OTEL_INJECTOR_SIDECAR_IMAGE", value_name = "IMAGE")]
+    pub sidecar_image: Option<String>,
+    /// Overrides `maxRequestBytes`.
+    #[arg(long, env = "OTEL_INJECTOR_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+}
+
+impl ConfigArgs {
+    /// The config file (or the defaults) with these overrides applied, validated.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.default_mode {
+            config.default = v;
+        }
+        if let Some(v) = &self.workloads {
+            config.workloads = v.clone();
+        }
+        if let Some(v) = &self.endpoint {
+            config.endpoint = v.clone();
+        }
+        if let Some(v) = self.protocol {
+            config.protocol = v;
+        }
+        if let Some(v) = self.sampling_ratio {
+            config.sampling_ratio = v;
+        }
+        if let Some(v) = &self.service_namespace {
+            config.service_namespace = Some(v.clone());
+        }
+        if let Some(v) = self.sidecar {
+            config.sidecar.enabled = v;
+        }
+        if let Some(v) = &self.sidecar_image {
+            config.sidecar.image = v.clone();
+        }
+        if let Some(v) = self.max_request_bytes {
+            config.max_request_bytes = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TLS address of the webhook.
+    #[arg(long, env = "OTEL_INJECTOR_LISTEN", default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Plain-HTTP address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "OTEL_INJECTOR_METRICS_LISTEN", default_value = "0.0.0.0:9090", value_name = "ADDR")]
+    pub metrics_listen: SocketAddr,
+    /// Serving certificate (PEM).
+    #[arg(long, env = "OTEL_INJECTOR_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving certificate's private key (PEM).
+    #[arg(long, env = "OTEL_INJECTOR_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Generate a self-signed certificate in memory (development only).
+    #[arg(long, env = "OTEL_INJECTOR_DEV_CERTS", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub dev_certs: bool,
+    /// The webhook's own namespace, never instrumented (default: POD_NAMESPACE or the service account's).
+    #[arg(long, env = "OTEL_INJECTOR_WEBHOOK_NAMESPACE", value_name = "NAME")]
+    pub webhook_namespace: Option<String>,
+    /// Longest wait for a TLS handshake, a request's headers or its body.
+    #[arg(long, env = "OTEL_INJECTOR_READ_TIMEOUT", default_value = "10s", value_parser = values::parse_duration)]
+    pub read_timeout: Duration,
+    /// Reviews handled at once before answering 503.
+    #[arg(long, env = "OTEL_INJECTOR_MAX_IN_FLIGHT", default_value_t = 256, value_name = "N")]
+    pub max_in_flight: usize,
+    /// How long in-flight reviews may take to finish after SIGTERM.
+    #[arg(long, env = "OTEL_INJECTOR_SHUTDOWN_GRACE", default_value = "25s", value_parser = values::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Output of `preview`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The objects, mutated, as YAML documents.
+    Yaml,
+    /// The objects, mutated, as JSON (a List when there are several).
+    Json,
+    /// One JSON Patch per object per line, exactly as the webhook would send it.
+    Patch,
+    /// A unified diff per changed object.
+    Diff,
+}
+
+/// `preview` flags.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Manifest or AdmissionReview file (YAML or JSON, multi-document, `kind: List`); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+    /// Say on stderr, per object and container, what was decided and why.
+    #[arg(long)]
+    pub explain: bool,
+    /// Namespace of objects that do not name one.
+    #[arg(short, long, value_name = "NAME", default_value = "default")]
+    pub namespace: String,
+    /// An annotation of the namespace (repeatable), e.g. otel-injector.io/inject=true.
+    #[arg(long = "namespace-annotation", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub namespace_annotations: Vec<(String, String)>,
+    /// A label of the namespace (repeatable).
+    #[arg(long = "namespace-label", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub namespace_labels: Vec<(String, String)>,
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl PreviewArgs {
+    /// The namespace metadata given on the command line.
+    pub fn namespace_meta(&self) -> NamespaceMeta {
+        let map = |pairs: &[(String, String)]| pairs.iter().cloned().collect::<BTreeMap<_, _>>();
+        NamespaceMeta { annotations: map(&self.namespace_annotations), labels: map(&self.namespace_labels) }
+    }
+}
+
+/// `certs` flags.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook Service.
+    #[arg(long, env = "OTEL_INJECTOR_CERTS_SERVICE", default_value = "otel-injector", value_name = "NAME")]
+    pub service: String,
+    /// Namespace of the webhook Service.
+    #[arg(short, long, env = "OTEL_INJECTOR_CERTS_NAMESPACE", default_value = "otel-injector", value_name = "NAME")]
+    pub namespace: String,
+    /// Directory for ca.crt, ca.key, tls.crt and tls.key.
+    #[arg(long, env = "OTEL_INJECTOR_CERTS_DIR", default_value = "certs", value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Validity of the serving certificate in days (the CA gets twice as long).
+    #[arg(long, env = "OTEL_INJECTOR_CERTS_DAYS", default_value_t = 365)]
+    pub days: u32,
+}
+
+/// Parses argv, turning `kubectl-otel_inject ARGS` into `otel-injector preview ARGS`.
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    let mut args: Vec<_> = args.into_iter().collect();
+    let invoked_as = args.first().and_then(|a| std::path::Path::new(a).file_name()).map(|n| n.to_owned());
+    if invoked_as.is_some_and(|n| n == PLUGIN_NAME) {
+        args.splice(0..1, ["otel-injector".into(), "preview".into()]);
+    }
+    Cli::try_parse_from(args)
+}
+
+/// The CLI reference for the README: every command's help, rendered by clap (env values hidden, 100 columns).
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    fn stable(cmd: clap::Command) -> clap::Command {
+        cmd.term_width(100).mut_args(|a| a.hide_env_values(true))
+    }
+    let mut root = stable(Cli::command());
+    let mut out = format!("```text\n$ otel-injector --help\n{}```\n", root.render_help());
+    let names: Vec<String> = root.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    for name in names {
+        if let Some(sub) = root.find_subcommand_mut(&name) {
+            let mut sub = stable(sub.clone()).bin_name(format!("otel-injector {name}"));
+            out += &format!("\n```text\n$ otel-injector {name} --help\n{}```\n", sub.render_help());
+        }
+    }
+    out
+}
+
+fn parse_default(s: &str) -> Result<DefaultMode, String> {
+    match s {
+        "inject" => Ok(DefaultMode::Inject),
+        "skip" => Ok(DefaultMode::Skip),
+        _ => Err("must be inject or skip".to_owned()),
+    }
+}
+
+fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
+    WorkloadKind::ALL.into_iter().find(|w| w.as_str() == s.trim()).ok_or_else(|| format!("unknown workload kind {s:?}"))
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
+        parse(args.iter().map(Into::into))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let Command::Serve(s) = cli(&["otel-injector", "serve", "--dev-certs"]).expect("parses").command else {
+            panic!("serve expected");
+        };
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(s.metrics_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(s.read_timeout, Duration::from_secs(10));
+        assert!(s.dev_certs);
+        assert_eq!(s.config.load().expect("defaults"), Config::default());
+    }
+
+    #[test]
+    fn tls_flags_go_together_and_exclude_dev_certs() {
+        assert!(cli(&["otel-injector", "serve", "--tls-cert", "a"]).is_err());
+        assert!(cli(&["otel-injector", "serve", "--tls-cert", "a", "--tls-key", "b", "--dev-certs"]).is_err());
+        assert!(cli(&["otel-injector", "serve", "--tls-cert", "a", "--tls-key", "b"]).is_ok());
+    }
+
+    #[test]
+    fn flags_override_the_config() {
+        let Command::Preview(p) = cli(&[
+            "otel-injector",
+            "preview",
+            "-f",
+            "x.yaml",
+            "--default",
+            "inject",
+            "--workloads",
+            "Pod,CronJob",
+            "--endpoint",
+            "http://gw:4318",
+            "--protocol",
+            "http/protobuf",
+            "--sampling-ratio",
+            "0.5",
+            "--sidecar",
+            "true",
+            "--namespace-annotation",
+            "otel-injector.io/inject=true",
+        ])
+        .expect("parses")
+        .command
+        else {
+            panic!("preview expected");
+        };
+        let config = p.config.load().expect("valid");
+        assert_eq!(config.default, DefaultMode::Inject);
+        assert_eq!(config.workloads, [WorkloadKind::Pod, WorkloadKind::CronJob]);
+        assert_eq!(config.endpoint, "http://gw:4318");
+        assert_eq!(config.protocol, Protocol::HttpProtobuf);
+        assert_eq!(config.sampling_ratio, 0.5);
+        assert!(config.sidecar.enabled);
+        assert_eq!(p.namespace_meta().annotations["otel-injector.io/inject"], "true");
+    }
+
+    #[test]
+    fn invalid_overrides_name_the_field() {
+        let Command::Preview(p) =
+            cli(&["otel-injector", "preview", "-f", "x", "--sampling-ratio", "3"]).expect("parses").command
+        else {
+            panic!("preview expected");
+        };
+        assert!(p.config.load().expect_err("invalid").to_string().starts_with("config samplingRatio:"));
+        assert!(cli(&["otel-injector", "preview", "-f", "x", "--workloads", "Pod,Foo"]).is_err());
+        assert!(cli(&["otel-injector", "preview", "-f", "x", "--default", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn kubectl_plugin_name_means_preview() {
+        let parsed = cli(&["/usr/local/bin/kubectl-otel_inject", "-f", "d.yaml", "-o", "patch"]).expect("parses");
+        let Command::Preview(p) = parsed.command else { panic!("preview expected") };
+        assert_eq!(p.files, ["d.yaml"]);
+        assert_eq!(p.output, OutputFormat::Patch);
+    }
+}

@@ -1,0 +1,334 @@
+//! `preview`: what the webhook would do to manifests or AdmissionReviews, offline, with the same engine.
+//!
+//! Plain objects go through [`inject::mutate`]; AdmissionReview documents go through [`admission::review`], the
+//! webhook's own code path. `-o patch` prints exactly the bytes the webhook would base64-encode.
+
+use std::io::{Read, Write};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cli::{OutputFormat, PreviewArgs};
+use crate::cluster::namespaces::Fixed;
+use crate::engine::config::Config;
+use crate::engine::inject::{self, Target};
+use crate::engine::policy::NamespaceMeta;
+use crate::engine::report::Explanation;
+use crate::engine::workload::WorkloadKind;
+use crate::webhook::admission;
+
+/// Preview settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Output format.
+    pub output: OutputFormat,
+    /// Explain decisions on stderr.
+    pub explain: bool,
+    /// Namespace of objects that do not name one.
+    pub namespace: String,
+    /// The namespace's labels and annotations.
+    pub ns: NamespaceMeta,
+    /// The configuration.
+    pub config: Config,
+}
+
+/// One input file (or stdin) and its text.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// File name as given (`-` for stdin).
+    pub name: String,
+    /// Its content.
+    pub text: String,
+}
+
+/// Preview failed; the message names the file and document.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A document is not a usable object.
+    #[error("{file}: document {document}: {message}")]
+    Document {
+        /// The file.
+        file: String,
+        /// 1-based document number.
+        document: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Output could not be written.
+    #[error("cannot write output: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// One object read from the input.
+#[derive(Debug, Clone)]
+struct Item {
+    origin: String,
+    value: Value,
+}
+
+/// What preview found for one object.
+#[derive(Debug)]
+struct Outcome {
+    label: String,
+    origin: String,
+    before: Value,
+    after: Value,
+    patch: Vec<u8>,
+    warnings: Vec<String>,
+    explanation: Result<Explanation, String>,
+}
+
+/// The `preview` command: reads the files, previews, prints.
+pub fn run_cli(args: &PreviewArgs) -> anyhow::Result<()> {
+    let mut inputs = Vec::with_capacity(args.files.len());
+    for name in &args.files {
+        let text = if name == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(name)
+        };
+        let text = text.map_err(|source| PreviewError::Read { file: name.clone(), source })?;
+        inputs.push(Input { name: name.clone(), text });
+    }
+    let options = Options {
+        output: args.output,
+        explain: args.explain,
+        namespace: args.namespace.clone(),
+        ns: args.namespace_meta(),
+        config: args.config.load()?,
+    };
+    run(&inputs, &options, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
+    Ok(())
+}
+
+/// Previews every object of `inputs`; nothing is printed unless every document could be read.
+pub fn run(inputs: &[Input], options: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), PreviewError> {
+    let mut items = Vec::new();
+    for input in inputs {
+        items.extend(documents(input)?);
+    }
+    let outcomes: Vec<Outcome> = items.into_iter().map(|item| preview(item, options)).collect();
+    for o in &outcomes {
+        for w in &o.warnings {
+            writeln!(err, "Warning: {}: {w}", o.label)?;
+        }
+        if options.explain {
+            writeln!(err, "# {} ({})", o.label, o.origin)?;
+            match &o.explanation {
+                Ok(e) => write!(err, "{e}")?,
+                Err(note) => writeln!(err, "  {note}")?,
+            }
+        }
+    }
+    render(&outcomes, options.output, out)
+}
+
+/// Splits an input into objects: YAML or JSON streams, `kind: List` flattened.
+fn documents(input: &Input) -> Result<Vec<Item>, PreviewError> {
+    let bad = |document: usize, message: String| PreviewError::Document { file: input.name.clone(), document, message };
+    let trimmed = input.text.trim_start();
+    let mut raw: Vec<Result<Value, String>> = Vec::new();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
+        raw.extend(stream.map(|r| r.map_err(|e| format!("invalid JSON: {e}"))));
+    } else {
+        for doc in serde_yaml_ng::Deserializer::from_str(&input.text) {
+            let parsed = Value::deserialize(doc).map_err(|e| {
+                let hint = if e.to_string().contains("unknown escape") {
+                    " (YAML has no \\' escape in double quotes; kubectl tolerates it, use ' or single quotes)"
+                } else {
+                    ""
+                };
+                format!("invalid YAML: {e}{hint}")
+            });
+            let failed = parsed.is_err();
+            raw.push(parsed);
+            // After a syntax error the stream cannot resynchronise (it would repeat the error forever).
+            if failed {
+                break;
+            }
+        }
+    }
+    let mut items = Vec::new();
+    for (i, value) in raw.into_iter().enumerate() {
+        let document = i + 1;
+        let value = value.map_err(|message| bad(document, message))?;
+        match &value {
+            Value::Null => continue,
+            Value::Object(_) => {}
+            _ => return Err(bad(document, "is not a Kubernetes object (a mapping with apiVersion and kind)".into())),
+        }
+        let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if kind.is_empty() || value.get("apiVersion").and_then(Value::as_str).is_none() {
+            return Err(bad(document, "has no apiVersion and kind".into()));
+        }
+        let origin = format!("{}, document {document}", input.name);
+        match value.get("items") {
+            Some(Value::Array(list)) if kind.ends_with("List") => {
+                for (n, item) in list.iter().enumerate() {
+                    if !item.is_object() || item.get("kind").and_then(Value::as_str).is_none() {
+                        return Err(bad(document, format!("items[{n}] has no kind")));
+                    }
+                    items.push(Item { origin: format!("{origin}, items[{n}]"), value: item.clone() });
+                }
+            }
+            _ => items.push(Item { origin, value }),
+        }
+    }
+    Ok(items)
+}
+
+fn label(object: &Value, namespace: &str) -> String {
+    let field = |k: &str| object.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let name = field("name").map(str::to_owned).or_else(|| field("generateName").map(|g| format!("{g}*")));
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("object");
+    format!("{kind} {}/{}", field("namespace").unwrap_or(namespace), name.as_deref().unwrap_or("<unnamed>"))
+}
+
+/// Previews one object (an AdmissionReview without an object, such as a DELETE, has `before` null).
+fn preview(item: Item, options: &Options) -> Outcome {
+    let is_review = item.value.get("kind").and_then(Value::as_str) == Some("AdmissionReview");
+    if is_review {
+        return preview_review(item, options);
+    }
+    let object = item.value;
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind_name = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(&options.namespace);
+    let mut outcome = Outcome {
+        label: label(&object, namespace),
+        origin: item.origin,
+        before: object.clone(),
+        after: object.clone(),
+        patch: b"[]".to_vec(),
+        warnings: Vec::new(),
+        explanation: Err(format!("{kind_name} is not a workload: unchanged")),
+    };
+    let Some(kind) = WorkloadKind::from_type_meta(api_version, kind_name) else {
+        return outcome;
+    };
+    let current = match kind {
+        WorkloadKind::Pod => "v1",
+        WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
+        _ => "apps/v1",
+    };
+    if api_version != current {
+        outcome.warnings.push(format!("{api_version} {kind} is not served by current Kubernetes (use {current})"));
+    }
+    let mutation = inject::mutate(&object, &Target { kind, namespace, ns: &options.ns, config: &options.config });
+    outcome.warnings.extend(mutation.warnings.into_vec());
+    outcome.patch = serde_json::to_vec(&mutation.patch).unwrap_or_default();
+    if let Err(e) = json_patch::patch(&mut outcome.after, &mutation.patch) {
+        outcome.warnings.push(format!("internal error: the patch does not apply: {e}"));
+    }
+    let mut explanation = mutation.explanation;
+    if !options.config.handles(kind) {
+        explanation.notes.push(format!(
+            "the webhook leaves {kind} objects alone (not in workloads); their Pods are instrumented at creation"
+        ));
+    }
+    outcome.explanation = Ok(explanation);
+    outcome
+}
+
+/// An AdmissionReview goes through the webhook's own code path.
+fn preview_review(item: Item, options: &Options) -> Outcome {
+    let review = item.value;
+    let object = review.pointer("/request/object").cloned().unwrap_or(Value::Null);
+    let namespace = review.pointer("/request/namespace").and_then(Value::as_str).unwrap_or(&options.namespace);
+    let label = format!(
+        "AdmissionReview {} of {}",
+        review.pointer("/request/operation").and_then(Value::as_str).unwrap_or("?"),
+        label(&object, namespace)
+    );
+    let namespaces = Fixed::new([(namespace.to_owned(), options.ns.clone())]);
+    let body = serde_json::to_vec(&review).unwrap_or_default();
+    let mut outcome = Outcome {
+        label,
+        origin: item.origin,
+        before: object.clone(),
+        after: object.clone(),
+        patch: b"[]".to_vec(),
+        warnings: Vec::new(),
+        explanation: Err("no object to preview".to_owned()),
+    };
+    let answer = match admission::review(&body, &options.config, &namespaces) {
+        Ok(answer) => answer,
+        Err(e) => {
+            outcome.explanation = Err(format!("the webhook would answer HTTP 400: {e}"));
+            outcome.warnings.push(e.to_string());
+            return outcome;
+        }
+    };
+    outcome.warnings = answer.warnings;
+    outcome.explanation = answer.explanation.ok_or_else(|| format!("{}: {}", answer.decision, answer.reason));
+    if let Some(bytes) = answer.patch {
+        match serde_json::from_slice::<json_patch::Patch>(&bytes) {
+            Ok(patch) => {
+                if let Err(e) = json_patch::patch(&mut outcome.after, &patch) {
+                    outcome.warnings.push(format!("internal error: the patch does not apply: {e}"));
+                }
+            }
+            Err(e) => outcome.warnings.push(format!("internal error: the patch is not JSON Patch: {e}")),
+        }
+        outcome.patch = bytes;
+    }
+    outcome
+}
+
+fn render(outcomes: &[Outcome], format: OutputFormat, out: &mut dyn Write) -> Result<(), PreviewError> {
+    let yaml = |v: &Value| serde_yaml_ng::to_string(v).unwrap_or_default();
+    let outcomes: Vec<&Outcome> = outcomes.iter().filter(|o| o.before.is_object()).collect();
+    match format {
+        OutputFormat::Yaml => {
+            for (i, o) in outcomes.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out, "---")?;
+                }
+                write!(out, "{}", yaml(&o.after))?;
+            }
+        }
+        OutputFormat::Json => {
+            let value = match outcomes.as_slice() {
+                [one] => one.after.clone(),
+                many => serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": many.iter().map(|o| o.after.clone()).collect::<Vec<_>>(),
+                }),
+            };
+            writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default())?;
+        }
+        OutputFormat::Patch => {
+            for o in outcomes {
+                out.write_all(&o.patch)?;
+                writeln!(out)?;
+            }
+        }
+        OutputFormat::Diff => {
+            for o in outcomes.iter().filter(|o| o.before != o.after) {
+                let (before, after) = (yaml(&o.before), yaml(&o.after));
+                let diff = similar::TextDiff::from_lines(&before, &after);
+                let header = diff
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&format!("{} (original)", o.label), &format!("{} (instrumented)", o.label))
+                    .to_string();
+                write!(out, "{header}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,3 @@
+//! What the webhook learns from the cluster: namespace labels and annotations.
+
+pub mod namespaces;

@@ -1,0 +1,471 @@
+//! Environment variables for one container: add what the user has not set, merge `OTEL_RESOURCE_ATTRIBUTES`
+//! key by key, and place every new variable before its first `$(VAR)` reference (SPEC §4).
+
+use jsonptr::PointerBuf;
+use serde_json::{Value, json};
+
+use crate::engine::object::{Container, EnvVar};
+use crate::engine::patch::{Ops, child};
+
+/// `OTEL_RESOURCE_ATTRIBUTES`, the one variable merged rather than left alone.
+pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+
+/// A value only the kubelet knows, read through the downward API into a helper variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Helper {
+    /// `metadata.name`.
+    PodName,
+    /// `metadata.uid`.
+    PodUid,
+    /// `spec.nodeName`.
+    NodeName,
+}
+
+impl Helper {
+    /// The helper variable's name (the OpenTelemetry Operator's, so both tools read the same pods).
+    pub fn var(self) -> &'static str {
+        match self {
+            Self::PodName => "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
+            Self::PodUid => "OTEL_RESOURCE_ATTRIBUTES_POD_UID",
+            Self::NodeName => "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME",
+        }
+    }
+
+    fn field_path(self) -> &'static str {
+        match self {
+            Self::PodName => "metadata.name",
+            Self::PodUid => "metadata.uid",
+            Self::NodeName => "spec.nodeName",
+        }
+    }
+
+    /// The env entry defining the helper from the downward API.
+    pub fn entry(self) -> Value {
+        json!({"name": self.var(), "valueFrom": {"fieldRef": {"fieldPath": self.field_path()}}})
+    }
+}
+
+/// A resource attribute's value: known now, or read by the kubelet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrValue {
+    /// A literal, percent-encoded when written.
+    Literal(String),
+    /// `$(HELPER)`, a downward-API variable.
+    Helper(Helper),
+}
+
+/// What the env plan of one container produced.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EnvPlan {
+    /// Operations, relative to the whole object.
+    pub ops: Ops,
+    /// Variables added, in the order they were placed.
+    pub added: Vec<&'static str>,
+    /// Variables the user had set, left as they were.
+    pub kept: Vec<&'static str>,
+    /// Remarks for the explanation.
+    pub notes: Vec<String>,
+    /// Problems the user should hear about.
+    pub warnings: Vec<String>,
+}
+
+/// Why a container opted itself out, if it did (SPEC §2).
+pub fn opt_out(c: &Container<'_>) -> Option<&'static str> {
+    let endpoint = c.env_var("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if endpoint.is_some_and(|e| !e.value_from && e.value.unwrap_or_default().is_empty()) {
+        return Some("OTEL_EXPORTER_OTLP_ENDPOINT is set empty");
+    }
+    let disabled = c.env_var("OTEL_SDK_DISABLED").and_then(|e| e.value);
+    if disabled.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Some("OTEL_SDK_DISABLED=true");
+    }
+    None
+}
+
+/// The variable names a value references with the kubelet's `$(VAR)` syntax (`$$` escapes).
+pub fn references(value: &str) -> impl Iterator<Item = &str> {
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i + 1 < bytes.len() {
+            if bytes[i] != b'$' {
+                i += 1;
+                continue;
+            }
+            match bytes[i + 1] {
+                b'$' => i += 2,
+                b'(' => {
+                    let start = i + 2;
+                    let Some(len) = bytes[start..].iter().position(|&b| b == b')') else {
+                        i = bytes.len();
+                        return None;
+                    };
+                    i = start + len + 1;
+                    return Some(&value[start..start + len]);
+                }
+                _ => i += 1,
+            }
+        }
+        None
+    })
+}
+
+/// Escapes a literal so the kubelet leaves it alone: every `$` becomes `$$`.
+pub fn escape(literal: &str) -> String {
+    literal.replace('$', "$$")
+}
+
+/// One variable to add, and where it goes.
+struct Insert {
+    /// Index in the original list it is inserted before (`len` = appended).
+    pos: usize,
+    /// Canonical order among inserts at the same position.
+    rank: usize,
+    name: &'static str,
+    entry: Value,
+}
+
+/// Plans the env of one container.
+///
+/// `vars` are the standard variables in canonical order with their final (escaped) values; `attributes` are the
+/// resource attributes wanted in `OTEL_RESOURCE_ATTRIBUTES`; `encode` percent-encodes a literal attribute value.
+pub fn plan(
+    c: &Container<'_>,
+    path: &PointerBuf,
+    vars: &[(&'static str, String)],
+    attributes: &[(String, AttrValue)],
+    encode: impl Fn(&str) -> String,
+) -> EnvPlan {
+    let env: &[EnvVar<'_>] = c.env.as_deref().unwrap_or_default();
+    let len = env.len();
+    let first_def = |name: &str| env.iter().position(|e| e.name == name);
+    let first_ref =
+        |name: &str| env.iter().position(|e| e.value.is_some_and(|v| references(v).any(|r| r == name))).unwrap_or(len);
+    let mut out = EnvPlan::default();
+    let mut inserts = Vec::new();
+
+    for (rank, (name, value)) in vars.iter().enumerate() {
+        if first_def(name).is_some() {
+            out.kept.push(name);
+        } else {
+            let entry = json!({"name": name, "value": value});
+            inserts.push(Insert { pos: first_ref(name), rank: 3 + rank, name, entry });
+        }
+    }
+
+    // Where OTEL_RESOURCE_ATTRIBUTES is, or will be: helpers must be defined before it.
+    let user_ora = env.iter().rposition(|e| e.name == RESOURCE_ATTRIBUTES);
+    let (anchor, present) = match user_ora.map(|i| (i, &env[i])) {
+        Some((_, e)) if e.value_from => {
+            out.kept.push(RESOURCE_ATTRIBUTES);
+            out.warnings.push(format!(
+                "container {}: {RESOURCE_ATTRIBUTES} uses valueFrom; Kubernetes attributes not added",
+                c.name
+            ));
+            return finish(out, inserts, c, path, len);
+        }
+        Some((i, e)) => (i, keys_of(e.value.unwrap_or_default())),
+        None => (first_ref(RESOURCE_ATTRIBUTES), Vec::new()),
+    };
+
+    let mut rendered = Vec::new();
+    for (key, value) in attributes.iter().filter(|(k, _)| !present.contains(&k.as_str())) {
+        match value {
+            AttrValue::Literal(v) => rendered.push(format!("{key}={}", escape(&encode(v)))),
+            AttrValue::Helper(h) => match first_def(h.var()) {
+                Some(i) if i >= anchor => {
+                    out.notes.push(format!("{key} not added: {} is defined after {RESOURCE_ATTRIBUTES}", h.var()))
+                }
+                Some(_) => rendered.push(format!("{key}=$({})", h.var())),
+                None => {
+                    rendered.push(format!("{key}=$({})", h.var()));
+                    if !inserts.iter().any(|i| i.name == h.var()) {
+                        let pos = first_ref(h.var()).min(anchor);
+                        inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry: h.entry() });
+                    }
+                }
+            },
+        }
+    }
+
+    match user_ora {
+        Some(i) => {
+            out.kept.push(RESOURCE_ATTRIBUTES);
+            if !rendered.is_empty() {
+                let user = env[i].value.unwrap_or_default();
+                let merged = match user.trim_end() {
+                    "" => rendered.join(","),
+                    u if u.ends_with(',') => format!("{u}{}", rendered.join(",")),
+                    u => format!("{u},{}", rendered.join(",")),
+                };
+                let value_path = child(path, ["env".to_owned(), i.to_string(), "value".to_owned()]);
+                if env[i].value.is_some() {
+                    out.ops.replace(value_path, Value::String(merged));
+                } else {
+                    out.ops.add(value_path, Value::String(merged));
+                }
+                out.notes.push(format!("merged {} attribute(s) into the user's {RESOURCE_ATTRIBUTES}", rendered.len()));
+            }
+        }
+        None if !rendered.is_empty() => {
+            let entry = json!({"name": RESOURCE_ATTRIBUTES, "value": rendered.join(",")});
+            inserts.push(Insert { pos: anchor, rank: usize::MAX, name: RESOURCE_ATTRIBUTES, entry });
+        }
+        None => {}
+    }
+    finish(out, inserts, c, path, len)
+}
+
+/// Turns the inserts into operations: one `add` of the whole list when `env` is absent, else one `add` per
+/// variable at its position, shifted by the inserts before it (operations apply in order).
+fn finish(mut out: EnvPlan, mut inserts: Vec<Insert>, c: &Container<'_>, path: &PointerBuf, len: usize) -> EnvPlan {
+    inserts.sort_by_key(|i| (i.pos, i.rank));
+    out.added = inserts.iter().map(|i| i.name).collect();
+    if inserts.is_empty() {
+        return out;
+    }
+    if c.env.is_none() {
+        let list = inserts.into_iter().map(|i| i.entry).collect();
+        out.ops.add(child(path, ["env"]), Value::Array(list));
+        return out;
+    }
+    for (shift, insert) in inserts.into_iter().enumerate() {
+        let at = if insert.pos >= len { "-".to_owned() } else { (insert.pos + shift).to_string() };
+        out.ops.add(child(path, ["env".to_owned(), at]), insert.entry);
+    }
+    out
+}
+
+/// The keys already present in an `OTEL_RESOURCE_ATTRIBUTES` value.
+fn keys_of(value: &str) -> Vec<&str> {
+    value.split(',').filter_map(|pair| pair.split_once('=')).map(|(k, _)| k.trim()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::object::PodView;
+    use crate::engine::patch::container;
+    use crate::engine::workload::WorkloadKind;
+    use rstest::rstest;
+
+    fn vars() -> Vec<(&'static str, String)> {
+        vec![("OTEL_SERVICE_NAME", "svc".to_owned()), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317".to_owned())]
+    }
+
+    fn attrs() -> Vec<(String, AttrValue)> {
+        vec![
+            ("k8s.namespace.name".to_owned(), AttrValue::Literal("shop".to_owned())),
+            ("k8s.pod.name".to_owned(), AttrValue::Helper(Helper::PodName)),
+            ("team".to_owned(), AttrValue::Literal("a,b".to_owned())),
+        ]
+    }
+
+    /// Plans `env` for a one-container pod, applies the patch and returns the resulting env and the plan.
+    fn run(env: Value) -> (Vec<(String, String)>, EnvPlan) {
+        let mut pod = json!({"spec": {"containers": [{"name": "app"}]}});
+        if !env.is_null() {
+            pod["spec"]["containers"][0]["env"] = env;
+        }
+        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        let path = container(&[], "containers", 0);
+        let encode = |s: &str| s.replace(',', "%2C");
+        let plan = plan(&view.containers[0], &path, &vars(), &attrs(), encode);
+        let mut out = pod.clone();
+        json_patch::patch(&mut out, &plan.ops.clone().into_patch()).expect("applies");
+        let list = out["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
+        let pairs = list
+            .iter()
+            .map(|e| {
+                let v = e.get("value").and_then(Value::as_str).map(str::to_owned);
+                let v = v.unwrap_or_else(|| {
+                    format!("<{}>", e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap_or("?"))
+                });
+                (e["name"].as_str().unwrap_or_default().to_owned(), v)
+            })
+            .collect();
+        (pairs, plan)
+    }
+
+    fn names(env: &[(String, String)]) -> Vec<&str> {
+        env.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn absent_env_gets_one_add_in_canonical_order() {
+        let (env, plan) = run(Value::Null);
+        assert_eq!(plan.ops.len(), 1);
+        assert_eq!(
+            names(&env),
+            [
+                "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
+                "OTEL_SERVICE_NAME",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "OTEL_RESOURCE_ATTRIBUTES"
+            ]
+        );
+        assert_eq!(env[0].1, "<metadata.name>");
+        assert_eq!(env[3].1, "k8s.namespace.name=shop,k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME),team=a%2Cb");
+    }
+
+    #[test]
+    fn null_env_is_replaced_by_the_list() {
+        let mut pod = json!({"spec": {"containers": [{"name": "app", "env": null}]}});
+        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        let plan = plan(&view.containers[0], &container(&[], "containers", 0), &vars(), &[], str::to_owned);
+        json_patch::patch(&mut pod, &plan.ops.into_patch()).expect("applies");
+        assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn user_values_win_and_are_reported_kept() {
+        let (env, plan) = run(json!([{"name": "OTEL_SERVICE_NAME", "value": "mine"}]));
+        assert_eq!(env[0], ("OTEL_SERVICE_NAME".to_owned(), "mine".to_owned()));
+        assert_eq!(env.iter().filter(|(n, _)| n == "OTEL_SERVICE_NAME").count(), 1);
+        assert_eq!(plan.kept, ["OTEL_SERVICE_NAME"]);
+        assert!(!plan.added.contains(&"OTEL_SERVICE_NAME"));
+    }
+
+    #[test]
+    fn value_from_counts_as_set() {
+        let (env, plan) = run(
+            json!([{"name": "OTEL_SERVICE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}}]),
+        );
+        assert_eq!(env.iter().filter(|(n, _)| n == "OTEL_SERVICE_NAME").count(), 1);
+        assert_eq!(plan.kept, ["OTEL_SERVICE_NAME"]);
+    }
+
+    #[test]
+    fn new_variables_go_before_their_first_reference() {
+        let (env, _) = run(json!([
+            {"name": "A", "value": "1"},
+            {"name": "JAVA_TOOL_OPTIONS", "value": "-Dotel.service.name=$(OTEL_SERVICE_NAME)"},
+            {"name": "B", "value": "$(OTEL_RESOURCE_ATTRIBUTES)"},
+        ]));
+        assert_eq!(
+            names(&env),
+            [
+                "A",
+                "OTEL_SERVICE_NAME",
+                "JAVA_TOOL_OPTIONS",
+                "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "B",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ]
+        );
+    }
+
+    #[test]
+    fn escaped_references_do_not_count() {
+        let (env, _) = run(json!([{"name": "A", "value": "$$(OTEL_SERVICE_NAME)"}]));
+        assert_eq!(names(&env)[0], "A");
+    }
+
+    #[test]
+    fn user_attributes_are_merged_key_by_key_with_helpers_defined_first() {
+        let (env, plan) = run(json!([
+            {"name": "X", "value": "1"},
+            {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "team=mine,service.version=3"},
+        ]));
+        assert_eq!(
+            names(&env),
+            [
+                "X",
+                "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "OTEL_SERVICE_NAME",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ]
+        );
+        assert_eq!(
+            env[2].1,
+            "team=mine,service.version=3,k8s.namespace.name=shop,k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME)"
+        );
+        assert!(plan.kept.contains(&RESOURCE_ATTRIBUTES));
+        assert_eq!(plan.notes, ["merged 2 attribute(s) into the user's OTEL_RESOURCE_ATTRIBUTES"]);
+    }
+
+    #[rstest]
+    #[case(json!({"name": "OTEL_RESOURCE_ATTRIBUTES"}), "k8s.namespace.name=shop")]
+    #[case(json!({"name": "OTEL_RESOURCE_ATTRIBUTES", "value": ""}), "k8s.namespace.name=shop")]
+    #[case(json!({"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "a=1,"}), "a=1,k8s.namespace.name=shop")]
+    fn empty_or_trailing_comma_user_attributes(#[case] entry: Value, #[case] prefix: &str) {
+        let (env, _) = run(json!([entry]));
+        let ora = env.iter().find(|(n, _)| n == RESOURCE_ATTRIBUTES).expect("present");
+        assert!(ora.1.starts_with(prefix), "{}", ora.1);
+    }
+
+    #[test]
+    fn helper_defined_after_user_attributes_is_not_referenced() {
+        let (env, plan) = run(json!([
+            {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "a=1"},
+            {"name": "OTEL_RESOURCE_ATTRIBUTES_POD_NAME", "value": "late"},
+        ]));
+        let ora = &env.iter().find(|(n, _)| n == RESOURCE_ATTRIBUTES).expect("present").1;
+        assert!(!ora.contains("k8s.pod.name"), "{ora}");
+        assert!(plan.notes.iter().any(|n| n.contains("k8s.pod.name not added")));
+    }
+
+    #[test]
+    fn helper_defined_before_is_reused() {
+        let (env, plan) = run(json!([{"name": "OTEL_RESOURCE_ATTRIBUTES_POD_NAME", "value": "mine"}]));
+        assert_eq!(env.iter().filter(|(n, _)| n == Helper::PodName.var()).count(), 1);
+        assert!(!plan.added.contains(&Helper::PodName.var()));
+        let ora = &env.iter().find(|(n, _)| n == RESOURCE_ATTRIBUTES).expect("present").1;
+        assert!(ora.contains("k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME)"));
+    }
+
+    #[test]
+    fn value_from_attributes_are_left_alone_with_a_warning() {
+        let (env, plan) = run(
+            json!([{"name": "OTEL_RESOURCE_ATTRIBUTES", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]),
+        );
+        assert!(!names(&env).contains(&Helper::PodName.var()));
+        assert_eq!(plan.warnings.len(), 1);
+    }
+
+    #[test]
+    fn second_pass_is_a_no_op() {
+        let (env, _) = run(json!([{"name": "A", "value": "$(OTEL_SERVICE_NAME)"}]));
+        let list: Vec<Value> = env
+            .iter()
+            .map(|(n, v)| match v.strip_prefix('<') {
+                Some(f) => json!({"name": n, "valueFrom": {"fieldRef": {"fieldPath": f.trim_end_matches('>')}}}),
+                None => json!({"name": n, "value": v}),
+            })
+            .collect();
+        let (_, plan) = run(Value::Array(list));
+        assert!(plan.ops.is_empty(), "{:?}", plan.ops);
+        assert!(plan.added.is_empty());
+    }
+
+    #[rstest]
+    #[case("$(A) and $(B)", vec!["A", "B"])]
+    #[case("$$(A) $(B)", vec!["B"])]
+    #[case("$$$(A)", vec!["A"])]
+    #[case("$(A", vec![])]
+    #[case("$A ${B} $", vec![])]
+    #[case("$((1+2)) $(C)", vec!["(1+2", "C"])]
+    fn kubelet_reference_syntax(#[case] value: &str, #[case] want: Vec<&str>) {
+        assert_eq!(references(value).collect::<Vec<_>>(), want);
+    }
+
+    #[rstest]
+    #[case(json!([{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": ""}]), Some("OTEL_EXPORTER_OTLP_ENDPOINT is set empty"))]
+    #[case(json!([{"name": "OTEL_EXPORTER_OTLP_ENDPOINT"}]), Some("OTEL_EXPORTER_OTLP_ENDPOINT is set empty"))]
+    #[case(json!([{"name": "OTEL_SDK_DISABLED", "value": "TRUE"}]), Some("OTEL_SDK_DISABLED=true"))]
+    #[case(json!([{"name": "OTEL_SDK_DISABLED", "value": "false"}]), None)]
+    #[case(json!([{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://x"}]), None)]
+    #[case(json!([{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]), None)]
+    fn container_opt_out(#[case] env: Value, #[case] want: Option<&str>) {
+        let pod = json!({"spec": {"containers": [{"name": "app", "env": env}]}});
+        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        assert_eq!(opt_out(&view.containers[0]), want);
+    }
+
+    #[test]
+    fn escape_doubles_dollars() {
+        assert_eq!(escape("a$(B)$"), "a$$(B)$$");
+    }
+}

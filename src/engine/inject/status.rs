@@ -1,0 +1,146 @@
+//! The `otel-injector.io/status` annotation: what was done, why, and a hash of the settings it was done with.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::engine::config::{Config, SidecarConfig};
+use crate::engine::object::PodView;
+use crate::engine::policy::{Settings, keys};
+use crate::engine::values::{Protocol, Signal};
+
+/// Bumped whenever the engine would inject differently for the same settings.
+const ENGINE_REVISION: u32 = 1;
+
+/// The annotation's JSON document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// Containers instrumented.
+    pub containers: Vec<String>,
+    /// The collector sidecar: `added`, `off`, or `refused: <why>`.
+    pub sidecar: String,
+    /// The pod-wide `service.name` (absent when each container is named after itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// The rule that chose `service.name`.
+    pub service_name_from: String,
+    /// Why the object is instrumented.
+    pub reason: String,
+    /// Hash of the effective settings, to find drift against a changed config.
+    pub hash: String,
+}
+
+impl Status {
+    /// The status the object already carries, if it is ours and readable.
+    pub fn read(view: &PodView<'_>) -> Option<Self> {
+        serde_json::from_str(view.annotation(keys::STATUS)?).ok()
+    }
+
+    /// The annotation value: compact JSON with fields in a fixed order.
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Everything that decides what gets injected, in a canonical form for hashing.
+#[derive(Serialize)]
+struct HashInput<'a> {
+    revision: u32,
+    endpoint: &'a str,
+    protocol: Protocol,
+    sampling_ratio: f64,
+    propagators: &'a [String],
+    signals: &'a [Signal],
+    service_name: Option<&'a str>,
+    container_names: Option<&'a [String]>,
+    attributes: &'a [(String, String)],
+    headers: &'a BTreeMap<String, String>,
+    service_namespace: Option<&'a str>,
+    skip_containers: &'a [String],
+    sidecar: Option<&'a SidecarConfig>,
+}
+
+/// A short, stable hash of the settings in force (16 hex digits of SHA-256).
+pub fn settings_hash(settings: &Settings, config: &Config) -> String {
+    let input = HashInput {
+        revision: ENGINE_REVISION,
+        endpoint: &settings.endpoint.value,
+        protocol: settings.protocol.value,
+        sampling_ratio: settings.sampling_ratio.value,
+        propagators: &settings.propagators.value,
+        signals: &settings.signals.value,
+        service_name: settings.service_name.as_deref(),
+        container_names: settings.container_names.as_deref(),
+        attributes: &settings.attributes,
+        headers: &config.headers,
+        service_namespace: config.service_namespace.as_deref(),
+        skip_containers: &config.skip_containers,
+        sidecar: settings.sidecar.value.then_some(&config.sidecar),
+    };
+    let bytes = serde_json::to_vec(&input).unwrap_or_default();
+    Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::policy::{self, NamespaceMeta};
+    use crate::engine::warnings::Warnings;
+    use crate::engine::workload::WorkloadKind;
+    use serde_json::{Value, json};
+
+    fn hash_of(annotations: Value, config: &Config) -> String {
+        let pod = json!({"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "a"}]}});
+        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        let settings = policy::settings(&view, &NamespaceMeta::default(), config, &mut Warnings::default());
+        settings_hash(&settings, config)
+    }
+
+    #[test]
+    fn hash_is_stable_and_tracks_every_setting() {
+        let base = hash_of(json!({}), &Config::default());
+        assert_eq!(base.len(), 16);
+        assert_eq!(base, hash_of(json!({}), &Config::default()));
+        assert_eq!(base, hash_of(json!({"unrelated": "x"}), &Config::default()));
+        for annotations in [
+            json!({keys::ENDPOINT: "http://other:4317"}),
+            json!({keys::PROTOCOL: "http/protobuf"}),
+            json!({keys::SAMPLING_RATIO: "0.5"}),
+            json!({keys::PROPAGATORS: "b3"}),
+            json!({keys::SIGNALS: "traces"}),
+            json!({keys::SIDECAR: "true"}),
+            json!({keys::SERVICE_NAME: "x"}),
+            json!({keys::CONTAINER_NAMES: "a"}),
+            json!({"resource.opentelemetry.io/team": "x"}),
+        ] {
+            assert_ne!(base, hash_of(annotations.clone(), &Config::default()), "{annotations}");
+        }
+        let mut config = Config::default();
+        config.headers.insert("X-Scope-OrgID".into(), "prod".into());
+        assert_ne!(base, hash_of(json!({}), &config));
+    }
+
+    #[test]
+    fn annotation_round_trips_with_fixed_field_order() {
+        let status = Status {
+            containers: vec!["app".into()],
+            sidecar: "off".into(),
+            service_name: Some("shop".into()),
+            service_name_from: "pod name".into(),
+            reason: "cluster default (inject)".into(),
+            hash: "0123456789abcdef".into(),
+        };
+        let text = status.to_annotation();
+        assert_eq!(
+            text,
+            r#"{"containers":["app"],"sidecar":"off","serviceName":"shop","serviceNameFrom":"pod name","reason":"cluster default (inject)","hash":"0123456789abcdef"}"#
+        );
+        let pod = json!({"metadata": {"annotations": {keys::STATUS: text}}, "spec": {"containers": []}});
+        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        assert_eq!(Status::read(&view), Some(status));
+        let garbage = json!({"metadata": {"annotations": {keys::STATUS: "{"}}, "spec": {"containers": []}});
+        assert_eq!(Status::read(&PodView::read(&garbage, WorkloadKind::Pod).expect("valid")), None);
+    }
+}

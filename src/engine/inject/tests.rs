@@ -1,0 +1,339 @@
+//! Engine tests: one case per rule of SPEC §2–§5, run through [`mutate`] and a real JSON Patch apply.
+
+use super::*;
+use crate::engine::config::DefaultMode;
+use crate::fixtures::{container, pod};
+use rstest::rstest;
+use serde_json::json;
+
+fn inject_all() -> Config {
+    Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() }
+}
+
+fn run_with(object: &Value, kind: WorkloadKind, config: &Config, ns: &NamespaceMeta) -> (Value, Mutation) {
+    let m = mutate(object, &Target { kind, namespace: "shop", ns, config });
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &m.patch).expect("the patch applies");
+    (out, m)
+}
+
+fn run(object: &Value, kind: WorkloadKind) -> (Value, Mutation) {
+    run_with(object, kind, &inject_all(), &NamespaceMeta::default())
+}
+
+/// The env of container `i` as (name, value-or-fieldPath) pairs.
+fn env_of(object: &Value, pointer: &str) -> Vec<(String, String)> {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let value = match e.get("value").and_then(Value::as_str) {
+                Some(v) => v.to_owned(),
+                None => {
+                    format!("<{}>", e.pointer("/valueFrom/fieldRef/fieldPath").and_then(Value::as_str).unwrap_or("?"))
+                }
+            };
+            (e["name"].as_str().unwrap_or_default().to_owned(), value)
+        })
+        .collect()
+}
+
+fn env_value(object: &Value, pointer: &str, name: &str) -> Option<String> {
+    env_of(object, pointer).into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
+fn status_of(object: &Value, meta: &str) -> Status {
+    let text = object.pointer(&format!("{meta}/annotations/otel-injector.io~1status")).and_then(Value::as_str);
+    serde_json::from_str(text.expect("status annotation present")).expect("status is JSON")
+}
+
+fn minimal() -> Value {
+    pod("web").container(container("app").image("shop/web:1.4")).build()
+}
+
+#[test]
+fn instruments_a_minimal_pod() {
+    let (out, m) = run(&minimal(), WorkloadKind::Pod);
+    assert_eq!(
+        env_of(&out, "/spec/containers/0/env"),
+        [
+            ("OTEL_RESOURCE_ATTRIBUTES_POD_NAME".into(), "<metadata.name>".into()),
+            ("OTEL_RESOURCE_ATTRIBUTES_POD_UID".into(), "<metadata.uid>".into()),
+            ("OTEL_RESOURCE_ATTRIBUTES_NODE_NAME".into(), "<spec.nodeName>".into()),
+            ("OTEL_SERVICE_NAME".into(), "web".into()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), "http://otel-collector.monitoring.svc.cluster.local:4317".into()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "grpc".into()),
+            ("OTEL_TRACES_EXPORTER".into(), "otlp".into()),
+            ("OTEL_METRICS_EXPORTER".into(), "otlp".into()),
+            ("OTEL_LOGS_EXPORTER".into(), "otlp".into()),
+            ("OTEL_TRACES_SAMPLER".into(), "parentbased_traceidratio".into()),
+            ("OTEL_TRACES_SAMPLER_ARG".into(), "1".into()),
+            ("OTEL_PROPAGATORS".into(), "tracecontext,baggage".into()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES".into(),
+                "k8s.namespace.name=shop,\
+            k8s.pod.name=$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME),k8s.pod.uid=$(OTEL_RESOURCE_ATTRIBUTES_POD_UID),\
+            k8s.node.name=$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME),k8s.container.name=app,service.version=1.4"
+                    .into()
+            ),
+        ]
+    );
+    let status = status_of(&out, "/metadata");
+    assert_eq!(status.containers, ["app"]);
+    assert_eq!(status.service_name.as_deref(), Some("web"));
+    assert_eq!(status.service_name_from, "pod name");
+    assert_eq!(status.reason, "cluster default (inject)");
+    assert_eq!(status.sidecar, "off");
+    assert!(m.warnings.is_empty());
+    assert_eq!(m.explanation.patch_ops, 2, "one env list and one annotations map");
+    assert_eq!(m.patch.0[1].path().as_str(), "/metadata/annotations");
+}
+
+/// Every variable of SPEC §4 and the settings that shape it.
+#[rstest]
+#[case::endpoint(json!({"otel-injector.io/endpoint": "https://otlp.example:4318"}), "OTEL_EXPORTER_OTLP_ENDPOINT", Some("https://otlp.example:4318"))]
+#[case::protocol(json!({"otel-injector.io/protocol": "http/protobuf"}), "OTEL_EXPORTER_OTLP_PROTOCOL", Some("http/protobuf"))]
+#[case::ratio(json!({"otel-injector.io/sampling-ratio": "0.25"}), "OTEL_TRACES_SAMPLER_ARG", Some("0.25"))]
+#[case::sampler(json!({}), "OTEL_TRACES_SAMPLER", Some("parentbased_traceidratio"))]
+#[case::propagators(json!({"otel-injector.io/propagators": "b3,baggage"}), "OTEL_PROPAGATORS", Some("b3,baggage"))]
+#[case::traces_off(json!({"otel-injector.io/signals": "metrics,logs"}), "OTEL_TRACES_EXPORTER", Some("none"))]
+#[case::metrics_off(json!({"otel-injector.io/signals": "traces"}), "OTEL_METRICS_EXPORTER", Some("none"))]
+#[case::logs_off(json!({"otel-injector.io/signals": "traces"}), "OTEL_LOGS_EXPORTER", Some("none"))]
+#[case::logs_on(json!({"otel-injector.io/signals": "logs"}), "OTEL_LOGS_EXPORTER", Some("otlp"))]
+#[case::service_name(json!({"otel-injector.io/service-name": "checkout"}), "OTEL_SERVICE_NAME", Some("checkout"))]
+#[case::service_name_escaped(json!({"otel-injector.io/service-name": "a$(B)"}), "OTEL_SERVICE_NAME", Some("a$$(B)"))]
+#[case::no_headers_by_default(json!({}), "OTEL_EXPORTER_OTLP_HEADERS", None)]
+fn every_variable(#[case] annotations: Value, #[case] var: &str, #[case] want: Option<&str>) {
+    let mut object = minimal();
+    object["metadata"]["annotations"] = annotations;
+    let (out, _) = run(&object, WorkloadKind::Pod);
+    assert_eq!(env_value(&out, "/spec/containers/0/env", var).as_deref(), want);
+}
+
+#[test]
+fn tenant_headers_and_static_attributes_come_from_config() {
+    let mut config = inject_all();
+    config.headers.insert("X-Scope-OrgID".into(), "prod".into());
+    config.resource_attributes.insert("k8s.cluster.name".into(), "eu 1".into());
+    config.service_namespace = Some("shop".into());
+    let (out, _) = run_with(&minimal(), WorkloadKind::Pod, &config, &NamespaceMeta::default());
+    let env = "/spec/containers/0/env";
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_HEADERS").as_deref(), Some("X-Scope-OrgID=prod"));
+    let attrs = env_value(&out, env, "OTEL_RESOURCE_ATTRIBUTES").expect("set");
+    assert!(attrs.ends_with(",service.namespace=shop,k8s.cluster.name=eu%201"), "{attrs}");
+}
+
+#[test]
+fn namespace_annotations_apply_and_pod_annotations_beat_them() {
+    let ns = NamespaceMeta {
+        annotations: [
+            ("otel-injector.io/inject".to_owned(), "true".to_owned()),
+            ("otel-injector.io/sampling-ratio".to_owned(), "0.5".to_owned()),
+            ("resource.opentelemetry.io/team".to_owned(), "ns-team".to_owned()),
+        ]
+        .into(),
+        ..NamespaceMeta::default()
+    };
+    let config = Config::default();
+    let object =
+        pod("web").annotation("resource.opentelemetry.io/team", "pod-team").container(container("app")).build();
+    let (out, m) = run_with(&object, WorkloadKind::Pod, &config, &ns);
+    assert_eq!(m.explanation.decision.reason, "namespace annotation otel-injector.io/inject=true");
+    let env = "/spec/containers/0/env";
+    assert_eq!(env_value(&out, env, "OTEL_TRACES_SAMPLER_ARG").as_deref(), Some("0.5"));
+    assert!(env_value(&out, env, "OTEL_RESOURCE_ATTRIBUTES").expect("set").ends_with(",team=pod-team"));
+}
+
+#[test]
+fn skipped_objects_get_no_patch_at_all() {
+    let config = Config::default();
+    let (out, m) = run_with(&minimal(), WorkloadKind::Pod, &config, &NamespaceMeta::default());
+    assert!(m.patch.0.is_empty());
+    assert_eq!(out, minimal());
+    assert!(!m.explanation.decision.inject);
+    assert_eq!(m.explanation.decision.reason, "cluster default (skip)");
+}
+
+#[test]
+fn excluded_namespace_wins_over_annotations() {
+    let object = pod("web").annotation("otel-injector.io/inject", "true").container(container("app")).build();
+    let config = inject_all();
+    let m = mutate(
+        &object,
+        &Target { kind: WorkloadKind::Pod, namespace: "kube-system", ns: &NamespaceMeta::default(), config: &config },
+    );
+    assert!(m.patch.0.is_empty());
+    assert_eq!(m.explanation.decision.reason, "namespace kube-system is excluded");
+}
+
+#[rstest]
+#[case::skip_containers(pod("p").container(container("app")).container(container("istio-proxy")), "listed in skipContainers")]
+#[case::container_names(
+    pod("p").annotation("otel-injector.io/container-names", "app").container(container("app")).container(container("worker")),
+    "not listed in otel-injector.io/container-names")]
+#[case::empty_endpoint(
+    pod("p").container(container("app")).container(container("worker").env("OTEL_EXPORTER_OTLP_ENDPOINT", "")),
+    "opted out: OTEL_EXPORTER_OTLP_ENDPOINT is set empty")]
+#[case::sdk_disabled(
+    pod("p").container(container("app")).container(container("worker").env("OTEL_SDK_DISABLED", "true")),
+    "opted out: OTEL_SDK_DISABLED=true")]
+fn container_level_skips(#[case] builder: crate::fixtures::PodBuilder, #[case] reason: &str) {
+    let object = builder.build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    assert_eq!(m.explanation.containers[1].outcome, ContainerOutcome::Skipped(reason.to_owned()));
+    assert_eq!(out["spec"]["containers"][1], object["spec"]["containers"][1], "the skipped container is untouched");
+    assert!(env_value(&out, "/spec/containers/0/env", "OTEL_SERVICE_NAME").is_some());
+    assert_eq!(status_of(&out, "/metadata").containers, ["app"]);
+}
+
+#[test]
+fn nothing_to_instrument_means_no_patch() {
+    let object = pod("p").container(container("app").env("OTEL_SDK_DISABLED", "true")).build();
+    let (_, m) = run(&object, WorkloadKind::Pod);
+    assert!(m.patch.0.is_empty());
+    assert!(m.explanation.decision.inject);
+}
+
+#[test]
+fn init_containers_are_left_alone() {
+    let object = pod("p").init_container(container("migrate")).container(container("app")).build();
+    let (out, _) = run(&object, WorkloadKind::Pod);
+    assert_eq!(out["spec"]["initContainers"], object["spec"]["initContainers"]);
+}
+
+#[test]
+fn each_container_is_its_own_service_when_nothing_else_names_it() {
+    let object = pod("").container(container("api")).container(container("worker")).build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    assert_eq!(env_value(&out, "/spec/containers/0/env", "OTEL_SERVICE_NAME").as_deref(), Some("api"));
+    assert_eq!(env_value(&out, "/spec/containers/1/env", "OTEL_SERVICE_NAME").as_deref(), Some("worker"));
+    let status = status_of(&out, "/metadata");
+    assert_eq!((status.service_name, status.service_name_from.as_str()), (None, "container name"));
+    assert_eq!(m.explanation.service_name.map(|s| s.1).as_deref(), Some("container name"));
+}
+
+#[test]
+fn second_pass_over_its_own_output_is_a_no_op() {
+    for kind in WorkloadKind::ALL {
+        let object = if kind == WorkloadKind::Pod {
+            minimal()
+        } else {
+            pod("").container(container("app")).template_of(kind.as_str(), "web")
+        };
+        let (once, first) = run(&object, kind);
+        assert!(!first.patch.0.is_empty(), "{kind}");
+        let (twice, second) = run(&once, kind);
+        assert!(second.patch.0.is_empty(), "{kind}: {:?}", second.patch);
+        assert_eq!(once, twice);
+    }
+}
+
+#[test]
+fn natural_idempotence_without_the_status_annotation() {
+    let (mut once, _) = run(&minimal(), WorkloadKind::Pod);
+    if let Some(annotations) = once["metadata"]["annotations"].as_object_mut() {
+        annotations.remove(keys::STATUS);
+    }
+    let (_, second) = run(&once, WorkloadKind::Pod);
+    assert_eq!(second.patch.0.len(), 1, "only the status annotation comes back: {:?}", second.patch);
+}
+
+#[test]
+fn pod_created_from_an_instrumented_deployment_gets_no_patch() {
+    let deployment =
+        pod("").label("app", "web").container(container("app").image("web:2")).template_of("Deployment", "web");
+    let (instrumented, _) = run(&deployment, WorkloadKind::Deployment);
+    // What the ReplicaSet controller creates from that template.
+    let mut created = instrumented["spec"]["template"].clone();
+    created["apiVersion"] = "v1".into();
+    created["kind"] = "Pod".into();
+    created["metadata"]["generateName"] = "web-5d8f7c-".into();
+    created["metadata"]["labels"]["pod-template-hash"] = "5d8f7c".into();
+    created["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f7c", "uid": "1", "controller": true}]);
+    let (_, m) = run(&created, WorkloadKind::Pod);
+    assert!(m.patch.0.is_empty(), "{:?}", m.patch);
+}
+
+#[test]
+fn a_container_added_on_update_is_instrumented_and_the_status_updated() {
+    let deployment = pod("").container(container("app")).template_of("Deployment", "web");
+    let (mut instrumented, _) = run(&deployment, WorkloadKind::Deployment);
+    let before = instrumented["spec"]["template"]["spec"]["containers"][0].clone();
+    if let Some(containers) = instrumented["spec"]["template"]["spec"]["containers"].as_array_mut() {
+        containers.push(json!({"name": "worker"}));
+    }
+    let (out, m) = run(&instrumented, WorkloadKind::Deployment);
+    assert_eq!(out["spec"]["template"]["spec"]["containers"][0], before, "the first container is not touched again");
+    assert!(env_value(&out, "/spec/template/spec/containers/1/env", "OTEL_SERVICE_NAME").is_some());
+    assert_eq!(status_of(&out, "/spec/template/metadata").containers, ["app", "worker"]);
+    assert_eq!(m.patch.0.len(), 2);
+}
+
+#[test]
+fn changed_settings_rewrite_the_status_but_keep_existing_values() {
+    let (once, _) = run(&minimal(), WorkloadKind::Pod);
+    let mut config = inject_all();
+    config.sampling_ratio = 0.1;
+    let (twice, m) = run_with(&once, WorkloadKind::Pod, &config, &NamespaceMeta::default());
+    assert_eq!(m.patch.0.len(), 1);
+    assert_ne!(status_of(&once, "/metadata").hash, status_of(&twice, "/metadata").hash);
+    assert_eq!(env_value(&twice, "/spec/containers/0/env", "OTEL_TRACES_SAMPLER_ARG").as_deref(), Some("1"));
+}
+
+#[rstest]
+#[case(WorkloadKind::Deployment, "/spec/template")]
+#[case(WorkloadKind::StatefulSet, "/spec/template")]
+#[case(WorkloadKind::DaemonSet, "/spec/template")]
+#[case(WorkloadKind::ReplicaSet, "/spec/template")]
+#[case(WorkloadKind::Job, "/spec/template")]
+#[case(WorkloadKind::CronJob, "/spec/jobTemplate/spec/template")]
+fn workload_templates_are_patched_in_place(#[case] kind: WorkloadKind, #[case] template: &str) {
+    let object = pod("").container(container("app")).template_of(kind.as_str(), "web");
+    let (out, m) = run(&object, kind);
+    assert!(m.patch.0.iter().all(|op| op.path().as_str().starts_with(template)), "{:?}", m.patch);
+    assert_eq!(
+        env_value(&out, &format!("{template}/spec/containers/0/env"), "OTEL_SERVICE_NAME").as_deref(),
+        Some("web")
+    );
+    assert_eq!(status_of(&out, &format!("{template}/metadata")).service_name_from, format!("{kind} name"));
+}
+
+#[test]
+fn template_without_metadata_gets_it_created() {
+    let object = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}});
+    let (out, m) = run(&object, WorkloadKind::Deployment);
+    assert_eq!(m.patch.0.last().map(|op| op.path().as_str().to_owned()).as_deref(), Some("/spec/template/metadata"));
+    assert_eq!(status_of(&out, "/spec/template/metadata").containers, ["c"]);
+}
+
+#[test]
+fn objects_it_cannot_read_are_left_unchanged_with_a_warning() {
+    let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}});
+    let (_, m) = run(&object, WorkloadKind::Pod);
+    assert!(m.patch.0.is_empty());
+    assert_eq!(m.warnings.as_slice(), ["otel-injector left this Pod unchanged: spec.containers is missing"]);
+}
+
+#[test]
+fn patches_are_deterministic() {
+    let object = pod("p")
+        .annotation("resource.opentelemetry.io/b", "2")
+        .annotation("resource.opentelemetry.io/a", "1")
+        .container(container("app").env("X", "$(OTEL_SERVICE_NAME)"))
+        .build();
+    let bytes = |o: &Value| serde_json::to_vec(&run(o, WorkloadKind::Pod).1.patch).expect("serialises");
+    assert_eq!(bytes(&object), bytes(&object.clone()));
+}
+
+#[test]
+fn invalid_annotation_values_warn_and_do_not_block() {
+    let object = pod("p").annotation("otel-injector.io/sampling-ratio", "2").container(container("app")).build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    assert_eq!(env_value(&out, "/spec/containers/0/env", "OTEL_TRACES_SAMPLER_ARG").as_deref(), Some("1"));
+    assert_eq!(m.warnings.len(), 1);
+    assert!(m.warnings.as_slice()[0].starts_with("otel-injector.io/sampling-ratio=\"2\" on annotation ignored"));
+}

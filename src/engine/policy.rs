@@ -1,0 +1,527 @@
+//! Who gets instrumented and with which settings: annotations, labels, namespace and config → decision (SPEC §2).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::engine::config::{Config, DefaultMode};
+use crate::engine::object::PodView;
+use crate::engine::values::{self, Protocol, Signal};
+use crate::engine::warnings::Warnings;
+
+/// Annotation (and label) keys of SPEC §2.
+pub mod keys {
+    /// Opt in / opt out (annotation or label).
+    pub const INJECT: &str = "otel-injector.io/inject";
+    /// Add the collector sidecar.
+    pub const SIDECAR: &str = "otel-injector.io/sidecar";
+    /// Only these containers.
+    pub const CONTAINER_NAMES: &str = "otel-injector.io/container-names";
+    /// `service.name` override.
+    pub const SERVICE_NAME: &str = "otel-injector.io/service-name";
+    /// OTLP endpoint override.
+    pub const ENDPOINT: &str = "otel-injector.io/endpoint";
+    /// OTLP protocol.
+    pub const PROTOCOL: &str = "otel-injector.io/protocol";
+    /// Head sampling ratio.
+    pub const SAMPLING_RATIO: &str = "otel-injector.io/sampling-ratio";
+    /// `OTEL_PROPAGATORS`.
+    pub const PROPAGATORS: &str = "otel-injector.io/propagators";
+    /// Exported signals.
+    pub const SIGNALS: &str = "otel-injector.io/signals";
+    /// Extra resource attributes, `k=v,k2=v2`.
+    pub const RESOURCE_ATTRIBUTES: &str = "otel-injector.io/resource-attributes";
+    /// One resource attribute per annotation (OpenTelemetry Operator convention).
+    pub const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
+    /// What the webhook did and why.
+    pub const STATUS: &str = "otel-injector.io/status";
+}
+
+/// A Namespace's labels and annotations, as the policy sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceMeta {
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Where a setting's value came from, highest precedence first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    /// An annotation on the pod or pod template.
+    Annotation,
+    /// A label on the pod or pod template.
+    Label,
+    /// An annotation on the namespace.
+    NamespaceAnnotation,
+    /// A label on the namespace.
+    NamespaceLabel,
+    /// The config file (or its default).
+    Config,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Annotation => "annotation",
+            Self::Label => "label",
+            Self::NamespaceAnnotation => "namespace annotation",
+            Self::NamespaceLabel => "namespace label",
+            Self::Config => "config",
+        })
+    }
+}
+
+/// A resolved setting and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved<T> {
+    /// The value in force.
+    pub value: T,
+    /// Its source.
+    pub origin: Origin,
+}
+
+/// Whether the object is instrumented, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Instrument it.
+    pub inject: bool,
+    /// Human-readable reason, e.g. `namespace annotation otel-injector.io/inject=true`.
+    pub reason: String,
+}
+
+/// The settings in force for one object after precedence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: Resolved<String>,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub protocol: Resolved<Protocol>,
+    /// Head sampling ratio.
+    pub sampling_ratio: Resolved<f64>,
+    /// `OTEL_PROPAGATORS`.
+    pub propagators: Resolved<Vec<String>>,
+    /// Exported signals.
+    pub signals: Resolved<Vec<Signal>>,
+    /// Add the collector sidecar.
+    pub sidecar: Resolved<bool>,
+    /// The `service-name` annotation, if valid.
+    pub service_name: Option<String>,
+    /// The `container-names` annotation, if set.
+    pub container_names: Option<Vec<String>>,
+    /// Static and annotated resource attributes (config < namespace < pod), in a stable order.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// The places one setting is looked up, highest precedence first.
+struct Lookup<'a> {
+    view: &'a PodView<'a>,
+    ns: &'a NamespaceMeta,
+}
+
+impl Lookup<'_> {
+    fn candidates(&self, key: &str, labels_too: bool) -> Vec<(Origin, &str)> {
+        let mut found = Vec::with_capacity(2);
+        if let Some(v) = self.view.annotation(key) {
+            found.push((Origin::Annotation, v));
+        }
+        if labels_too && let Some(v) = self.view.label(key) {
+            found.push((Origin::Label, v));
+        }
+        if let Some(v) = self.ns.annotations.get(key) {
+            found.push((Origin::NamespaceAnnotation, v.as_str()));
+        }
+        if labels_too && let Some(v) = self.ns.labels.get(key) {
+            found.push((Origin::NamespaceLabel, v.as_str()));
+        }
+        found
+    }
+
+    /// The first valid value of `key`, else `fallback`; every invalid value on the way is a warning.
+    fn resolve<T>(
+        &self,
+        warnings: &mut Warnings,
+        key: &str,
+        labels_too: bool,
+        parse: impl Fn(&str) -> Result<T, String>,
+        fallback: T,
+        show: impl Fn(&T) -> String,
+    ) -> Resolved<T> {
+        let mut rejected = Vec::new();
+        let mut winner = None;
+        for (origin, raw) in self.candidates(key, labels_too) {
+            match parse(raw) {
+                Ok(value) => {
+                    winner = Some(Resolved { value, origin });
+                    break;
+                }
+                Err(reason) => rejected.push((origin, raw, reason)),
+            }
+        }
+        let resolved = winner.unwrap_or(Resolved { value: fallback, origin: Origin::Config });
+        for (origin, raw, reason) in rejected {
+            let head = format!("{key}={:?} on {origin} ignored: {reason}; using {} value ", clip(raw), resolved.origin);
+            warnings.push(fit(head, &show(&resolved.value)));
+        }
+        resolved
+    }
+}
+
+/// Decides whether the object is instrumented (SPEC §2 precedence).
+pub fn decide(
+    view: &PodView<'_>,
+    namespace: &str,
+    ns: &NamespaceMeta,
+    config: &Config,
+    warnings: &mut Warnings,
+) -> Decision {
+    if config.excluded_namespaces.iter().any(|n| n == namespace) {
+        return Decision { inject: false, reason: format!("namespace {namespace} is excluded") };
+    }
+    let fallback = config.default == DefaultMode::Inject;
+    let lookup = Lookup { view, ns };
+    let resolved = lookup.resolve(warnings, keys::INJECT, true, values::parse_bool, fallback, bool::to_string);
+    if resolved.origin == Origin::Annotation
+        && let Some(label) = view.label(keys::INJECT).and_then(|l| values::parse_bool(l).ok())
+        && label != resolved.value
+    {
+        warnings.push(format!(
+            "label {k}={label} and annotation {k}={} disagree; the annotation wins",
+            resolved.value,
+            k = keys::INJECT
+        ));
+    }
+    let reason = match resolved.origin {
+        Origin::Config => format!("cluster default ({})", if fallback { "inject" } else { "skip" }),
+        origin => format!("{origin} {}={}", keys::INJECT, resolved.value),
+    };
+    Decision { inject: resolved.value, reason }
+}
+
+/// Resolves every setting for an instrumented object: pod > namespace > config.
+pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warnings: &mut Warnings) -> Settings {
+    let lookup = Lookup { view, ns };
+    let endpoint =
+        lookup.resolve(warnings, keys::ENDPOINT, false, values::parse_endpoint, config.endpoint.clone(), String::clone);
+    let protocol =
+        lookup.resolve(warnings, keys::PROTOCOL, false, Protocol::parse, config.protocol, Protocol::to_string);
+    let sampling_ratio = lookup.resolve(
+        warnings,
+        keys::SAMPLING_RATIO,
+        false,
+        values::parse_ratio,
+        config.sampling_ratio,
+        f64::to_string,
+    );
+    let propagators = lookup.resolve(
+        warnings,
+        keys::PROPAGATORS,
+        false,
+        values::parse_propagators,
+        config.propagators.clone(),
+        |v| v.join(","),
+    );
+    let signals = lookup.resolve(warnings, keys::SIGNALS, false, values::parse_signals, config.signals.clone(), |v| {
+        v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    });
+    let sidecar =
+        lookup.resolve(warnings, keys::SIDECAR, false, values::parse_bool, config.sidecar.enabled, bool::to_string);
+
+    let service_name = view.annotation(keys::SERVICE_NAME).and_then(|v| match v.trim() {
+        "" => {
+            warnings.push(format!("{}=\"\" ignored: must not be empty", keys::SERVICE_NAME));
+            None
+        }
+        name => Some(name.to_owned()),
+    });
+    let container_names = view.annotation(keys::CONTAINER_NAMES).map(values::split_list);
+    if let Some(names) = &container_names {
+        for missing in names.iter().filter(|n| !view.containers.iter().any(|c| c.name == n.as_str())) {
+            warnings.push(format!(
+                "{} names {:?}, which is not a container here",
+                keys::CONTAINER_NAMES,
+                clip(missing)
+            ));
+        }
+    }
+
+    let mut attributes: Vec<(String, String)> =
+        config.resource_attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let ns_annotations = ns.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    add_annotated_attributes(&mut attributes, ns_annotations, Origin::NamespaceAnnotation, warnings);
+    add_annotated_attributes(&mut attributes, view.annotations(), Origin::Annotation, warnings);
+
+    Settings {
+        endpoint,
+        protocol,
+        sampling_ratio,
+        propagators,
+        signals,
+        sidecar,
+        service_name,
+        container_names,
+        attributes,
+    }
+}
+
+/// Adds one level's `resource-attributes` list, then its `resource.opentelemetry.io/<key>` annotations.
+fn add_annotated_attributes<'a>(
+    attributes: &mut Vec<(String, String)>,
+    annotations: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    origin: Origin,
+    warnings: &mut Warnings,
+) {
+    if let Some((_, list)) = annotations.clone().find(|(k, _)| *k == keys::RESOURCE_ATTRIBUTES) {
+        match values::parse_attributes(list) {
+            Ok(pairs) => pairs.into_iter().for_each(|(k, v)| set(attributes, k, v)),
+            Err(reason) => {
+                warnings.push(format!("{}={:?} on {origin} ignored: {reason}", keys::RESOURCE_ATTRIBUTES, clip(list)))
+            }
+        }
+    }
+    for (key, value) in annotations.filter_map(|(k, v)| Some((k.strip_prefix(keys::RESOURCE_PREFIX)?, v))) {
+        match values::check_attribute_key(key) {
+            Ok(()) => set(attributes, key.to_owned(), value.to_owned()),
+            Err(reason) => {
+                warnings.push(format!("{}{} on {origin} ignored: {reason}", keys::RESOURCE_PREFIX, clip(key)))
+            }
+        }
+    }
+}
+
+/// Sets `key` to `value`, keeping the position of an earlier entry.
+pub fn set(attributes: &mut Vec<(String, String)>, key: String, value: String) {
+    match attributes.iter_mut().find(|(k, _)| *k == key) {
+        Some(entry) => entry.1 = value,
+        None => attributes.push((key, value)),
+    }
+}
+
+/// `head` followed by as much of `tail` as keeps the line within a warning's 120 characters.
+fn fit(head: String, tail: &str) -> String {
+    let budget = crate::engine::warnings::MAX_WARNING_CHARS.saturating_sub(head.chars().count());
+    if tail.chars().count() <= budget {
+        head + tail
+    } else if budget >= 2 {
+        format!("{head}{}…", tail.chars().take(budget - 1).collect::<String>())
+    } else {
+        head.trim_end().trim_end_matches(" value").to_owned()
+    }
+}
+
+/// Shortens a user-supplied value for a warning line.
+pub fn clip(s: &str) -> String {
+    const MAX: usize = 40;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::workload::WorkloadKind;
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    fn pod(annotations: Value, labels: Value) -> Value {
+        json!({"metadata": {"name": "p", "annotations": annotations, "labels": labels},
+               "spec": {"containers": [{"name": "app"}, {"name": "sidecar"}]}})
+    }
+
+    fn ns(annotations: &[(&str, &str)], labels: &[(&str, &str)]) -> NamespaceMeta {
+        let map = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        NamespaceMeta { annotations: map(annotations), labels: map(labels) }
+    }
+
+    fn decide_for(
+        pod_ann: Option<&str>,
+        pod_label: Option<&str>,
+        ns_ann: Option<&str>,
+        default: DefaultMode,
+    ) -> (bool, Warnings) {
+        let mut annotations = serde_json::Map::new();
+        if let Some(v) = pod_ann {
+            annotations.insert(keys::INJECT.into(), v.into());
+        }
+        let mut labels = serde_json::Map::new();
+        if let Some(v) = pod_label {
+            labels.insert(keys::INJECT.into(), v.into());
+        }
+        let object = pod(Value::Object(annotations), Value::Object(labels));
+        let view = PodView::read(&object, WorkloadKind::Pod).expect("valid");
+        let ns = ns(&ns_ann.map(|v| vec![(keys::INJECT, v)]).unwrap_or_default(), &[]);
+        let config = Config { default, ..Config::default() };
+        let mut warnings = Warnings::default();
+        let d = decide(&view, "shop", &ns, &config, &mut warnings);
+        (d.inject, warnings)
+    }
+
+    /// The precedence truth table: pod annotation > pod label > namespace > default.
+    #[rstest]
+    #[case(None, None, None, DefaultMode::Skip, false)]
+    #[case(None, None, None, DefaultMode::Inject, true)]
+    #[case(None, None, Some("true"), DefaultMode::Skip, true)]
+    #[case(None, None, Some("false"), DefaultMode::Inject, false)]
+    #[case(None, Some("true"), Some("false"), DefaultMode::Skip, true)]
+    #[case(None, Some("false"), Some("true"), DefaultMode::Inject, false)]
+    #[case(Some("true"), None, Some("false"), DefaultMode::Skip, true)]
+    #[case(Some("false"), None, Some("true"), DefaultMode::Inject, false)]
+    #[case(Some("true"), Some("false"), Some("false"), DefaultMode::Skip, true)]
+    #[case(Some("false"), Some("true"), Some("true"), DefaultMode::Inject, false)]
+    #[case(Some("true"), Some("true"), None, DefaultMode::Skip, true)]
+    #[case(Some("false"), Some("false"), None, DefaultMode::Inject, false)]
+    #[case(Some("maybe"), None, Some("true"), DefaultMode::Skip, true)]
+    #[case(Some("maybe"), Some("false"), Some("true"), DefaultMode::Inject, false)]
+    #[case(None, None, Some("yes"), DefaultMode::Inject, true)]
+    fn inject_precedence(
+        #[case] pod_ann: Option<&str>,
+        #[case] pod_label: Option<&str>,
+        #[case] ns_ann: Option<&str>,
+        #[case] default: DefaultMode,
+        #[case] want: bool,
+    ) {
+        assert_eq!(decide_for(pod_ann, pod_label, ns_ann, default).0, want);
+    }
+
+    #[test]
+    fn disagreeing_label_and_annotation_warn() {
+        let (inject, warnings) = decide_for(Some("true"), Some("false"), None, DefaultMode::Skip);
+        assert!(inject);
+        assert_eq!(
+            warnings.as_slice(),
+            [format!("label {0}=false and annotation {0}=true disagree; the annotation wins", keys::INJECT)]
+        );
+    }
+
+    #[test]
+    fn invalid_inject_value_warns_naming_value_and_replacement() {
+        let (_, warnings) = decide_for(Some("maybe"), None, Some("true"), DefaultMode::Skip);
+        assert_eq!(
+            warnings.as_slice(),
+            [format!(
+                "{}=\"maybe\" on annotation ignored: must be true or false; using namespace annotation value true",
+                keys::INJECT
+            )]
+        );
+    }
+
+    #[test]
+    fn namespace_label_counts_and_excluded_namespaces_win() {
+        let object = pod(json!({keys::INJECT: "true"}), json!({}));
+        let view = PodView::read(&object, WorkloadKind::Pod).expect("valid");
+        let mut w = Warnings::default();
+        let d = decide(&view, "kube-system", &NamespaceMeta::default(), &Config::default(), &mut w);
+        assert_eq!(d, Decision { inject: false, reason: "namespace kube-system is excluded".into() });
+
+        let object = pod(json!({}), json!({}));
+        let view = PodView::read(&object, WorkloadKind::Pod).expect("valid");
+        let d = decide(&view, "shop", &ns(&[], &[(keys::INJECT, "true")]), &Config::default(), &mut w);
+        assert_eq!(d.reason, "namespace label otel-injector.io/inject=true");
+        assert!(d.inject);
+    }
+
+    fn settings_for(pod_ann: Value, ns_ann: &[(&str, &str)]) -> (Settings, Warnings) {
+        let object = pod(pod_ann, json!({}));
+        let view = PodView::read(&object, WorkloadKind::Pod).expect("valid");
+        let mut config = Config::default();
+        config.resource_attributes.insert("k8s.cluster.name".into(), "prod".into());
+        config.resource_attributes.insert("team".into(), "platform".into());
+        let mut warnings = Warnings::default();
+        let s = settings(&view, &ns(ns_ann, &[]), &config, &mut warnings);
+        (s, warnings)
+    }
+
+    #[rstest]
+    #[case::endpoint(keys::ENDPOINT, "http://ns:4317", "http://pod:4318")]
+    #[case::protocol(keys::PROTOCOL, "grpc", "http/protobuf")]
+    #[case::ratio(keys::SAMPLING_RATIO, "0.5", "0.1")]
+    #[case::propagators(keys::PROPAGATORS, "b3", "jaeger,baggage")]
+    #[case::signals(keys::SIGNALS, "traces", "metrics,logs")]
+    #[case::sidecar(keys::SIDECAR, "true", "false")]
+    fn pod_beats_namespace_beats_config(#[case] key: &str, #[case] ns_value: &str, #[case] pod_value: &str) {
+        let show = |s: &Settings| match key {
+            keys::ENDPOINT => (s.endpoint.value.clone(), s.endpoint.origin),
+            keys::PROTOCOL => (s.protocol.value.to_string(), s.protocol.origin),
+            keys::SAMPLING_RATIO => (s.sampling_ratio.value.to_string(), s.sampling_ratio.origin),
+            keys::PROPAGATORS => (s.propagators.value.join(","), s.propagators.origin),
+            keys::SIGNALS => {
+                (s.signals.value.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","), s.signals.origin)
+            }
+            _ => (s.sidecar.value.to_string(), s.sidecar.origin),
+        };
+        let (config_only, _) = settings_for(json!({}), &[]);
+        assert_eq!(show(&config_only).1, Origin::Config);
+        let (from_ns, _) = settings_for(json!({}), &[(key, ns_value)]);
+        assert_eq!(show(&from_ns), (ns_value.to_owned(), Origin::NamespaceAnnotation));
+        let (from_pod, w) = settings_for(json!({key: pod_value}), &[(key, ns_value)]);
+        assert_eq!(show(&from_pod), (pod_value.to_owned(), Origin::Annotation));
+        assert!(w.is_empty());
+    }
+
+    #[rstest]
+    #[case(keys::ENDPOINT, "collector:4317")]
+    #[case(keys::PROTOCOL, "http")]
+    #[case(keys::SAMPLING_RATIO, "2")]
+    #[case(keys::PROPAGATORS, "w3c")]
+    #[case(keys::SIGNALS, "profiles")]
+    #[case(keys::SIDECAR, "yes")]
+    fn invalid_pod_values_fall_back_to_namespace_with_a_warning(#[case] key: &str, #[case] bad: &str) {
+        let (good, _) = settings_for(json!({}), &[]);
+        let (s, warnings) = settings_for(json!({key: bad}), &[]);
+        assert_eq!(s, good, "an invalid value must not change any setting");
+        assert_eq!(warnings.len(), 1);
+        let w = &warnings.as_slice()[0];
+        assert!(w.starts_with(&format!("{key}={bad:?} on annotation ignored: ")), "{w}");
+        assert!(w.contains("; using config value"), "{w}");
+        assert!(w.chars().count() <= 120, "{w}");
+    }
+
+    #[test]
+    fn resource_attributes_merge_config_namespace_pod() {
+        let (s, w) = settings_for(
+            json!({"resource.opentelemetry.io/team": "checkout", keys::RESOURCE_ATTRIBUTES: "tier=web,region=eu"}),
+            &[(keys::RESOURCE_ATTRIBUTES, "team=shop,tier=backend"), ("resource.opentelemetry.io/cost-center", "42")],
+        );
+        assert!(w.is_empty());
+        let got: Vec<(&str, &str)> = s.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("k8s.cluster.name", "prod"),
+                ("team", "checkout"),
+                ("tier", "web"),
+                ("cost-center", "42"),
+                ("region", "eu"),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_attribute_list_is_ignored_with_a_warning() {
+        let (s, w) = settings_for(json!({keys::RESOURCE_ATTRIBUTES: "team"}), &[]);
+        assert_eq!(s.attributes.len(), 2);
+        assert_eq!(
+            w.as_slice(),
+            [format!("{}=\"team\" on annotation ignored: \"team\" is not key=value", keys::RESOURCE_ATTRIBUTES)]
+        );
+    }
+
+    #[test]
+    fn service_name_and_container_names() {
+        let (s, w) = settings_for(json!({keys::SERVICE_NAME: " checkout ", keys::CONTAINER_NAMES: "app, ghost"}), &[]);
+        assert_eq!(s.service_name.as_deref(), Some("checkout"));
+        assert_eq!(s.container_names, Some(vec!["app".to_owned(), "ghost".to_owned()]));
+        assert_eq!(w.as_slice(), [format!("{} names \"ghost\", which is not a container here", keys::CONTAINER_NAMES)]);
+        let (s, w) = settings_for(json!({keys::SERVICE_NAME: " "}), &[]);
+        assert_eq!(s.service_name, None);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn clip_shortens_long_values() {
+        assert_eq!(clip("short"), "short");
+        assert_eq!(clip(&"x".repeat(100)).chars().count(), 41);
+    }
+}

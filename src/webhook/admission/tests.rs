@@ -1,0 +1,193 @@
+//! Admission protocol tests (SPEC §3): envelope handling, wire format, what is and is not mutated.
+
+use super::*;
+use crate::cluster::namespaces::Fixed;
+use crate::engine::config::DefaultMode;
+use crate::engine::policy::NamespaceMeta;
+use crate::fixtures::{container, pod, review as wrap};
+use rstest::rstest;
+use serde_json::json;
+
+fn config() -> Config {
+    Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() }
+}
+
+fn answer(review: &Value) -> Answer {
+    super::review(&serde_json::to_vec(review).expect("json"), &config(), &Fixed::default()).expect("well-formed")
+}
+
+fn response(answer: &Answer) -> Value {
+    serde_json::from_slice(&answer.body).expect("response is JSON")
+}
+
+fn decoded_patch(response: &Value) -> json_patch::Patch {
+    let b64 = response["response"]["patch"].as_str().expect("patch is a base64 string");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).expect("standard base64");
+    serde_json::from_slice(&bytes).expect("a JSON Patch")
+}
+
+fn web_pod() -> Value {
+    pod("web").container(container("app").image("web:1")).build()
+}
+
+#[test]
+fn v1_create_is_answered_with_a_base64_patch_that_applies() {
+    let review = wrap(&web_pod(), "CREATE", "shop");
+    let a = answer(&review);
+    let r = response(&a);
+    assert_eq!(r["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(r["kind"], "AdmissionReview");
+    assert_eq!(r["response"]["uid"], review["request"]["uid"]);
+    assert_eq!(r["response"]["allowed"], true);
+    assert_eq!(r["response"]["patchType"], "JSONPatch");
+    let wire =
+        base64::engine::general_purpose::STANDARD.decode(r["response"]["patch"].as_str().expect("b64")).expect("b64");
+    assert_eq!(a.patch.as_deref(), Some(wire.as_slice()), "the answer carries the bytes it encoded");
+    let mut pod = web_pod();
+    json_patch::patch(&mut pod, &decoded_patch(&r)).expect("applies");
+    assert!(pod["metadata"]["annotations"]["otel-injector.io/status"].is_string());
+    assert_eq!((a.decision, a.patch_ops, a.namespace.as_str()), (Decision::Instrumented, 2, "shop"));
+}
+
+#[test]
+fn v1beta1_is_answered_as_v1beta1() {
+    let mut review = wrap(&web_pod(), "CREATE", "shop");
+    review["apiVersion"] = "admission.k8s.io/v1beta1".into();
+    let r = response(&answer(&review));
+    assert_eq!(r["apiVersion"], "admission.k8s.io/v1beta1");
+    assert!(r["response"]["patch"].is_string());
+}
+
+#[test]
+fn nothing_to_change_means_no_patch_and_no_patch_type_pinned_on_the_wire() {
+    let mut config = config();
+    config.default = DefaultMode::Skip;
+    let body = serde_json::to_vec(&wrap(&web_pod(), "CREATE", "shop")).expect("json");
+    let a = super::review(&body, &config, &Fixed::default()).expect("well-formed");
+    assert_eq!(
+        String::from_utf8(a.body).expect("utf-8"),
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":true,"status":{},"uid":"705ab4f5-6393-11e8-b7cc-42010a800002"}}"#
+    );
+    assert_eq!(a.decision, Decision::Skipped);
+}
+
+#[test]
+fn patch_wire_format_is_pinned() {
+    let a = answer(&wrap(&web_pod(), "CREATE", "shop"));
+    let text = String::from_utf8(a.body).expect("utf-8");
+    // `[{"op":"add","path":"/spec/containers/0/env",` in standard base64, then the fixed tail.
+    assert!(text.starts_with(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":true,"patch":"W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvY29udGFpbmVycy8wL2VudiIs"#), "{text}");
+    assert!(
+        text.ends_with(r#"","patchType":"JSONPatch","status":{},"uid":"705ab4f5-6393-11e8-b7cc-42010a800002"}}"#),
+        "{text}"
+    );
+}
+
+#[rstest]
+#[case::delete("DELETE", None, "DELETE is never mutated")]
+#[case::connect("CONNECT", None, "CONNECT is never mutated")]
+#[case::pod_update("UPDATE", None, "Pod UPDATE is never mutated (a Pod's spec is immutable)")]
+#[case::status("UPDATE", Some("status"), "subresource status is never mutated")]
+#[case::binding("CREATE", Some("binding"), "subresource binding is never mutated")]
+#[case::eviction("CREATE", Some("eviction"), "subresource eviction is never mutated")]
+#[case::ephemeral("UPDATE", Some("ephemeralcontainers"), "subresource ephemeralcontainers is never mutated")]
+fn operations_and_subresources_left_alone(#[case] op: &str, #[case] sub: Option<&str>, #[case] reason: &str) {
+    let mut review = wrap(&web_pod(), op, "shop");
+    if let Some(sub) = sub {
+        review["request"]["subResource"] = sub.into();
+    }
+    if op == "DELETE" {
+        review["request"]["oldObject"] = review["request"]["object"].take();
+    }
+    let a = answer(&review);
+    let r = response(&a);
+    assert_eq!(r["response"]["allowed"], true);
+    assert!(r["response"].get("patch").is_none() && r["response"].get("patchType").is_none());
+    assert_eq!((a.decision, a.reason.as_str()), (Decision::Ignored, reason));
+}
+
+#[test]
+fn workload_updates_are_mutated() {
+    let deployment = pod("").container(container("app")).template_of("Deployment", "web");
+    let a = answer(&wrap(&deployment, "UPDATE", "shop"));
+    assert_eq!(a.decision, Decision::Instrumented);
+}
+
+#[test]
+fn unknown_kinds_and_kinds_not_configured_are_ignored() {
+    let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i"}});
+    assert_eq!(answer(&wrap(&ingress, "CREATE", "shop")).reason, "kind Ingress is not a workload");
+    let deployment = pod("").container(container("app")).template_of("Deployment", "web");
+    let body = serde_json::to_vec(&wrap(&deployment, "CREATE", "shop")).expect("json");
+    let a = super::review(&body, &Config { default: DefaultMode::Inject, ..Config::default() }, &Fixed::default())
+        .expect("well-formed");
+    assert_eq!(
+        (a.decision, a.reason.as_str()),
+        (Decision::Ignored, "Deployment is not listed in the config's workloads")
+    );
+}
+
+#[test]
+fn dry_run_gets_exactly_the_same_answer() {
+    let review = wrap(&web_pod(), "CREATE", "shop");
+    let mut dry = review.clone();
+    dry["request"]["dryRun"] = true.into();
+    let (a, b) = (answer(&review), answer(&dry));
+    assert_eq!(a.body, b.body);
+    assert!(b.dry_run);
+}
+
+#[test]
+fn warnings_are_returned() {
+    let object = pod("web").annotation("otel-injector.io/inject", "maybe").container(container("app")).build();
+    let r = response(&answer(&wrap(&object, "CREATE", "shop")));
+    let warnings = r["response"]["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].as_str().is_some_and(|w| w.starts_with("otel-injector.io/inject=\"maybe\"")));
+}
+
+#[test]
+fn unreadable_objects_are_admitted_unchanged_with_a_warning() {
+    let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "nope"}});
+    let a = answer(&wrap(&object, "CREATE", "shop"));
+    let r = response(&a);
+    assert_eq!(r["response"]["allowed"], true);
+    assert!(r["response"].get("patch").is_none());
+    assert_eq!(r["response"]["warnings"][0], "otel-injector left this Pod unchanged: spec.containers is not a list");
+    let mut missing = wrap(&web_pod(), "CREATE", "shop");
+    missing["request"]["object"] = Value::Null;
+    assert_eq!(answer(&missing).reason, "request.object is missing");
+}
+
+#[test]
+fn namespace_comes_from_the_request_then_the_object_and_drives_namespace_policy() {
+    let object = pod("web").meta("namespace", "team-a".into()).container(container("app")).build();
+    let mut review = wrap(&object, "CREATE", "");
+    if let Some(request) = review["request"].as_object_mut() {
+        request.remove("namespace");
+    }
+    let annotations = [("otel-injector.io/inject".to_owned(), "false".to_owned())].into();
+    let ns = Fixed::new([("team-a".to_owned(), NamespaceMeta { annotations, ..NamespaceMeta::default() })]);
+    let a = super::review(&serde_json::to_vec(&review).expect("json"), &config(), &ns).expect("well-formed");
+    assert_eq!(a.namespace, "team-a");
+    assert_eq!(
+        (a.decision, a.reason.as_str()),
+        (Decision::Skipped, "namespace annotation otel-injector.io/inject=false")
+    );
+}
+
+#[rstest]
+#[case::not_json(b"{not json".to_vec(), "malformed AdmissionReview: invalid JSON: ")]
+#[case::empty(b"".to_vec(), "malformed AdmissionReview: invalid JSON: EOF while parsing")]
+#[case::array(b"[]".to_vec(), "malformed AdmissionReview: the body is not a JSON object")]
+#[case::wrong_kind(br#"{"apiVersion":"v1","kind":"Pod"}"#.to_vec(), "malformed AdmissionReview: expected kind AdmissionReview")]
+#[case::no_request(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(), "malformed AdmissionReview: request is missing")]
+#[case::no_uid(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#.to_vec(), "malformed AdmissionReview: request: missing field `uid`")]
+#[case::bad_operation(
+    serde_json::to_vec(&{ let mut r = wrap(&web_pod(), "CREATE", "shop"); r["request"]["operation"] = "PATCH".into(); r }).expect("json"),
+    "malformed AdmissionReview: request.operation: unknown variant `PATCH`")]
+fn malformed_reviews_say_what_is_wrong(#[case] body: Vec<u8>, #[case] prefix: &str) {
+    let err = super::review(&body, &config(), &Fixed::default()).expect_err("malformed");
+    assert!(err.to_string().starts_with(prefix), "{err}");
+    assert!(!err.to_string().contains('\n'));
+}
