@@ -5,15 +5,18 @@ PREFIX ?= $(HOME)/.local
 KUBERNETES_VALIDATE_VERSION := 1.37.0
 KUBERNETES_VALIDATE := $(CURDIR)/$(VENV)/bin/kubernetes-validate
 
-.PHONY: run test tools kubectl lint fmt fmt-check readme bench loadtest certs install-plugin clean
+DEV_CLUSTER_DIR ?= $(CURDIR)/.dev-cluster
+
+.PHONY: run test tools kubectl kube-apiserver dev-cluster dev-cluster-down lint fmt fmt-check readme bench loadtest \
+	certs install-plugin clean
 
 run: ## the webhook on https://127.0.0.1:8443 (dev certs), health and metrics on http://127.0.0.1:9090
 	$(CARGO) run --locked -- serve --dev-certs --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9090
 
-test: tools fmt-check lint ## formatting, clippy, unit, property, integration and corpus tests
+test: tools fmt-check lint ## formatting, clippy, unit, property, integration, corpus and end-to-end tests
 	KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) $(CARGO) test --locked
 
-tools: $(KUBERNETES_VALIDATE) kubectl ## what the tests need: kubernetes-validate (PyPI, in .venv) and kubectl
+tools: $(KUBERNETES_VALIDATE) kubectl kube-apiserver ## what the tests need: kubernetes-validate, kubectl, the API server
 
 $(KUBERNETES_VALIDATE):
 	python3 -m venv $(VENV)
@@ -23,6 +26,16 @@ kubectl:
 	@command -v kubectl >/dev/null || { \
 	  echo "kubectl not found: installing Debian's kubernetes-client"; \
 	  apt-get update -qq && apt-get install -y -qq kubernetes-client; }
+
+kube-apiserver: ## build (once, ~5 min, cached in ~/.cache/otel-injector) a real kube-apiserver 1.20 and install etcd
+	scripts/kube-apiserver.sh >/dev/null
+
+dev-cluster: kube-apiserver ## a real API server with the webhook registered, on this machine; prints the KUBECONFIG
+	$(CARGO) build --locked
+	@scripts/dev-cluster.sh up $(DEV_CLUSTER_DIR)
+
+dev-cluster-down: ## stops the dev cluster
+	scripts/dev-cluster.sh down $(DEV_CLUSTER_DIR)
 
 lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use otel_injector::cli::{self, Command};
-use otel_injector::cli::{certs, preview, serve};
+use otel_injector::cli::{self, Command, audit, certs, preview, serve};
 use otel_injector::{telemetry, webhook::tls};
 
 fn main() -> ExitCode {
@@ -23,6 +22,16 @@ fn main() -> ExitCode {
         }
         Command::Preview(args) => preview::run_cli(&args),
         Command::Certs(args) => certs::run(&args),
+        // Exit 1 when something was found (to gate a pipeline), 2 when the audit could not run.
+        Command::Audit(args) => {
+            return match audit::run(&args) {
+                Ok(found) => ExitCode::from(u8::from(found)),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

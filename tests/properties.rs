@@ -7,6 +7,7 @@ use common::preserved;
 use otel_injector::engine::config::{Config, DefaultMode, SidecarMode};
 use otel_injector::engine::inject::{Target, mutate};
 use otel_injector::engine::policy::NamespaceMeta;
+use otel_injector::engine::values::KubeVersion;
 use otel_injector::engine::workload::WorkloadKind;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -154,25 +155,30 @@ fn object(pod: Value, kind: WorkloadKind) -> Value {
     }
 }
 
-/// Sidecar off, native or classic.
-fn sidecar() -> impl Strategy<Value = Option<SidecarMode>> {
-    prop_oneof![Just(None), Just(Some(SidecarMode::Native)), Just(Some(SidecarMode::Classic))]
+/// The sidecar: off, or a mode on an API server of some version (unknown, before or after native sidecars).
+type SidecarCase = Option<(SidecarMode, Option<KubeVersion>)>;
+
+fn sidecar() -> impl Strategy<Value = SidecarCase> {
+    let mode = prop_oneof![Just(SidecarMode::Auto), Just(SidecarMode::Native), Just(SidecarMode::Classic)];
+    let version = prop_oneof![Just(None), (20u32..=33).prop_map(|minor| Some(KubeVersion { major: 1, minor }))];
+    prop_oneof![Just(None), (mode, version).prop_map(Some)]
 }
 
-fn config(sidecar: Option<SidecarMode>) -> Config {
+fn config(sidecar: SidecarCase) -> Config {
     let mut config =
         Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() };
-    if let Some(mode) = sidecar {
+    if let Some((mode, _)) = sidecar {
         config.sidecar.enabled = true;
         config.sidecar.mode = mode;
     }
     config
 }
 
-fn run(object: &Value, kind: WorkloadKind, sidecar: Option<SidecarMode>) -> (Value, json_patch::Patch) {
+fn run(object: &Value, kind: WorkloadKind, sidecar: SidecarCase) -> (Value, json_patch::Patch) {
     let config = config(sidecar);
     let ns = NamespaceMeta::default();
-    let m = mutate(object, &Target { kind, namespace: "prop", ns: &ns, config: &config });
+    let server_version = sidecar.and_then(|(_, v)| v);
+    let m = mutate(object, &Target { kind, namespace: "prop", ns: &ns, config: &config, server_version });
     let mut out = object.clone();
     if let Err(e) = json_patch::patch(&mut out, &m.patch) {
         panic!("the patch does not apply: {e}\nobject: {object}\npatch: {:?}", m.patch);

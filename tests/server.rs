@@ -217,13 +217,7 @@ async fn webhook_and_preview_agree_byte_for_byte() {
         let (_, response) = server.post(&review(&object, "CREATE", "default")).await;
         let (_, webhook_bytes) = patch_of(&response);
         let input = Input { name: "x.json".into(), text: object.to_string() };
-        let options = Options {
-            output: otel_injector::cli::OutputFormat::Patch,
-            explain: false,
-            namespace: "default".into(),
-            ns: Default::default(),
-            config: config.clone(),
-        };
+        let options = Options::new(otel_injector::cli::OutputFormat::Patch, config.clone());
         let (mut out, mut err) = (Vec::new(), Vec::new());
         preview::run(&[input], &options, &mut out, &mut err).expect("preview");
         assert_eq!(out.strip_suffix(b"\n").expect("one line"), webhook_bytes.as_slice());

@@ -5,7 +5,9 @@ use crate::webhook::certs::{ca_bundle, issue, service_names, write};
 
 /// The `certs` command: writes the files, lists them on stderr and prints the `caBundle` on stdout.
 pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
-    let names = service_names(&args.service, &args.namespace);
+    let mut names = service_names(&args.service, &args.namespace);
+    names.extend(args.dns.iter().cloned());
+    names.extend(args.ips.iter().map(ToString::to_string));
     let issued = issue(&names, args.days)?;
     let files = write(&issued, &args.out_dir)?;
     for file in &files {

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cluster::client::Source;
 use crate::engine::config::{Config, ConfigError, DefaultMode};
 use crate::engine::policy::NamespaceMeta;
-use crate::engine::values::{self, Protocol};
+use crate::engine::values::{self, KubeVersion, Protocol};
 use crate::engine::workload::WorkloadKind;
 use crate::telemetry::LogFormat;
 
+pub mod audit;
 pub mod certs;
 pub mod preview;
 pub mod serve;
@@ -41,6 +43,64 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Write a CA and a serving certificate for the webhook Service, and print the caBundle.
     Certs(CertsArgs),
+    /// List objects whose instrumentation does not match the current config and namespace policy (read-only).
+    Audit(AuditArgs),
+}
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file (default: KUBECONFIG, then the pod's service account, then ~/.kube/config).
+    #[arg(long, env = "OTEL_INJECTOR_KUBECONFIG", value_name = "FILE", display_order = 800)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long, env = "OTEL_INJECTOR_CONTEXT", value_name = "NAME", display_order = 801)]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// Where the connection comes from.
+    pub fn source(&self) -> Source {
+        Source { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
+    }
+}
+
+/// A ConfigMap named `NAMESPACE/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapRef {
+    /// Its namespace (the webhook's own, by convention).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// The config of `--config-from-cluster` (with the flags' overrides, and the ConfigMap's namespace, the webhook's
+/// own, excluded), or else of `--config`.
+pub async fn load_config(
+    client: &kube::Client,
+    args: &ConfigArgs,
+    from: Option<&ConfigMapRef>,
+) -> anyhow::Result<Config> {
+    use anyhow::Context;
+    match from {
+        None => Ok(args.load()?),
+        Some(r) => {
+            let text = crate::cluster::read::config_text(client, &r.namespace, &r.name).await?;
+            let config = Config::from_yaml(&text).with_context(|| format!("ConfigMap {}/{}", r.namespace, r.name))?;
+            let mut config = args.over(config)?;
+            config.exclude_own_namespace(&r.namespace);
+            Ok(config)
+        }
+    }
+}
+
+fn parse_config_map(s: &str) -> Result<ConfigMapRef, String> {
+    match s.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(ConfigMapRef { namespace: namespace.to_owned(), name: name.to_owned() })
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
 }
 
 /// Logging flags.
@@ -92,10 +152,15 @@ pub struct ConfigArgs {
 impl ConfigArgs {
     /// The config file (or the defaults) with these overrides applied, validated.
     pub fn load(&self) -> Result<Config, ConfigError> {
-        let mut config = match &self.config {
+        let config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        self.over(config)
+    }
+
+    /// `config` (e.g. read from a ConfigMap) with these overrides applied, validated.
+    pub fn over(&self, mut config: Config) -> Result<Config, ConfigError> {
         if let Some(v) = self.default_mode {
             config.default = v;
         }
@@ -161,6 +226,9 @@ pub struct ServeArgs {
     /// Configuration.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// The cluster whose namespaces and version the webhook watches (none configured: no namespace policy).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Output of `preview`.
@@ -197,9 +265,22 @@ pub struct PreviewArgs {
     /// A label of the namespace (repeatable).
     #[arg(long = "namespace-label", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub namespace_labels: Vec<(String, String)>,
+    /// Preview for this API server version (decides `sidecar.mode: auto`; default: native sidecars).
+    #[arg(long, value_name = "VERSION", value_parser = KubeVersion::parse)]
+    pub kube_version: Option<KubeVersion>,
+    /// Read the namespaces' labels and annotations and the server version from the current kubeconfig context
+    /// (flags given as well override them).
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// Read the config from this ConfigMap (its `config.yaml` key) instead of --config.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_config_map, conflicts_with = "config")]
+    pub config_from_cluster: Option<ConfigMapRef>,
     /// Configuration.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// The cluster (with --from-cluster or --config-from-cluster).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 impl PreviewArgs {
@@ -225,6 +306,45 @@ pub struct CertsArgs {
     /// Validity of the serving certificate in days (the CA gets twice as long).
     #[arg(long, env = "OTEL_INJECTOR_CERTS_DAYS", default_value_t = 365)]
     pub days: u32,
+    /// An extra IP address the certificate is valid for (repeatable), e.g. 127.0.0.1 for a webhook registered
+    /// with `clientConfig.url`.
+    #[arg(long = "ip", env = "OTEL_INJECTOR_CERTS_IPS", value_name = "ADDR", value_delimiter = ',')]
+    pub ips: Vec<std::net::IpAddr>,
+    /// An extra DNS name the certificate is valid for (repeatable).
+    #[arg(long = "dns", env = "OTEL_INJECTOR_CERTS_DNS", value_name = "NAME", value_delimiter = ',')]
+    pub dns: Vec<String>,
+}
+
+/// Output of `audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON array of findings.
+    Json,
+}
+
+/// `audit` flags.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this namespace (default: all namespaces).
+    #[arg(short, long, env = "OTEL_INJECTOR_AUDIT_NAMESPACE", value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(short, long, env = "OTEL_INJECTOR_AUDIT_OUTPUT", value_enum, default_value_t = AuditFormat::Table)]
+    pub output: AuditFormat,
+    /// The webhook's own namespace, never instrumented (that of --config-from-cluster is excluded too).
+    #[arg(long, env = "OTEL_INJECTOR_WEBHOOK_NAMESPACE", value_name = "NAME")]
+    pub webhook_namespace: Option<String>,
+    /// Read the config from this ConfigMap (its `config.yaml` key) instead of --config.
+    #[arg(long, env = "OTEL_INJECTOR_CONFIG_FROM_CLUSTER", value_name = "NAMESPACE/NAME", value_parser = parse_config_map, conflicts_with = "config")]
+    pub config_from_cluster: Option<ConfigMapRef>,
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Parses argv, turning `kubectl-otel_inject ARGS` into `otel-injector preview ARGS`.

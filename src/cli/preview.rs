@@ -1,19 +1,21 @@
 //! `preview`: what the webhook would do to manifests or AdmissionReviews, offline, with the same engine.
 //!
-//! Plain objects go through [`inject::mutate`]; AdmissionReview documents go through [`admission::review`], the
+//! Plain objects go through [`inject::mutate`]; AdmissionReview documents go through [`admission::Review`], the
 //! webhook's own code path. `-o patch` prints exactly the bytes the webhook would base64-encode.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::{OutputFormat, PreviewArgs};
-use crate::cluster::namespaces::Fixed;
+use crate::cluster::read;
 use crate::engine::config::Config;
 use crate::engine::inject::{self, Target};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
+use crate::engine::values::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 use crate::webhook::admission;
 
@@ -26,10 +28,38 @@ pub struct Options {
     pub explain: bool,
     /// Namespace of objects that do not name one.
     pub namespace: String,
-    /// The namespace's labels and annotations.
+    /// Labels and annotations of namespaces read from the cluster (`--from-cluster`).
+    pub cluster_namespaces: BTreeMap<String, NamespaceMeta>,
+    /// Labels and annotations given as flags: they apply to every namespace, over what the cluster says.
     pub ns: NamespaceMeta,
     /// The configuration.
     pub config: Config,
+    /// The API server version to preview for (`--kube-version`, or the cluster's); unknown means native sidecars.
+    pub server_version: Option<KubeVersion>,
+}
+
+impl Options {
+    /// Options for `output` under `config`: namespace `default`, no namespace policy, no explanation, version
+    /// unknown.
+    pub fn new(output: OutputFormat, config: Config) -> Self {
+        Self {
+            output,
+            explain: false,
+            namespace: "default".to_owned(),
+            cluster_namespaces: BTreeMap::new(),
+            ns: NamespaceMeta::default(),
+            config,
+            server_version: None,
+        }
+    }
+
+    /// The policy-relevant metadata of `namespace`: the cluster's, overlaid with the flags.
+    pub fn namespace_meta(&self, namespace: &str) -> NamespaceMeta {
+        let mut meta = self.cluster_namespaces.get(namespace).cloned().unwrap_or_default();
+        meta.labels.extend(self.ns.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        meta.annotations.extend(self.ns.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+        meta
+    }
 }
 
 /// One input file (or stdin) and its text.
@@ -99,15 +129,55 @@ pub fn run_cli(args: &PreviewArgs) -> anyhow::Result<()> {
         let text = text.map_err(|source| PreviewError::Read { file: name.clone(), source })?;
         inputs.push(Input { name: name.clone(), text });
     }
-    let options = Options {
-        output: args.output,
-        explain: args.explain,
-        namespace: args.namespace.clone(),
-        ns: args.namespace_meta(),
-        config: args.config.load()?,
-    };
+    let mut options = Options::new(args.output, Config::default());
+    options.explain = args.explain;
+    options.namespace = args.namespace.clone();
+    options.ns = args.namespace_meta();
+    options.server_version = args.kube_version;
+    if args.from_cluster || args.config_from_cluster.is_some() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(from_cluster(args, &inputs, &mut options))?;
+    } else {
+        options.config = args.config.load()?;
+    }
     run(&inputs, &options, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
     Ok(())
+}
+
+/// Fills `options` from the current kubeconfig context: the config (`--config-from-cluster`) and, with
+/// `--from-cluster`, the server version (unless `--kube-version` names one) and the objects' namespaces.
+async fn from_cluster(args: &PreviewArgs, inputs: &[Input], options: &mut Options) -> anyhow::Result<()> {
+    let client = read::connect(&args.cluster.source()).await?;
+    options.config = super::load_config(&client, &args.config, args.config_from_cluster.as_ref()).await?;
+    if !args.from_cluster {
+        return Ok(());
+    }
+    if options.server_version.is_none() {
+        options.server_version = Some(read::server_version(&client).await?);
+    }
+    for namespace in namespaces_of(inputs, &options.namespace)? {
+        match read::namespace(&client, &namespace).await? {
+            Some(meta) => {
+                options.cluster_namespaces.insert(namespace, meta);
+            }
+            None => eprintln!("Warning: namespace {namespace} does not exist in the cluster; no namespace policy"),
+        }
+    }
+    Ok(())
+}
+
+/// The namespaces the objects of `inputs` will be created in (`default` for those that name none).
+pub fn namespaces_of(inputs: &[Input], default: &str) -> Result<BTreeSet<String>, PreviewError> {
+    let mut out = BTreeSet::new();
+    for input in inputs {
+        for item in documents(input)? {
+            let v = &item.value;
+            let named = v.pointer("/request/namespace").or_else(|| v.pointer("/request/object/metadata/namespace"));
+            let named = named.or_else(|| v.pointer("/metadata/namespace")).and_then(Value::as_str);
+            out.insert(named.filter(|n| !n.is_empty()).unwrap_or(default).to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// Previews every object of `inputs`; nothing is printed unless every document could be read.
@@ -224,7 +294,9 @@ fn preview(item: Item, options: &Options) -> Outcome {
     if api_version != current {
         outcome.warnings.push(format!("{api_version} {kind} is not served by current Kubernetes (use {current})"));
     }
-    let mutation = inject::mutate(&object, &Target { kind, namespace, ns: &options.ns, config: &options.config });
+    let ns = options.namespace_meta(namespace);
+    let target = Target { kind, namespace, ns: &ns, config: &options.config, server_version: options.server_version };
+    let mutation = inject::mutate(&object, &target);
     outcome.warnings.extend(mutation.warnings.into_vec());
     outcome.patch = serde_json::to_vec(&mutation.patch).unwrap_or_default();
     if let Err(e) = json_patch::patch(&mut outcome.after, &mutation.patch) {
@@ -250,7 +322,7 @@ fn preview_review(item: Item, options: &Options) -> Outcome {
         review.pointer("/request/operation").and_then(Value::as_str).unwrap_or("?"),
         label(&object, namespace)
     );
-    let namespaces = Fixed::new([(namespace.to_owned(), options.ns.clone())]);
+    let ns = options.namespace_meta(namespace);
     let body = serde_json::to_vec(&review).unwrap_or_default();
     let mut outcome = Outcome {
         label,
@@ -261,7 +333,8 @@ fn preview_review(item: Item, options: &Options) -> Outcome {
         warnings: Vec::new(),
         explanation: Err("no object to preview".to_owned()),
     };
-    let answer = match admission::review(&body, &options.config, &namespaces) {
+    let parsed = admission::Review::parse(&body, &options.config);
+    let answer = match parsed.map(|r| r.answer(&options.config, &ns, options.server_version, Vec::new())) {
         Ok(answer) => answer,
         Err(e) => {
             outcome.explanation = Err(format!("the webhook would answer HTTP 400: {e}"));

@@ -1,13 +1,19 @@
 //! The `serve` command: configuration, certificates, listeners, and a graceful stop on SIGTERM.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tokio::task::JoinHandle;
 
 use crate::cli::ServeArgs;
-use crate::cluster::namespaces::{Fixed, Namespaces};
+use crate::cluster::client;
+use crate::cluster::namespaces::{Fixed, Watched};
 use crate::webhook::server::{AppState, ServeOptions, Server};
 use crate::webhook::{certs, tls};
+
+/// How often the API server's version is read again (it decides `sidecar.mode: auto`).
+const VERSION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where Kubernetes mounts the pod's namespace.
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -27,9 +33,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key), false) => tls::from_files(cert, key)?,
         _ => bail!("--tls-cert and --tls-key must be set (or --dev-certs for a self-signed development pair)"),
     };
-    // Without a cluster connection namespace policy is empty and the webhook still serves.
-    let namespaces: Arc<dyn Namespaces> = Arc::new(Fixed::default());
-    let state = AppState::new(config, namespaces);
+    let mut state = AppState::new(config, Arc::new(Fixed::default()));
+    let mut watchers = Vec::new();
+    match client::connect(&args.cluster.source()).await? {
+        // Without a cluster connection namespace policy is empty and the webhook still serves.
+        None => tracing::info!(
+            "no cluster configured (no --kubeconfig, KUBECONFIG, in-cluster service account or ~/.kube/config): \
+             namespace policy is empty, sidecar.mode auto uses native sidecars"
+        ),
+        Some(client) => {
+            let (namespaces, watch) = Watched::start(client.clone(), state.metrics.clone());
+            state.namespaces = namespaces;
+            state.cluster = true;
+            watchers.push(watch);
+            watchers.push(state.server_version.clone().poll(client, VERSION_INTERVAL));
+        }
+    }
     let options = ServeOptions {
         listen: args.listen,
         metrics_listen: args.metrics_listen,
@@ -41,6 +60,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::start(options, state).await?;
     shutdown_signal().await;
     server.shutdown().await;
+    watchers.iter().for_each(JoinHandle::abort);
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,3 +1,7 @@
-//! What the webhook learns from the cluster: namespace labels and annotations.
+//! What the webhook learns from the cluster: the connection, namespace labels and annotations (a watched cache),
+//! and the API server's version.
 
+pub mod client;
 pub mod namespaces;
+pub mod read;
+pub mod version;

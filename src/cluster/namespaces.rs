@@ -1,14 +1,62 @@
 //! Where namespace labels and annotations come from: a source the admission path reads without blocking.
+//!
+//! In a cluster it is a kube-rs reflector over namespace metadata ([`Watched`]): synced once before `/readyz`
+//! turns true, kept current by a watch that backs off and retries on errors while the last known state keeps
+//! serving. A namespace the cache has not seen yet (created just before its first pod) can be fetched with one
+//! bounded GET. Without a cluster the source is [`Fixed`] (empty: namespace policy is empty).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::task::JoinHandle;
 
 use crate::engine::policy::NamespaceMeta;
+use crate::telemetry::metrics::Metrics;
+
+/// What looking up a namespace the source has not seen found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// The namespace, from the API server.
+    Found(Arc<NamespaceMeta>),
+    /// The API server does not know it either.
+    NotFound,
+    /// The lookup failed.
+    Failed(String),
+    /// No answer within the time allowed.
+    TimedOut,
+    /// There is no cluster to ask (namespace policy is empty by design).
+    Unavailable,
+}
+
+impl Fetched {
+    /// The `outcome` metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Found(_) => "found",
+            Self::NotFound => "not_found",
+            Self::Failed(_) => "error",
+            Self::TimedOut => "timeout",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
 
 /// A non-blocking view of the cluster's namespaces (a watched cache in a cluster, a fixed map elsewhere).
 pub trait Namespaces: Send + Sync {
-    /// The namespace's metadata, if known.
+    /// The namespace's metadata, if the source holds it.
     fn get(&self, name: &str) -> Option<Arc<NamespaceMeta>>;
+    /// Asks the cluster for a namespace the source does not hold, within `timeout`.
+    fn fetch(&self, _name: &str, _timeout: Duration) -> BoxFuture<'static, Fetched> {
+        futures::future::ready(Fetched::Unavailable).boxed()
+    }
     /// Whether the source has caught up with the cluster (gates `/readyz`).
     fn synced(&self) -> bool;
     /// How many namespaces it holds.
@@ -16,6 +64,10 @@ pub trait Namespaces: Send + Sync {
     /// Whether it holds none.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Time since the watch last delivered an event, for a watched source.
+    fn since_last_event(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -44,6 +96,83 @@ impl Namespaces for Fixed {
     }
 }
 
+/// The policy's view of a namespace object.
+pub fn meta_of(ns: &PartialObjectMeta<Namespace>) -> NamespaceMeta {
+    let m = &ns.metadata;
+    NamespaceMeta::relevant(m.labels.iter().flatten(), m.annotations.iter().flatten())
+}
+
+/// Namespaces from a kube-rs reflector over namespace metadata (`get`, `list`, `watch` on namespaces).
+pub struct Watched {
+    store: Store<PartialObjectMeta<Namespace>>,
+    api: Api<PartialObjectMeta<Namespace>>,
+    synced: Arc<AtomicBool>,
+    last_event: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Watched {
+    /// Starts watching namespaces with `client`; the watch runs until the returned task is aborted.
+    pub fn start(client: kube::Client, metrics: Arc<Metrics>) -> (Arc<Self>, JoinHandle<()>) {
+        let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+        let (store, writer) = reflector::store();
+        let synced = Arc::new(AtomicBool::new(false));
+        let last_event = Arc::new(Mutex::new(None));
+        let stream = reflector::reflector(writer, watcher(api.clone(), watcher::Config::default()).default_backoff());
+        let task = tokio::spawn({
+            let (synced, last_event, store) = (synced.clone(), last_event.clone(), store.clone());
+            async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(event) => {
+                            *last_event.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                            if matches!(event, watcher::Event::InitDone) && !synced.swap(true, Ordering::AcqRel) {
+                                tracing::info!(namespaces = store.len(), "namespace cache synced");
+                            }
+                        }
+                        Err(e) => {
+                            metrics.namespace_watch_error();
+                            tracing::warn!(error = %e, "namespace watch failed; retrying with backoff, serving the last known namespaces");
+                        }
+                    }
+                }
+            }
+        });
+        (Arc::new(Self { store, api, synced, last_event }), task)
+    }
+}
+
+impl Namespaces for Watched {
+    fn get(&self, name: &str) -> Option<Arc<NamespaceMeta>> {
+        self.store.get(&ObjectRef::new(name)).map(|ns| Arc::new(meta_of(&ns)))
+    }
+
+    fn fetch(&self, name: &str, timeout: Duration) -> BoxFuture<'static, Fetched> {
+        let (api, name) = (self.api.clone(), name.to_owned());
+        async move {
+            match tokio::time::timeout(timeout, api.get_opt(&name)).await {
+                Err(_) => Fetched::TimedOut,
+                Ok(Ok(Some(ns))) => Fetched::Found(Arc::new(meta_of(&ns))),
+                Ok(Ok(None)) => Fetched::NotFound,
+                Ok(Err(e)) => Fetched::Failed(e.to_string()),
+            }
+        }
+        .boxed()
+    }
+
+    fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    fn since_last_event(&self) -> Option<Duration> {
+        self.last_event.lock().unwrap_or_else(|e| e.into_inner()).map(|at| at.elapsed())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +186,21 @@ mod tests {
         assert!(fixed.synced());
         assert_eq!(fixed.len(), 1);
         assert!(Fixed::default().is_empty());
+        assert_eq!(fixed.since_last_event(), None);
+        assert_eq!(fixed.fetch("other", Duration::from_secs(1)).now_or_never(), Some(Fetched::Unavailable));
+    }
+
+    #[test]
+    fn a_namespace_object_keeps_only_policy_keys() {
+        let ns: PartialObjectMeta<Namespace> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "shop", "labels": {"otel-injector.io/inject": "true", "x": "y"},
+                         "annotations": {"otel-injector.io/sampling-ratio": "0.5", "big": "…"}}
+        }))
+        .expect("metadata");
+        let meta = meta_of(&ns);
+        assert_eq!(meta.labels.len(), 1);
+        assert_eq!(meta.annotations["otel-injector.io/sampling-ratio"], "0.5");
+        assert!(!meta.annotations.contains_key("big"));
     }
 }

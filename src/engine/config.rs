@@ -25,6 +25,8 @@ pub enum DefaultMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SidecarMode {
+    /// Native where the API server supports it (≥ 1.29, or its version is unknown), classic elsewhere.
+    Auto,
     /// An `initContainers` entry with `restartPolicy: Always` (Kubernetes ≥ 1.29).
     Native,
     /// A regular entry in `containers`.
@@ -92,7 +94,7 @@ impl Default for SidecarConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            mode: SidecarMode::Native,
+            mode: SidecarMode::Auto,
             image: DEFAULT_COLLECTOR_IMAGE.to_owned(),
             exporter_endpoint: "otel-collector.monitoring.svc.cluster.local:4317".to_owned(),
             resources: Resources::default(),
@@ -303,7 +305,7 @@ mod tests {
         assert!(config.resource_attributes.is_empty() && config.headers.is_empty());
         assert_eq!(config.skip_containers, ["istio-proxy", "linkerd-proxy"]);
         assert!(!config.sidecar.enabled);
-        assert_eq!(config.sidecar.mode, SidecarMode::Native);
+        assert_eq!(config.sidecar.mode, SidecarMode::Auto);
         assert_eq!(config.sidecar.image, DEFAULT_COLLECTOR_IMAGE);
         assert_eq!(config.sidecar.exporter_endpoint, "otel-collector.monitoring.svc.cluster.local:4317");
         assert_eq!(config.sidecar.resources.requests["cpu"], "50m");

@@ -2,6 +2,7 @@
 //!
 //! No I/O, no clock, no globals; the webhook, `preview` and the benches call [`inject::mutate`].
 
+pub mod audit;
 pub mod config;
 pub mod inject;
 pub mod object;

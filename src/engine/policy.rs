@@ -45,6 +45,22 @@ pub struct NamespaceMeta {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl NamespaceMeta {
+    /// Only the labels and annotations the policy reads (`otel-injector.io/*`, `resource.opentelemetry.io/*`), so a
+    /// cache does not hold or copy the rest (e.g. `kubectl.kubernetes.io/last-applied-configuration`).
+    pub fn relevant<'a>(
+        labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+        annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Self {
+        let ours = |k: &str| k.starts_with("otel-injector.io/") || k.starts_with(keys::RESOURCE_PREFIX);
+        let keep = |(k, v): (&'a String, &'a String)| ours(k).then(|| (k.clone(), v.clone()));
+        Self {
+            labels: labels.into_iter().filter_map(keep).collect(),
+            annotations: annotations.into_iter().filter_map(keep).collect(),
+        }
+    }
+}
+
 /// Where a setting's value came from, highest precedence first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Origin {
@@ -517,6 +533,25 @@ mod tests {
         let (s, w) = settings_for(json!({keys::SERVICE_NAME: " "}), &[]);
         assert_eq!(s.service_name, None);
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn namespace_meta_keeps_only_what_the_policy_reads() {
+        let labels: BTreeMap<String, String> =
+            [(keys::INJECT, "true"), ("team", "a")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        let annotations: BTreeMap<String, String> = [
+            (keys::SAMPLING_RATIO, "0.5"),
+            ("resource.opentelemetry.io/team", "shop"),
+            ("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        let meta = NamespaceMeta::relevant(&labels, &annotations);
+        assert_eq!(meta.labels.keys().collect::<Vec<_>>(), [keys::INJECT]);
+        assert_eq!(
+            meta.annotations.keys().collect::<Vec<_>>(),
+            [keys::SAMPLING_RATIO, "resource.opentelemetry.io/team"]
+        );
     }
 
     #[test]

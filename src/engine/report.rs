@@ -46,6 +46,8 @@ pub struct Explanation {
     pub sidecar: String,
     /// Number of JSON Patch operations returned.
     pub patch_ops: usize,
+    /// The settings hash of the status annotation, when instrumented (what `audit` compares).
+    pub hash: Option<String>,
 }
 
 impl Explanation {
@@ -59,6 +61,7 @@ impl Explanation {
             containers: Vec::new(),
             sidecar: "not considered".to_owned(),
             patch_ops: 0,
+            hash: None,
         }
     }
 
@@ -142,6 +145,7 @@ mod tests {
             ],
             sidecar: "not requested".into(),
             patch_ops: 3,
+            hash: None,
         };
         let text = e.to_string();
         for needle in [

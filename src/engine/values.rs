@@ -203,6 +203,49 @@ pub fn memory_bytes(q: &str) -> Option<u64> {
     (value.is_finite() && value >= 0.0).then_some((value * factor) as u64)
 }
 
+/// A Kubernetes server version, as far as the engine cares: major and minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KubeVersion {
+    /// `1`.
+    pub major: u32,
+    /// `20`, `29`, …
+    pub minor: u32,
+}
+
+impl KubeVersion {
+    /// The first version with native sidecars on by default (`initContainers[].restartPolicy: Always`).
+    pub const NATIVE_SIDECARS: KubeVersion = KubeVersion { major: 1, minor: 29 };
+
+    /// Parses `1.29`, `v1.29.3`, `1.28+` or `v1.30.1-gke.100` (only major and minor count).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a Kubernetes version (e.g. 1.29)");
+        let mut parts = s.trim().trim_start_matches('v').splitn(3, '.');
+        let major = parts.next().ok_or_else(bad)?;
+        let minor = parts.next().ok_or_else(bad)?;
+        Self::from_parts(major, minor).ok_or_else(bad)
+    }
+
+    /// From discovery's `major` and `minor` fields, which some providers suffix (`"28+"`).
+    pub fn from_parts(major: &str, minor: &str) -> Option<Self> {
+        let number = |s: &str| {
+            let digits = s.trim().trim_end_matches(|c: char| !c.is_ascii_digit());
+            digits.parse::<u32>().ok().filter(|_| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        };
+        Some(Self { major: number(major)?, minor: number(minor)? })
+    }
+
+    /// Whether the API server keeps `restartPolicy: Always` on init containers (native sidecars).
+    pub fn has_native_sidecars(self) -> bool {
+        self >= Self::NATIVE_SIDECARS
+    }
+}
+
+impl fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
 /// Parses a Go-style duration as the API server sends it in `?timeout=` (`10s`, `500ms`, `2m`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
@@ -231,6 +274,28 @@ mod tests {
     #[case("1", Err(()))]
     fn bools(#[case] input: &str, #[case] want: Result<bool, ()>) {
         assert_eq!(parse_bool(input).map_err(|_| ()), want);
+    }
+
+    #[rstest]
+    #[case("1.29", Some((1, 29)))]
+    #[case("v1.20.2", Some((1, 20)))]
+    #[case("1.28+", Some((1, 28)))]
+    #[case("v1.30.1-gke.100", Some((1, 30)))]
+    #[case("1", None)]
+    #[case("one.two", None)]
+    #[case("", None)]
+    fn kube_versions(#[case] input: &str, #[case] want: Option<(u32, u32)>) {
+        assert_eq!(KubeVersion::parse(input).ok().map(|v| (v.major, v.minor)), want);
+    }
+
+    #[test]
+    fn discovery_parts_and_native_sidecars() {
+        assert_eq!(KubeVersion::from_parts("1", "28+"), Some(KubeVersion { major: 1, minor: 28 }));
+        assert_eq!(KubeVersion::from_parts("", ""), None);
+        assert!(!KubeVersion { major: 1, minor: 28 }.has_native_sidecars());
+        assert!(KubeVersion { major: 1, minor: 29 }.has_native_sidecars());
+        assert!(KubeVersion { major: 2, minor: 0 }.has_native_sidecars());
+        assert_eq!(KubeVersion { major: 1, minor: 20 }.to_string(), "1.20");
     }
 
     #[rstest]

@@ -42,6 +42,19 @@ impl WorkloadKind {
         }
     }
 
+    /// The API group, version and resource (plural) this kind is served under.
+    pub fn api_resource(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Pod => ("", "v1", "pods"),
+            Self::Deployment => ("apps", "v1", "deployments"),
+            Self::StatefulSet => ("apps", "v1", "statefulsets"),
+            Self::DaemonSet => ("apps", "v1", "daemonsets"),
+            Self::ReplicaSet => ("apps", "v1", "replicasets"),
+            Self::Job => ("batch", "v1", "jobs"),
+            Self::CronJob => ("batch", "v1", "cronjobs"),
+        }
+    }
+
     /// The kind for an object's `apiVersion` and `kind` fields.
     pub fn from_type_meta(api_version: &str, kind: &str) -> Option<Self> {
         let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);

@@ -1,10 +1,12 @@
-//! Prometheus metrics: admissions by kind, operation and decision; latency; rejected requests.
+//! Prometheus metrics: admissions by kind, operation and decision; latency; rejected requests; the namespace
+//! cache (size, freshness, watch errors, lookups of namespaces it had not seen).
 
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -26,6 +28,24 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// Labels of a lookup of a namespace the cache had not seen.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `found`, `not_found`, `error` or `timeout`.
+    pub outcome: &'static str,
+}
+
+/// What the namespace cache looks like at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheState {
+    /// Namespaces held.
+    pub namespaces: usize,
+    /// Whether the first list has completed.
+    pub synced: bool,
+    /// Time since the watch last delivered an event, if it ever did.
+    pub since_last_event: Option<Duration>,
+}
+
 /// Every metric the webhook exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -34,6 +54,11 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
     warnings: Counter,
+    cache_namespaces: Gauge,
+    cache_synced: Gauge,
+    cache_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    watch_errors: Counter,
+    lookups: Family<LookupLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -48,7 +73,36 @@ impl Default for Metrics {
         registry.register("admission_duration_seconds", "Time to answer an admission review", duration.clone());
         let warnings = Counter::default();
         registry.register("admission_warnings", "Warnings returned to API clients", warnings.clone());
-        Self { registry, admissions, errors, duration, warnings }
+        let cache_namespaces = Gauge::default();
+        registry.register("namespace_cache_namespaces", "Namespaces in the watched cache", cache_namespaces.clone());
+        let cache_synced = Gauge::default();
+        registry.register("namespace_cache_synced", "1 once the namespace cache has synced", cache_synced.clone());
+        let cache_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "namespace_cache_seconds_since_event",
+            "Seconds since the namespace watch last delivered an event (-1: never)",
+            cache_age.clone(),
+        );
+        let watch_errors = Counter::default();
+        registry.register("namespace_watch_errors", "Namespace watch errors (each retried)", watch_errors.clone());
+        let lookups = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "namespace_lookups",
+            "Lookups of namespaces the cache had not seen, by outcome",
+            lookups.clone(),
+        );
+        Self {
+            registry,
+            admissions,
+            errors,
+            duration,
+            warnings,
+            cache_namespaces,
+            cache_synced,
+            cache_age,
+            watch_errors,
+            lookups,
+        }
     }
 }
 
@@ -63,6 +117,23 @@ impl Metrics {
     /// Counts one request answered with an HTTP error.
     pub fn rejected(&self, reason: &str) {
         self.errors.get_or_create(&ErrorLabels { reason: reason.to_owned() }).inc();
+    }
+
+    /// Counts one namespace watch error.
+    pub fn namespace_watch_error(&self) {
+        self.watch_errors.inc();
+    }
+
+    /// Counts one lookup of a namespace the cache had not seen.
+    pub fn namespace_lookup(&self, outcome: &'static str) {
+        self.lookups.get_or_create(&LookupLabels { outcome }).inc();
+    }
+
+    /// Sets the namespace cache gauges (called at scrape time).
+    pub fn observe_cache(&self, state: CacheState) {
+        self.cache_namespaces.set(i64::try_from(state.namespaces).unwrap_or(i64::MAX));
+        self.cache_synced.set(i64::from(state.synced));
+        self.cache_age.set(state.since_last_event.map_or(-1.0, |d| d.as_secs_f64()));
     }
 
     /// The OpenMetrics text exposition.
@@ -96,5 +167,26 @@ mod tests {
         assert!(text.contains(r#"otel_injector_admission_errors_total{reason="malformed"} 1"#), "{text}");
         assert!(text.contains("otel_injector_admission_duration_seconds_count 2"), "{text}");
         assert!(text.contains("otel_injector_admission_warnings_total 2"), "{text}");
+    }
+
+    #[test]
+    fn namespace_cache_metrics() {
+        let m = Metrics::default();
+        m.namespace_lookup("timeout");
+        m.namespace_watch_error();
+        let state = CacheState { namespaces: 7, synced: true, since_last_event: Some(Duration::from_millis(1500)) };
+        m.observe_cache(state);
+        let text = m.encode();
+        for line in [
+            r#"otel_injector_namespace_lookups_total{outcome="timeout"} 1"#,
+            "otel_injector_namespace_watch_errors_total 1",
+            "otel_injector_namespace_cache_namespaces 7",
+            "otel_injector_namespace_cache_synced 1",
+            "otel_injector_namespace_cache_seconds_since_event 1.5",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        m.observe_cache(CacheState::default());
+        assert!(m.encode().contains("otel_injector_namespace_cache_seconds_since_event -1.0"));
     }
 }

@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::cluster::namespaces::Namespaces;
 use crate::engine::config::Config;
 use crate::engine::inject::{self, Target};
+use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
+use crate::engine::values::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 
 /// The review cannot be read; answered with HTTP 400.
@@ -83,73 +85,119 @@ pub struct Answer {
     pub explanation: Option<Explanation>,
 }
 
-/// Answers one AdmissionReview body.
-pub fn review(body: &[u8], config: &Config, namespaces: &dyn Namespaces) -> Result<Answer, Malformed> {
-    let (request, object) = parse(body)?;
-    let meta =
-        |key: &str| object.pointer(&format!("/metadata/{key}")).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let name = [Some(request.name.as_str()).filter(|n| !n.is_empty()), meta("name"), meta("generateName")]
-        .into_iter()
-        .flatten()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let namespace =
-        request.namespace.clone().filter(|n| !n.is_empty()).or_else(|| meta("namespace").map(str::to_owned));
-    let mut answer = Answer {
-        body: Vec::new(),
-        patch: None,
-        uid: request.uid.clone(),
-        kind: request.kind.kind.clone(),
-        operation: operation_name(&request.operation),
-        namespace: namespace.clone().unwrap_or_default(),
-        name,
-        dry_run: request.dry_run,
-        decision: Decision::Ignored,
-        reason: String::new(),
-        patch_ops: 0,
-        warnings: Vec::new(),
-        explanation: None,
-    };
-    let mut response = AdmissionResponse::from(&request);
+/// A parsed review: the typed envelope, the raw object, and whether the engine will look at it.
+#[derive(Debug)]
+pub struct Review {
+    request: AdmissionRequest<DynamicObject>,
+    object: Value,
+    /// The kind to instrument, or why this request is left alone.
+    target: Result<WorkloadKind, String>,
+    namespace: Option<String>,
+}
 
-    match target_kind(&request, config) {
-        Err(reason) => answer.reason = reason,
-        Ok(_) if !object.is_object() => {
-            answer.decision = Decision::Skipped;
-            answer.reason = "request.object is missing".to_owned();
-            answer.warnings.push("otel-injector: request.object is missing; nothing to instrument".to_owned());
+impl Review {
+    /// Parses an AdmissionReview body and decides whether it is one the engine handles under `config`.
+    pub fn parse(body: &[u8], config: &Config) -> Result<Self, Malformed> {
+        let (request, object) = parse(body)?;
+        let target = target_kind(&request, config);
+        let namespace = request
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned))
+            .filter(|n| !n.is_empty());
+        Ok(Self { request, object, target, namespace })
+    }
+
+    /// The namespace whose policy the engine needs, when it will run on this review.
+    pub fn policy_namespace(&self) -> Option<&str> {
+        match self.target {
+            Ok(_) if self.object.is_object() => Some(self.namespace.as_deref().unwrap_or("default")),
+            _ => None,
         }
-        Ok(kind) => {
-            let namespace = namespace.as_deref().unwrap_or("default");
-            let ns = namespaces.get(namespace).unwrap_or_default();
-            let mutation = inject::mutate(&object, &Target { kind, namespace, ns: &ns, config });
-            answer.patch_ops = mutation.patch.0.len();
-            answer.warnings = mutation.warnings.into_vec();
-            answer.reason = mutation.explanation.decision.reason.clone();
-            answer.decision = match (answer.patch_ops, mutation.explanation.decision.inject) {
-                (0, true) => Decision::Unchanged,
-                (0, false) => Decision::Skipped,
-                _ => Decision::Instrumented,
-            };
-            answer.explanation = Some(mutation.explanation);
-            if answer.patch_ops > 0 {
-                response = match response.with_patch(mutation.patch) {
-                    Ok(patched) => patched,
-                    Err(e) => {
-                        answer.decision = Decision::Skipped;
-                        answer.warnings.push(format!("otel-injector: patch not sent: {e}"));
-                        AdmissionResponse::from(&request)
-                    }
+    }
+
+    /// Answers the review with the namespace's labels and annotations (empty when unknown), the API server's
+    /// version when known, and warnings found on the way (e.g. a namespace that could not be looked up).
+    pub fn answer(
+        self,
+        config: &Config,
+        ns: &NamespaceMeta,
+        server_version: Option<KubeVersion>,
+        notes: Vec<String>,
+    ) -> Answer {
+        let Self { request, object, target, namespace } = self;
+        let meta = |key: &str| {
+            object.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty())
+        };
+        let name = [Some(request.name.as_str()).filter(|n| !n.is_empty()), meta("name"), meta("generateName")]
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let mut answer = Answer {
+            body: Vec::new(),
+            patch: None,
+            uid: request.uid.clone(),
+            kind: request.kind.kind.clone(),
+            operation: operation_name(&request.operation),
+            namespace: namespace.clone().unwrap_or_default(),
+            name,
+            dry_run: request.dry_run,
+            decision: Decision::Ignored,
+            reason: String::new(),
+            patch_ops: 0,
+            warnings: notes,
+            explanation: None,
+        };
+        let mut response = AdmissionResponse::from(&request);
+
+        match target {
+            Err(reason) => answer.reason = reason,
+            Ok(_) if !object.is_object() => {
+                answer.decision = Decision::Skipped;
+                answer.reason = "request.object is missing".to_owned();
+                answer.warnings.push("otel-injector: request.object is missing; nothing to instrument".to_owned());
+            }
+            Ok(kind) => {
+                let namespace = namespace.as_deref().unwrap_or("default");
+                let mutation = inject::mutate(&object, &Target { kind, namespace, ns, config, server_version });
+                answer.patch_ops = mutation.patch.0.len();
+                answer.warnings.extend(mutation.warnings.into_vec());
+                answer.reason = mutation.explanation.decision.reason.clone();
+                answer.decision = match (answer.patch_ops, mutation.explanation.decision.inject) {
+                    (0, true) => Decision::Unchanged,
+                    (0, false) => Decision::Skipped,
+                    _ => Decision::Instrumented,
                 };
+                answer.explanation = Some(mutation.explanation);
+                if answer.patch_ops > 0 {
+                    response = match response.with_patch(mutation.patch) {
+                        Ok(patched) => patched,
+                        Err(e) => {
+                            answer.decision = Decision::Skipped;
+                            answer.warnings.push(format!("otel-injector: patch not sent: {e}"));
+                            AdmissionResponse::from(&request)
+                        }
+                    };
+                }
             }
         }
+        if !answer.warnings.is_empty() {
+            response.warnings = Some(answer.warnings.clone());
+        }
+        (answer.body, answer.patch) = encode(response);
+        answer
     }
-    if !answer.warnings.is_empty() {
-        response.warnings = Some(answer.warnings.clone());
-    }
-    (answer.body, answer.patch) = encode(response);
-    Ok(answer)
+}
+
+/// Answers one AdmissionReview body, with namespace policy from `namespaces`' cache (no lookups) and no server
+/// version: what `preview` and the benches use; the server does the same in steps.
+pub fn review(body: &[u8], config: &Config, namespaces: &dyn Namespaces) -> Result<Answer, Malformed> {
+    let review = Review::parse(body, config)?;
+    let ns = review.policy_namespace().and_then(|n| namespaces.get(n)).unwrap_or_default();
+    Ok(review.answer(config, &ns, None, Vec::new()))
 }
 
 /// Splits the body into the typed request envelope and the raw object (`oldObject` is dropped unread).

@@ -24,14 +24,20 @@ use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 use tracing::{Instrument, field::Empty};
 
-use crate::cluster::namespaces::Namespaces;
+use crate::cluster::namespaces::{Fetched, Namespaces};
+use crate::cluster::version::ServerVersion;
 use crate::engine::config::Config;
+use crate::engine::policy::{NamespaceMeta, clip};
 use crate::engine::values;
+use crate::telemetry::metrics::CacheState;
 use crate::telemetry::metrics::{AdmissionLabels, Metrics};
-use crate::webhook::admission::{self, Answer, Decision, Malformed};
+use crate::webhook::admission::{Answer, Decision, Malformed, Review};
 
 /// Bodies above this size are parsed off the async workers.
 const BLOCKING_THRESHOLD: usize = 512 * 1024;
+
+/// The longest lookup of a namespace the cache has not seen.
+const NAMESPACE_LOOKUP: Duration = Duration::from_secs(1);
 
 /// How the server listens and protects itself.
 #[derive(Debug, Clone)]
@@ -57,6 +63,10 @@ pub struct AppState {
     pub config: Arc<ArcSwap<Config>>,
     /// Namespace labels and annotations.
     pub namespaces: Arc<dyn Namespaces>,
+    /// The API server's version, when a cluster is configured and it has been read.
+    pub server_version: Arc<ServerVersion>,
+    /// Whether a cluster is configured: then `/readyz` also waits for the server version.
+    pub cluster: bool,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Set once certificates are loaded and listeners bound.
@@ -64,13 +74,28 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `config` and `namespaces`, not yet ready.
+    /// State for `config` and `namespaces` without a cluster, not yet ready.
     pub fn new(config: Config, namespaces: Arc<dyn Namespaces>) -> Self {
         Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
             namespaces,
+            server_version: Arc::new(ServerVersion::default()),
+            cluster: false,
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Why the webhook is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if !self.ready.load(Ordering::Acquire) {
+            Some("listeners not started")
+        } else if !self.namespaces.synced() {
+            Some("namespace cache not synced")
+        } else if self.cluster && self.server_version.get().is_none() {
+            Some("API server version not read yet")
+        } else {
+            None
         }
     }
 }
@@ -158,17 +183,17 @@ pub fn ops_router(state: AppState) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if !state.ready.load(Ordering::Acquire) {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: listeners not started\n").into_response()
-    } else if !state.namespaces.synced() {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: namespace cache not synced\n").into_response()
-    } else {
-        "ok\n".into_response()
+    match state.not_ready() {
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+        None => "ok\n".into_response(),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let ns = &state.namespaces;
+    let cache = CacheState { namespaces: ns.len(), synced: ns.synced(), since_last_event: ns.since_last_event() };
+    state.metrics.observe_cache(cache);
     ([(header::CONTENT_TYPE, content_type)], state.metrics.encode()).into_response()
 }
 
@@ -194,7 +219,8 @@ async fn mutate(
     let deadline = params.timeout.as_deref().and_then(|t| values::parse_duration(t).ok());
     // Leave a margin of the caller's deadline for the answer itself.
     let read_timeout = deadline.map_or(read_timeout, |d| read_timeout.min(d.mul_f32(0.8)));
-    match answer(&state, &headers, body, read_timeout).instrument(span.clone()).await {
+    let deadline = deadline.map(|d| started + d);
+    match answer(&state, &headers, body, read_timeout, deadline).instrument(span.clone()).await {
         Ok(answer) => {
             record(&span, &answer);
             let labels = AdmissionLabels {
@@ -218,6 +244,7 @@ async fn answer(
     headers: &HeaderMap,
     body: Body,
     read_timeout: Duration,
+    deadline: Option<Instant>,
 ) -> Result<Answer, RequestError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
@@ -236,16 +263,62 @@ async fn answer(
         Ok(Err(e)) => return Err(RequestError::Read(e.to_string())),
         Ok(Ok(bytes)) => bytes,
     };
-    let namespaces = state.namespaces.clone();
-    let answer = if bytes.len() > BLOCKING_THRESHOLD {
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| admission::review(&bytes, &config, namespaces.as_ref())))
-            .await
-            .map_err(|e| RequestError::Read(format!("review task failed: {e}")))??
-    } else {
-        admission::review(&bytes, &config, namespaces.as_ref())?
+    let large = bytes.len() > BLOCKING_THRESHOLD;
+    let review = off_the_workers(large, {
+        let config = config.clone();
+        move || Review::parse(&bytes, &config)
+    })
+    .await??;
+    let (ns, notes) = match review.policy_namespace() {
+        Some(name) => namespace_policy(state, name, deadline).await,
+        None => (Arc::default(), Vec::new()),
     };
-    Ok(answer)
+    let version = state.server_version.get();
+    off_the_workers(large, move || review.answer(&config, &ns, version, notes)).await
+}
+
+/// Runs `work` on the blocking pool when it is large (so big reviews never stall the async workers), else inline.
+async fn off_the_workers<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RequestError> {
+    if !large {
+        return Ok(work());
+    }
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+        .await
+        .map_err(|e| RequestError::Read(format!("review task failed: {e}")))
+}
+
+/// The namespace's policy metadata from the cache; a namespace it has not seen yet gets one bounded GET (about a
+/// second, and at most half of what is left of the caller's deadline). When that fails the review is answered
+/// without namespace policy, with a warning saying so.
+async fn namespace_policy(
+    state: &AppState,
+    name: &str,
+    deadline: Option<Instant>,
+) -> (Arc<NamespaceMeta>, Vec<String>) {
+    if let Some(meta) = state.namespaces.get(name) {
+        return (meta, Vec::new());
+    }
+    let budget =
+        deadline.map_or(NAMESPACE_LOOKUP, |d| NAMESPACE_LOOKUP.min(d.saturating_duration_since(Instant::now()) / 2));
+    let fetched = state.namespaces.fetch(name, budget).await;
+    if fetched != Fetched::Unavailable {
+        state.metrics.namespace_lookup(fetched.label());
+    }
+    let why = match fetched {
+        Fetched::Found(meta) => return (meta, Vec::new()),
+        Fetched::Unavailable => return (Arc::default(), Vec::new()),
+        Fetched::NotFound => "it does not exist".to_owned(),
+        Fetched::TimedOut => format!("no answer within {budget:?}"),
+        Fetched::Failed(e) => e,
+    };
+    tracing::warn!(namespace = name, reason = %why, "namespace not in the cache and not looked up; no namespace policy");
+    let warning =
+        format!("otel-injector: namespace {} unknown ({}); namespace policy not applied", clip(name), clip(&why));
+    (Arc::default(), vec![warning])
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

@@ -75,13 +75,7 @@ fn kustomize(path: &Path) -> Vec<Value> {
 }
 
 fn preview_patches(name: &str, text: &str, config: &Config) -> Result<Vec<String>, String> {
-    let options = Options {
-        output: OutputFormat::Patch,
-        explain: false,
-        namespace: "default".into(),
-        ns: Default::default(),
-        config: config.clone(),
-    };
+    let options = Options::new(OutputFormat::Patch, config.clone());
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let input = Input { name: name.into(), text: text.into() };
     preview::run(&[input], &options, &mut out, &mut err).map_err(|e| e.to_string())?;

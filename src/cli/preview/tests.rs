@@ -6,13 +6,7 @@ use crate::fixtures::{container, pod, review};
 use rstest::rstest;
 
 fn options(output: OutputFormat) -> Options {
-    Options {
-        output,
-        explain: false,
-        namespace: "default".into(),
-        ns: NamespaceMeta::default(),
-        config: Config { default: DefaultMode::Inject, ..Config::default() },
-    }
+    Options::new(output, Config { default: DefaultMode::Inject, ..Config::default() })
 }
 
 fn preview_text(text: &str, options: &Options) -> Result<(String, String), PreviewError> {

@@ -17,11 +17,12 @@ use crate::engine::object::{Container, PodView};
 use crate::engine::patch::{self, Ops};
 use crate::engine::policy::{self, NamespaceMeta, Settings, keys};
 use crate::engine::report::{ContainerOutcome, ContainerReport, Explanation};
+use crate::engine::values::KubeVersion;
 use crate::engine::values::Signal;
 use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;
 use service_name::ServiceName;
-use sidecar::Sidecar;
+use sidecar::{Placement, Sidecar};
 use status::Status;
 
 /// What the engine needs to know besides the object.
@@ -35,6 +36,8 @@ pub struct Target<'a> {
     pub ns: &'a NamespaceMeta,
     /// The configuration in force.
     pub config: &'a Config,
+    /// The API server's version, when known (decides `sidecar.mode: auto`).
+    pub server_version: Option<KubeVersion>,
 }
 
 /// The engine's answer for one object.
@@ -70,10 +73,11 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         return Mutation::unchanged(Explanation::skipped(decision.reason), warnings);
     }
     let settings = policy::settings(&view, target.ns, config, &mut warnings);
-    let hash = status::settings_hash(&settings, config);
+    let placement = sidecar::placement(config.sidecar.mode, target.server_version);
+    let hash = status::settings_hash(&settings, config, placement.0);
     let previous = Status::read(&view).filter(|s| s.hash == hash);
     let service = service_name::resolve(&view, &settings);
-    let sidecar = sidecar::plan(&view, &settings);
+    let sidecar = sidecar::plan(&view, &settings, placement);
     let done = instrument_containers(&view, target, &settings, service.as_ref(), sidecar.in_use(), previous.as_ref());
     done.warnings.into_iter().for_each(|w| warnings.push(w));
     let mut ops = done.ops;
@@ -85,24 +89,32 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         containers: done.reports,
         sidecar: describe_sidecar(&sidecar, config),
         patch_ops: 0,
+        hash: None,
     };
     if done.instrumented.is_empty() {
         return Mutation::unchanged(explanation, warnings);
     }
     match &sidecar {
         Sidecar::Refused(why) => warnings.push(format!("otel-injector added no collector sidecar: {why}")),
-        Sidecar::Add => {
-            let native = config.sidecar.mode == SidecarMode::Native;
+        Sidecar::Add(placement, why) => {
             let completes = matches!(view.kind, WorkloadKind::Job | WorkloadKind::CronJob)
                 || view.restart_policy.is_some_and(|p| p != "Always");
-            if !native && completes {
-                warnings.push("otel-injector: a classic sidecar never exits, so this pod never completes; use sidecar.mode: native");
+            if *placement == Placement::Classic && completes {
+                let fix = match config.sidecar.mode {
+                    SidecarMode::Auto => why.as_str(),
+                    _ => "use sidecar.mode: auto",
+                };
+                warnings
+                    .push(format!("otel-injector: a classic sidecar never exits, so this pod never completes; {fix}"));
             }
-            let list = if native { "initContainers" } else { "containers" };
+            let list = match placement {
+                Placement::Native => "initContainers",
+                Placement::Classic => "containers",
+            };
             let path: Vec<&str> = view.base.iter().copied().chain(["spec", list]).collect();
-            ops.append(object, &path, sidecar::container(&view, &settings, config, target.namespace));
+            ops.append(object, &path, sidecar::container(&view, &settings, config, target.namespace, *placement));
         }
-        Sidecar::Off | Sidecar::Present => {}
+        Sidecar::Off | Sidecar::Present(_) => {}
     }
 
     let (service_name, service_name_from) = match service {
@@ -113,12 +125,13 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         Some((service_name.clone().unwrap_or_else(|| "<each container's name>".to_owned()), service_name_from.clone()));
     let status = Status {
         containers: done.instrumented,
-        sidecar: sidecar.status(),
+        sidecar: sidecar.status(config.sidecar.mode),
         service_name,
         service_name_from,
         reason: explanation.decision.reason.clone(),
         hash,
     };
+    explanation.hash = Some(status.hash.clone());
     let text = status.to_annotation();
     let up_to_date = view.annotation(keys::STATUS) == Some(text.as_str()) || (previous.is_some() && ops.is_empty());
     if !up_to_date {
@@ -245,13 +258,13 @@ fn standard_vars(
 fn describe_sidecar(sidecar: &Sidecar, config: &Config) -> String {
     match sidecar {
         Sidecar::Off => "not requested".to_owned(),
-        Sidecar::Present => "already present".to_owned(),
-        Sidecar::Add => {
-            let place = match config.sidecar.mode {
-                SidecarMode::Native => "a native sidecar (initContainers, restartPolicy: Always)",
-                SidecarMode::Classic => "a classic sidecar (containers)",
+        Sidecar::Present(p) => format!("already present ({})", p.as_str()),
+        Sidecar::Add(placement, why) => {
+            let place = match placement {
+                Placement::Native => "a native sidecar (initContainers, restartPolicy: Always)",
+                Placement::Classic => "a classic sidecar (containers)",
             };
-            format!("added as {place}; it exports to {}", config.sidecar.exporter_endpoint)
+            format!("added as {place}, because {why}; it exports to {}", config.sidecar.exporter_endpoint)
         }
         Sidecar::Refused(why) => format!("refused: {why}"),
     }

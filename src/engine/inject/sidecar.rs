@@ -7,12 +7,48 @@ use super::env::{self, Helper};
 use crate::engine::config::{Config, SidecarMode};
 use crate::engine::object::{Container, PodView};
 use crate::engine::policy::Settings;
-use crate::engine::values::{self, Protocol};
+use crate::engine::values::{self, KubeVersion, Protocol};
 
 /// The sidecar's container name.
 pub const NAME: &str = "otel-collector";
 /// The env var holding the generated configuration; its presence marks the container as ours.
 pub const CONFIG_VAR: &str = "OTEL_COLLECTOR_CONFIG";
+
+/// Where the sidecar runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// An `initContainers` entry with `restartPolicy: Always`.
+    Native,
+    /// A regular entry in `containers`.
+    Classic,
+}
+
+impl Placement {
+    /// `native` or `classic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+/// Where the sidecar goes under `mode` on an API server of `version` (unknown: no cluster, or preview without
+/// `--kube-version`), and why, in a few words.
+pub fn placement(mode: SidecarMode, version: Option<KubeVersion>) -> (Placement, String) {
+    match (mode, version) {
+        (SidecarMode::Native, _) => (Placement::Native, "sidecar.mode native".to_owned()),
+        (SidecarMode::Classic, _) => (Placement::Classic, "sidecar.mode classic".to_owned()),
+        (SidecarMode::Auto, None) => (Placement::Native, "sidecar.mode auto, server version unknown".to_owned()),
+        (SidecarMode::Auto, Some(v)) if v.has_native_sidecars() => {
+            (Placement::Native, format!("sidecar.mode auto, Kubernetes {v} has native sidecars"))
+        }
+        (SidecarMode::Auto, Some(v)) => {
+            (Placement::Classic, format!("Kubernetes {v} lacks native sidecars ({}+)", KubeVersion::NATIVE_SIDECARS))
+        }
+    }
+}
 
 /// What happens about the sidecar for one pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,9 +56,9 @@ pub enum Sidecar {
     /// Not requested.
     Off,
     /// Ours is already in the pod (re-admission, reinvocation, a Pod from an injected template).
-    Present,
-    /// To be added (see [`container`]).
-    Add,
+    Present(Placement),
+    /// To be added (see [`container`]), placed as decided by [`placement`] for the reason given.
+    Add(Placement, String),
     /// Requested, but adding it would break the pod; the reason is returned as a warning.
     Refused(String),
 }
@@ -30,14 +66,17 @@ pub enum Sidecar {
 impl Sidecar {
     /// Whether the applications export to a sidecar.
     pub fn in_use(&self) -> bool {
-        matches!(self, Self::Present | Self::Add)
+        matches!(self, Self::Present(_) | Self::Add(..))
     }
 
-    /// The `sidecar` field of the status annotation (the same before and after it is added).
-    pub fn status(&self) -> String {
+    /// The `sidecar` field of the status annotation: `native`, `classic` (with the reason when `auto` had to fall
+    /// back), `off`, or `refused: <why>`.
+    pub fn status(&self, mode: SidecarMode) -> String {
         match self {
             Self::Off => "off".to_owned(),
-            Self::Present | Self::Add => "added".to_owned(),
+            Self::Present(p) => p.as_str().to_owned(),
+            Self::Add(Placement::Classic, why) if mode == SidecarMode::Auto => format!("classic: {why}"),
+            Self::Add(p, _) => p.as_str().to_owned(),
             Self::Refused(why) => format!("refused: {why}"),
         }
     }
@@ -49,14 +88,17 @@ pub fn is_ours(c: &Container<'_>) -> bool {
     c.name == NAME && c.env_var(CONFIG_VAR).is_some()
 }
 
-/// Decides about the sidecar.
-pub fn plan(view: &PodView<'_>, settings: &Settings) -> Sidecar {
+/// Decides about the sidecar; `placement` is where a new one would go (see [`placement`]).
+pub fn plan(view: &PodView<'_>, settings: &Settings, placement: (Placement, String)) -> Sidecar {
     if !settings.sidecar.value {
         return Sidecar::Off;
     }
     let all = || view.init_containers.iter().chain(&view.containers);
-    if all().any(is_ours) {
-        return Sidecar::Present;
+    if view.init_containers.iter().any(is_ours) {
+        return Sidecar::Present(Placement::Native);
+    }
+    if view.containers.iter().any(is_ours) {
+        return Sidecar::Present(Placement::Classic);
     }
     if all().any(|c| c.name == NAME) {
         return Sidecar::Refused(format!("a container named {NAME} already exists"));
@@ -71,7 +113,7 @@ pub fn plan(view: &PodView<'_>, settings: &Settings) -> Sidecar {
     if settings.signals.value.is_empty() {
         return Sidecar::Refused("no signals are enabled".to_owned());
     }
-    Sidecar::Add
+    Sidecar::Add(placement.0, placement.1)
 }
 
 /// The endpoint applications export to when the sidecar runs.
@@ -83,7 +125,13 @@ pub fn local_endpoint(protocol: Protocol) -> &'static str {
 }
 
 /// The sidecar container for this pod, with its generated collector configuration.
-pub fn container(view: &PodView<'_>, settings: &Settings, config: &Config, namespace: &str) -> Value {
+pub fn container(
+    view: &PodView<'_>,
+    settings: &Settings,
+    config: &Config,
+    namespace: &str,
+    placement: Placement,
+) -> Value {
     let sidecar = &config.sidecar;
     let inputs = collector::Inputs {
         namespace,
@@ -121,7 +169,7 @@ pub fn container(view: &PodView<'_>, settings: &Settings, config: &Config, names
         "livenessProbe": probe,
         "readinessProbe": probe,
     });
-    if sidecar.mode == SidecarMode::Native {
+    if placement == Placement::Native {
         c["restartPolicy"] = "Always".into();
     }
     c

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::sidecar::Placement;
 use crate::engine::config::{Config, SidecarConfig};
 use crate::engine::object::PodView;
 use crate::engine::policy::{Settings, keys};
@@ -59,11 +60,11 @@ struct HashInput<'a> {
     headers: &'a BTreeMap<String, String>,
     service_namespace: Option<&'a str>,
     skip_containers: &'a [String],
-    sidecar: Option<&'a SidecarConfig>,
+    sidecar: Option<(&'a SidecarConfig, Placement)>,
 }
 
-/// A short, stable hash of the settings in force (16 hex digits of SHA-256).
-pub fn settings_hash(settings: &Settings, config: &Config) -> String {
+/// A short, stable hash of the settings in force (16 hex digits of SHA-256); `placement` is where a sidecar goes.
+pub fn settings_hash(settings: &Settings, config: &Config, placement: Placement) -> String {
     let input = HashInput {
         revision: ENGINE_REVISION,
         endpoint: &settings.endpoint.value,
@@ -77,7 +78,7 @@ pub fn settings_hash(settings: &Settings, config: &Config) -> String {
         headers: &config.headers,
         service_namespace: config.service_namespace.as_deref(),
         skip_containers: &config.skip_containers,
-        sidecar: settings.sidecar.value.then_some(&config.sidecar),
+        sidecar: settings.sidecar.value.then_some((&config.sidecar, placement)),
     };
     let bytes = serde_json::to_vec(&input).unwrap_or_default();
     Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -95,7 +96,7 @@ mod tests {
         let pod = json!({"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "a"}]}});
         let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), config, &mut Warnings::default());
-        settings_hash(&settings, config)
+        settings_hash(&settings, config, Placement::Native)
     }
 
     #[test]

@@ -11,7 +11,7 @@ fn inject_all() -> Config {
 }
 
 fn run_with(object: &Value, kind: WorkloadKind, config: &Config, ns: &NamespaceMeta) -> (Value, Mutation) {
-    let m = mutate(object, &Target { kind, namespace: "shop", ns, config });
+    let m = mutate(object, &Target { kind, namespace: "shop", ns, config, server_version: None });
     let mut out = object.clone();
     json_patch::patch(&mut out, &m.patch).expect("the patch applies");
     (out, m)
@@ -162,7 +162,13 @@ fn excluded_namespace_wins_over_annotations() {
     let config = inject_all();
     let m = mutate(
         &object,
-        &Target { kind: WorkloadKind::Pod, namespace: "kube-system", ns: &NamespaceMeta::default(), config: &config },
+        &Target {
+            kind: WorkloadKind::Pod,
+            namespace: "kube-system",
+            ns: &NamespaceMeta::default(),
+            config: &config,
+            server_version: None,
+        },
     );
     assert!(m.patch.0.is_empty());
     assert_eq!(m.explanation.decision.reason, "namespace kube-system is excluded");

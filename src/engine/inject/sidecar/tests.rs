@@ -4,6 +4,7 @@ use super::*;
 use crate::engine::config::DefaultMode;
 use crate::engine::inject::{Target, mutate};
 use crate::engine::policy::NamespaceMeta;
+use crate::engine::values::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 use crate::fixtures::{PodBuilder, container, pod};
 use rstest::rstest;
@@ -20,7 +21,7 @@ fn config(mode: SidecarMode) -> Config {
 
 fn run_with(object: &Value, kind: WorkloadKind, config: &Config) -> (Value, crate::engine::inject::Mutation) {
     let ns = NamespaceMeta::default();
-    let m = mutate(object, &Target { kind, namespace: "shop", ns: &ns, config });
+    let m = mutate(object, &Target { kind, namespace: "shop", ns: &ns, config, server_version: None });
     let mut out = object.clone();
     json_patch::patch(&mut out, &m.patch).expect("the patch applies");
     (out, m)
@@ -83,7 +84,7 @@ fn native_sidecar_is_appended_to_init_containers() {
     let status: serde_json::Value =
         serde_json::from_str(out["metadata"]["annotations"]["otel-injector.io/status"].as_str().expect("status"))
             .expect("json");
-    assert_eq!(status["sidecar"], "added");
+    assert_eq!(status["sidecar"], "native");
 }
 
 #[test]
@@ -200,7 +201,7 @@ fn never_added_twice_on_readmission() {
     let (twice, m) = run(&once);
     assert!(m.patch.0.is_empty(), "{:?}", m.patch);
     assert_eq!(once, twice);
-    assert_eq!(m.explanation.sidecar, "already present");
+    assert_eq!(m.explanation.sidecar, "already present (native)");
 }
 
 #[test]
@@ -258,7 +259,57 @@ fn jobs_and_cronjobs_get_native_sidecars(#[case] kind: WorkloadKind, #[case] poi
     assert_eq!((init[0]["name"].as_str(), init[0]["restartPolicy"].as_str()), (Some(NAME), Some("Always")));
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     let (_, classic) = run_with(&object, kind, &config(SidecarMode::Classic));
-    assert!(classic.warnings.as_slice().iter().any(|w| w.contains("use sidecar.mode: native")));
+    assert!(classic.warnings.as_slice().iter().any(|w| w.contains("use sidecar.mode: auto")), "{:?}", classic.warnings);
+}
+
+fn run_on(object: &Value, config: &Config, version: Option<(u32, u32)>) -> (Value, crate::engine::inject::Mutation) {
+    let ns = NamespaceMeta::default();
+    let server_version = version.map(|(major, minor)| KubeVersion { major, minor });
+    let m = mutate(object, &Target { kind: WorkloadKind::Pod, namespace: "shop", ns: &ns, config, server_version });
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &m.patch).expect("the patch applies");
+    (out, m)
+}
+
+/// `sidecar.mode: auto` (the default): native where the API server keeps `restartPolicy` on init containers
+/// (1.29+, or unknown: no cluster, preview), classic on older servers, which would refuse the pod otherwise.
+#[rstest]
+#[case::unknown(SidecarMode::Auto, None, Placement::Native, "native")]
+#[case::v1_29(SidecarMode::Auto, Some((1, 29)), Placement::Native, "native")]
+#[case::v1_33(SidecarMode::Auto, Some((1, 33)), Placement::Native, "native")]
+#[case::v1_28(SidecarMode::Auto, Some((1, 28)), Placement::Classic, "classic: Kubernetes 1.28 lacks native sidecars (1.29+)")]
+#[case::v1_20(SidecarMode::Auto, Some((1, 20)), Placement::Classic, "classic: Kubernetes 1.20 lacks native sidecars (1.29+)")]
+#[case::forced_native(SidecarMode::Native, Some((1, 20)), Placement::Native, "native")]
+#[case::forced_classic(SidecarMode::Classic, Some((1, 33)), Placement::Classic, "classic")]
+fn auto_mode_follows_the_server_version(
+    #[case] mode: SidecarMode,
+    #[case] version: Option<(u32, u32)>,
+    #[case] want: Placement,
+    #[case] status_text: &str,
+) {
+    let (out, m) = run_on(&web().build(), &config(mode), version);
+    let in_init = named(&out["spec"]["initContainers"], NAME).is_some();
+    let in_containers = named(&out["spec"]["containers"], NAME).is_some();
+    assert_eq!((in_init, in_containers), (want == Placement::Native, want == Placement::Classic));
+    let status: Value =
+        serde_json::from_str(out["metadata"]["annotations"]["otel-injector.io/status"].as_str().expect("status"))
+            .expect("json");
+    assert_eq!(status["sidecar"], status_text);
+    assert!(m.explanation.sidecar.contains("because"), "{}", m.explanation.sidecar);
+    let (again, m) = run_on(&out, &config(mode), version);
+    assert!(m.patch.0.is_empty(), "a second pass is a no-op: {:?}", m.patch);
+    assert_eq!(again, out);
+}
+
+#[test]
+fn the_server_version_changes_the_hash_only_when_the_placement_changes() {
+    let hash = |version| {
+        let (_, m) = run_on(&web().build(), &config(SidecarMode::Auto), version);
+        m.explanation.hash.expect("instrumented")
+    };
+    assert_eq!(hash(Some((1, 29))), hash(Some((1, 31))));
+    assert_eq!(hash(Some((1, 29))), hash(None));
+    assert_ne!(hash(Some((1, 28))), hash(Some((1, 29))));
 }
 
 #[test]
@@ -272,7 +323,10 @@ fn sidecar_is_off_unless_requested_and_a_namespace_can_request_it() {
         annotations: [("otel-injector.io/sidecar".to_owned(), "true".to_owned())].into(),
         ..NamespaceMeta::default()
     };
-    let m = mutate(&web().build(), &Target { kind: WorkloadKind::Pod, namespace: "shop", ns: &ns, config: &config });
+    let m = mutate(
+        &web().build(),
+        &Target { kind: WorkloadKind::Pod, namespace: "shop", ns: &ns, config: &config, server_version: None },
+    );
     assert!(m.explanation.sidecar.starts_with("added"));
 }
 

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# A real Kubernetes API server on 127.0.0.1: etcd and kube-apiserver v1.20.2 (built from Debian's source package by
+# scripts/kube-apiserver.sh, cached), a CA and serving certificate from `otel-injector certs`, a static admin token
+# and RBAC. There is no controller-manager, scheduler or kubelet: Pods stay Pending and Deployments create no Pods.
+#
+#   scripts/cluster.sh up DIR                 start; writes DIR/kubeconfig and prints `export KUBECONFIG=...`
+#   scripts/cluster.sh down DIR [--purge]     stop (and remove DIR)
+#   scripts/cluster.sh restart-apiserver DIR  stop kube-apiserver and start it again on the same etcd and port
+#
+# Environment: OTEL_INJECTOR_BIN (the otel-injector binary, default target/debug/otel-injector); OWNER_PID (stop
+# and purge the cluster when that process exits, so test runs leave nothing behind).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cmd=${1:-}
+dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '6,8p' "$0" | sed 's/^# *//' >&2; exit 2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_ready() {
+  local port=$1
+  for _ in $(seq 300); do
+    if curl -sf --max-time 2 --cacert "$dir/pki/ca.crt" -H "Authorization: Bearer $(cat "$dir/token")" \
+      "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+      return 0
+    fi
+    if ! kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then
+      echo "kube-apiserver exited; last lines of $dir/apiserver.log:" >&2
+      tail -20 "$dir/apiserver.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "kube-apiserver not ready after 30 s; see $dir/apiserver.log" >&2
+  return 1
+}
+
+start_apiserver() {
+  # shellcheck disable=SC2046 # one argument per line
+  setsid "$(cat "$dir/apiserver.bin")" $(cat "$dir/apiserver.args") </dev/null >>"$dir/apiserver.log" 2>&1 &
+  echo $! >"$dir/apiserver.pid"
+  wait_ready "$(cat "$dir/apiserver.port")"
+}
+
+stop_pid() {
+  local file=$1
+  [ -f "$file" ] || return 0
+  local pid
+  pid=$(cat "$file")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+case $cmd in
+up)
+  apiserver=$("$here/kube-apiserver.sh")
+  bin=${OTEL_INJECTOR_BIN:-$here/../target/debug/otel-injector}
+  [ -x "$bin" ] || { echo "$bin not found: run cargo build (or set OTEL_INJECTOR_BIN)" >&2; exit 1; }
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  # The API server's serving certificate, from our own `certs` command; its certificate doubles as the service
+  # account verification key.
+  "$bin" certs --service kubernetes --namespace default --ip 127.0.0.1 --dns localhost --days 30 \
+    --out-dir "$dir/pki" >/dev/null 2>&1
+  python3 -c 'import secrets; print(secrets.token_hex(16))' >"$dir/token"
+  echo "$(cat "$dir/token"),admin,admin,\"system:masters\"" >"$dir/tokens.csv"
+  etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+  setsid etcd --name default --data-dir "$dir/etcd" --log-level warn \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "default=http://127.0.0.1:$peer_port" </dev/null >"$dir/etcd.log" 2>&1 &
+  echo $! >"$dir/etcd.pid"
+  echo "$apiserver" >"$dir/apiserver.bin"
+  echo "$api_port" >"$dir/apiserver.port"
+  # No ServiceAccount admission (no controller creates `default` service accounts), no endpoint reconciler (no
+  # Service network), privileged pods allowed (the corpus has some).
+  cat >"$dir/apiserver.args" <<EOF
+--etcd-servers=http://127.0.0.1:$etcd_port
+--bind-address=127.0.0.1
+--advertise-address=127.0.0.1
+--secure-port=$api_port
+--insecure-port=0
+--tls-cert-file=$dir/pki/tls.crt
+--tls-private-key-file=$dir/pki/tls.key
+--client-ca-file=$dir/pki/ca.crt
+--token-auth-file=$dir/tokens.csv
+--authorization-mode=RBAC
+--service-account-issuer=https://kubernetes.default.svc
+--service-account-key-file=$dir/pki/tls.crt
+--service-account-signing-key-file=$dir/pki/tls.key
+--service-cluster-ip-range=10.0.0.0/24
+--endpoint-reconciler-type=none
+--disable-admission-plugins=ServiceAccount
+--allow-privileged=true
+EOF
+  if [ -n "${OWNER_PID:-}" ]; then
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down "$3" --purge' \
+      watchdog "$OWNER_PID" "$here/cluster.sh" "$dir" </dev/null >/dev/null 2>&1 &
+  fi
+  start_apiserver
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: otel-injector-dev
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: $dir/pki/ca.crt
+users:
+- name: admin
+  user:
+    token: $(cat "$dir/token")
+contexts:
+- name: otel-injector-dev
+  context: {cluster: otel-injector-dev, user: admin}
+current-context: otel-injector-dev
+EOF
+  echo "export KUBECONFIG=$dir/kubeconfig"
+  ;;
+down)
+  stop_pid "$dir/apiserver.pid"
+  stop_pid "$dir/etcd.pid"
+  if [ "${3:-}" = "--purge" ]; then rm -rf "$dir"; fi
+  ;;
+restart-apiserver)
+  stop_pid "$dir/apiserver.pid"
+  start_apiserver
+  ;;
+*)
+  echo "unknown command $cmd (up, down, restart-apiserver)" >&2
+  exit 2
+  ;;
+esac
