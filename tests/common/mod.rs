@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: a real server on port 0 with real certificates, clients, reviews.
 #![allow(dead_code, missing_docs)]
 
+pub mod corpus;
+
 use std::sync::Arc;
 use std::time::Duration;
 

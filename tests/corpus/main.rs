@@ -7,7 +7,7 @@ mod checks;
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::corpus::{files, kustomize, objects};
 
 use common::{TestServer, apply, patch_of};
 use otel_injector::cli::OutputFormat;
@@ -15,63 +15,10 @@ use otel_injector::cli::preview::{self, Input, Options};
 use otel_injector::engine::config::{Config, DefaultMode};
 use otel_injector::engine::workload::WorkloadKind;
 use otel_injector::fixtures::review;
-use serde::Deserialize;
 use serde_json::Value;
-
-/// The corpus directory: `OTEL_INJECTOR_CORPUS`, else `../shared/corpus` next to this repository.
-pub fn corpus_dir() -> PathBuf {
-    let dir = std::env::var_os("OTEL_INJECTOR_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    assert!(dir.is_dir(), "corpus not found at {} (set OTEL_INJECTOR_CORPUS)", dir.display());
-    dir
-}
-
-fn files(sub: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir().join(sub))
-        .expect("corpus directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"))
-        .collect();
-    files.sort();
-    assert!(files.len() > 20, "suspiciously few corpus files in {sub}: {}", files.len());
-    files
-}
 
 fn inject_all() -> Config {
     Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() }
-}
-
-/// The objects of a manifest file as preview reads them: documents in order, `List`s flattened, empty ones skipped.
-fn objects(text: &str) -> Result<Vec<Value>, String> {
-    let docs: Vec<Value> = if text.trim_start().starts_with('{') {
-        serde_json::Deserializer::from_str(text).into_iter().collect::<Result<_, _>>().map_err(|e| e.to_string())?
-    } else {
-        let mut docs = Vec::new();
-        for doc in serde_yaml_ng::Deserializer::from_str(text) {
-            docs.push(Value::deserialize(doc).map_err(|e| e.to_string())?);
-        }
-        docs
-    };
-    let mut objects = Vec::new();
-    for doc in docs.into_iter().filter(|d| !d.is_null()) {
-        match doc.get("items").and_then(Value::as_array) {
-            Some(items) if doc["kind"].as_str().is_some_and(|k| k.ends_with("List")) => objects.extend(items.clone()),
-            _ => objects.push(doc),
-        }
-    }
-    Ok(objects)
-}
-
-/// Renders a manifest with `kubectl kustomize`, for the YAML only Go's parser accepts.
-fn kustomize(path: &Path) -> Vec<Value> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = path.file_name().expect("file name");
-    std::fs::copy(path, dir.path().join(name)).expect("copy");
-    let kustomization = format!("resources:\n- {}\n", name.to_string_lossy());
-    std::fs::write(dir.path().join("kustomization.yaml"), kustomization).expect("write");
-    let out = checks::kubectl(&["kustomize", &dir.path().to_string_lossy()]);
-    objects(&out).expect("kustomize output is YAML")
 }
 
 fn preview_patches(name: &str, text: &str, config: &Config) -> Result<Vec<String>, String> {

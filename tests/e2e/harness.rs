@@ -1,0 +1,441 @@
+//! A real kube-apiserver (scripts/cluster.sh), real `kubectl`, and the real `otel-injector serve` binary registered
+//! as a mutating webhook through `clientConfig.url`.
+//!
+//! Every webhook gets a scope: its MutatingWebhookConfiguration only selects namespaces labelled with that scope,
+//! so tests share one API server without seeing each other's webhooks.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use otel_injector::webhook::certs;
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_otel-injector");
+/// The label that puts a namespace in a webhook's scope.
+pub const SCOPE_LABEL: &str = "e2e.otel-injector.io/scope";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh DNS-label name starting with `prefix`.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Retries `probe` every 100 ms until it returns `Some`, for at most `within`.
+pub fn eventually<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if start.elapsed() > within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// etcd and kube-apiserver v1.20 on 127.0.0.1, with an admin kubeconfig.
+pub struct Cluster {
+    dir: PathBuf,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    dedicated: bool,
+}
+
+impl Cluster {
+    /// The API server shared by this test binary, started on first use and stopped when the process exits.
+    pub fn shared() -> &'static Cluster {
+        static SHARED: OnceLock<Cluster> = OnceLock::new();
+        SHARED.get_or_init(|| Cluster::up(false))
+    }
+
+    /// An API server of one's own (for tests that restart it), stopped on drop.
+    pub fn dedicated() -> Cluster {
+        Cluster::up(true)
+    }
+
+    fn up(dedicated: bool) -> Cluster {
+        let dir = std::env::temp_dir().join(unique("otel-injector-e2e"));
+        let started = Instant::now();
+        let out = Command::new(repo().join("scripts/cluster.sh"))
+            .arg("up")
+            .arg(&dir)
+            .env("OTEL_INJECTOR_BIN", BIN)
+            .env("OWNER_PID", std::process::id().to_string())
+            .output()
+            .expect("scripts/cluster.sh runs");
+        assert!(
+            out.status.success(),
+            "the API server did not start (make test builds it: scripts/kube-apiserver.sh): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("kube-apiserver up in {:?} ({})", started.elapsed(), dir.display());
+        Cluster { kubeconfig: dir.join("kubeconfig"), dir, dedicated }
+    }
+
+    /// Runs `kubectl` against this API server, with `stdin` if given.
+    pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl finishes")
+    }
+
+    /// Runs `kubectl` and returns its stdout; panics with its stderr when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_ok(args, None)
+    }
+
+    /// Runs `kubectl` with `stdin` and returns its stdout; panics with its stderr when it fails.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_with(args, stdin);
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// `kubectl create -f - -o json` of `object` in `namespace`: the object as stored.
+    pub fn create(&self, namespace: &str, object: &Value) -> Value {
+        let out = self.kubectl_ok(&["create", "-n", namespace, "-o", "json", "-f", "-"], Some(&object.to_string()));
+        serde_json::from_str(&out).expect("kubectl prints JSON")
+    }
+
+    /// `kubectl get -o json`.
+    pub fn get(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get", "-o", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.kubectl(&all)).expect("kubectl prints JSON")
+    }
+
+    /// Creates a namespace with these labels and annotations.
+    pub fn namespace(&self, name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) {
+        let map =
+            |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)}});
+        self.kubectl_ok(&["create", "-f", "-"], Some(&ns.to_string()));
+    }
+
+    /// Stops kube-apiserver and starts it again on the same etcd and port.
+    pub fn restart_apiserver(&self) {
+        let out = Command::new(repo().join("scripts/cluster.sh"))
+            .arg("restart-apiserver")
+            .arg(&self.dir)
+            .output()
+            .expect("scripts/cluster.sh runs");
+        assert!(out.status.success(), "restart failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.dedicated {
+            let _ = Command::new(repo().join("scripts/cluster.sh")).arg("down").arg(&self.dir).arg("--purge").output();
+        }
+    }
+}
+
+/// A serving certificate for 127.0.0.1 and its CA bundle, shared by every webhook of this test binary.
+pub struct Pki {
+    /// Directory with tls.crt and tls.key.
+    pub dir: PathBuf,
+    /// The caBundle for the webhook configuration.
+    pub ca_bundle: String,
+}
+
+/// The test binary's webhook certificate.
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        // Under target/ (cargo's scratch space for integration tests), rewritten by every run.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-pki");
+        let issued = certs::issue(&["127.0.0.1".to_owned(), "localhost".to_owned()], 2).expect("certificates");
+        certs::write(&issued, &dir).expect("written");
+        Pki { dir, ca_bundle: certs::ca_bundle(&issued) }
+    })
+}
+
+/// How a webhook is registered.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// `failurePolicy`.
+    pub failure_policy: &'static str,
+    /// `reinvocationPolicy`.
+    pub reinvocation: &'static str,
+}
+
+impl Default for Registration {
+    fn default() -> Self {
+        Self { failure_policy: "Ignore", reinvocation: "IfNeeded" }
+    }
+}
+
+/// The MutatingWebhookConfiguration of one scoped webhook at `url`: pods on CREATE, workloads on CREATE and UPDATE.
+pub fn webhook_configuration(name: &str, scope: &str, url: &str, ca_bundle: &str, r: &Registration) -> String {
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: {name}
+webhooks:
+- name: {name}.otel-injector.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: {failure}
+  reinvocationPolicy: {reinvocation}
+  matchPolicy: Equivalent
+  timeoutSeconds: 5
+  namespaceSelector:
+    matchLabels: {{"{SCOPE_LABEL}": "{scope}"}}
+  clientConfig:
+    url: {url}
+    caBundle: {ca_bundle}
+  rules:
+  - {{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}}
+  - apiGroups: [apps, batch]
+    apiVersions: ["*"]
+    operations: [CREATE, UPDATE]
+    resources: [deployments, statefulsets, daemonsets, replicasets, jobs, cronjobs]
+"#,
+        failure = r.failure_policy,
+        reinvocation = r.reinvocation,
+    )
+}
+
+/// A dry-run pod that any instrumenting webhook of the scope mutates (it opts in itself, without a sidecar, which
+/// some configurations would make the API server refuse).
+pub fn probe_pod() -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "probe-",
+            "annotations": {"otel-injector.io/inject": "true", "otel-injector.io/sidecar": "false"}},
+        "spec": {"containers": [{"name": "probe", "image": "probe:1"}]}})
+}
+
+/// `otel-injector serve` against a cluster, registered for its own scope.
+pub struct Webhook<'c> {
+    cluster: &'c Cluster,
+    child: Option<Child>,
+    /// The scope label value of its namespaces.
+    pub scope: String,
+    /// `http://127.0.0.1:<port>` of health and metrics.
+    pub ops: String,
+    /// `https://127.0.0.1:<port>/mutate`.
+    pub url: String,
+    /// Its config file.
+    pub config: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl<'c> Webhook<'c> {
+    /// Starts the webhook with `config_yaml`, registers it for a fresh scope, and waits until the API server calls
+    /// it.
+    pub fn start(cluster: &'c Cluster, config_yaml: &str) -> Self {
+        Self::start_with(cluster, config_yaml, &Registration::default())
+    }
+
+    /// [`Webhook::start`] with a registration of one's own.
+    pub fn start_with(cluster: &'c Cluster, config_yaml: &str, registration: &Registration) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, config_yaml).expect("write config");
+        let pki = pki();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(&config)
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .arg("--tls-cert")
+            .arg(pki.dir.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(pki.dir.join("tls.key"))
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("otel-injector serve starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addrs, serving) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn({
+            let logs = logs.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["message"] == "serving"
+                    {
+                        let addr = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                        let _ = addrs.send((addr("webhook_addr"), addr("metrics_addr")));
+                    }
+                    logs.lock().expect("logs").push(line);
+                }
+            }
+        });
+        let (webhook_addr, metrics_addr) = serving.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+            panic!("the webhook did not start: {}", logs.lock().expect("logs").join("\n"));
+        });
+        let scope = unique("s");
+        let hook = Webhook {
+            cluster,
+            child: Some(child),
+            ops: format!("http://{metrics_addr}"),
+            url: format!("https://{webhook_addr}/mutate"),
+            scope,
+            config,
+            logs,
+            _dir: dir,
+        };
+        let ready = eventually(Duration::from_secs(20), || (hook.http_get("/readyz").0 == 200).then_some(()));
+        assert!(ready.is_some(), "the webhook never became ready: {}", hook.logs());
+        let registration_yaml =
+            webhook_configuration(&hook.name(), &hook.scope, &hook.url, &pki.ca_bundle, registration);
+        cluster.kubectl_ok(&["apply", "-f", "-"], Some(&registration_yaml));
+        // The API server picks up a new configuration within a moment: wait until it calls this webhook.
+        let probe_ns = hook.namespace(&[]);
+        let active = eventually(Duration::from_secs(20), || {
+            let out = cluster.kubectl_with(
+                &["create", "--dry-run=server", "-o", "json", "-n", &probe_ns, "-f", "-"],
+                Some(&probe_pod().to_string()),
+            );
+            let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
+            pod["metadata"]["annotations"]["otel-injector.io/status"].is_string().then_some(())
+        });
+        assert!(active.is_some(), "the API server never called the webhook: {}", hook.logs());
+        hook
+    }
+
+    /// The name of its MutatingWebhookConfiguration.
+    pub fn name(&self) -> String {
+        format!("e2e-{}", self.scope)
+    }
+
+    /// A fresh namespace in this webhook's scope, with these annotations.
+    pub fn namespace(&self, annotations: &[(&str, &str)]) -> String {
+        let name = unique(&self.scope);
+        self.cluster.namespace(&name, &[(SCOPE_LABEL, &self.scope)], annotations);
+        name
+    }
+
+    /// Stops the process; its registration stays (the API server then cannot reach it).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+
+    /// GET on the plain port: status and body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", "-w", "\n%{http_code}"])
+            .arg(format!("{}{path}", self.ops))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// The value of a metric line starting with `series` (name and labels), if exported.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.http_get("/metrics");
+        text.lines().find_map(|l| l.strip_prefix(series)?.trim().split(' ').next()?.parse().ok())
+    }
+
+    /// Runs a command of the binary (`audit`, `preview`) against this cluster with this webhook's config.
+    pub fn command(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&self.cluster.kubeconfig)
+            .env_remove("KUBECONFIG")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary runs");
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("binary finishes")
+    }
+}
+
+impl Drop for Webhook<'_> {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.cluster.kubectl_with(
+            &["delete", "mutatingwebhookconfiguration", &self.name(), "--ignore-not-found", "--wait=false"],
+            None,
+        );
+    }
+}
+
+/// The `otel-injector.io/status` annotation of a pod template (or pod), parsed.
+pub fn status_of(template: &Value) -> Option<Value> {
+    serde_json::from_str(template["metadata"]["annotations"]["otel-injector.io/status"].as_str()?).ok()
+}
+
+/// A container's literal env values by name.
+pub fn env_of(container: &Value) -> BTreeMap<String, String> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["value"].as_str().unwrap_or_default().to_owned())))
+        .collect()
+}
+
+/// The named container of a pod spec (regular or init).
+pub fn container<'a>(spec: &'a Value, name: &str) -> Option<&'a Value> {
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| spec[list].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+}
+
+/// A pod manifest with one container per name.
+pub fn pod(name: &str, annotations: &[(&str, &str)], containers: &[&str]) -> Value {
+    let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+    let containers: Vec<Value> =
+        containers.iter().map(|c| serde_json::json!({"name": c, "image": format!("{c}:1.0")})).collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"containers": containers}})
+}
+
+/// Reads a file under the repository.
+pub fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(repo().join(path)).expect("read")
+}
+
+/// The base64 of `text` (for caBundles).
+pub fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
