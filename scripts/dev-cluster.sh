@@ -42,7 +42,11 @@ default: skip
 workloads: [Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob]
 EOF
   port=$(free_port); metrics=$(free_port)
-  setsid "$bin" serve --config "$dir/config.yaml" --kubeconfig "$dir/kubeconfig" \
+  # The config also lives where it would in a cluster, ConfigMap otel-injector/otel-injector (key config.yaml), so
+  # `audit --config-from-cluster otel-injector/otel-injector` and `preview` read what the webhook uses.
+  kubectl create namespace otel-injector >/dev/null
+  kubectl create configmap otel-injector -n otel-injector --from-file=config.yaml="$dir/config.yaml" >/dev/null
+  setsid "$bin" serve --config "$dir/config.yaml" --kubeconfig "$dir/kubeconfig" --webhook-namespace otel-injector \
     --tls-cert "$dir/webhook-certs/tls.crt" --tls-key "$dir/webhook-certs/tls.key" \
     --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics" </dev/null >"$dir/webhook.log" 2>&1 &
   echo $! >"$dir/webhook.pid"
@@ -65,7 +69,9 @@ webhooks:
     caBundle: $(cat "$dir/webhook-certs/ca-bundle")
   namespaceSelector:
     matchExpressions:
-    - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, kube-public, kube-node-lease]}
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: [kube-system, kube-public, kube-node-lease, otel-injector]
   rules:
   - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
   - apiGroups: [apps, batch]
@@ -76,7 +82,7 @@ EOF
   # The API server picks up a new webhook configuration within a moment: wait until a dry-run pod is mutated.
   probe='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probe","annotations":{"otel-injector.io/inject":"true"}},"spec":{"containers":[{"name":"c","image":"x"}]}}'
   for _ in $(seq 100); do
-    if echo "$probe" | kubectl create --dry-run=server -o yaml -f - 2>/dev/null | grep -q otel-injector.io/status; then
+    if echo "$probe" | kubectl create -n default --dry-run=server -o yaml -f - 2>/dev/null | grep -q otel-injector.io/status; then
       echo "dev cluster up: kube-apiserver $(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), otel-injector on 127.0.0.1:$port (metrics :$metrics, log $dir/webhook.log)" >&2
       echo "export KUBECONFIG=$dir/kubeconfig"
       exit 0

@@ -22,9 +22,21 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn certs_issue_a_pair_that_serves_the_service_dns_names() {
+async fn certs_issue_a_pair_that_serves_the_service_dns_names_and_extra_sans() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(&["certs", "--service", "hook", "--namespace", "obs", "--out-dir", &dir.path().to_string_lossy()]);
+    let out = run(&[
+        "certs",
+        "--service",
+        "hook",
+        "--namespace",
+        "obs",
+        "--ip",
+        "127.0.0.1",
+        "--dns",
+        "hook.example",
+        "--out-dir",
+        &dir.path().to_string_lossy(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ca = std::fs::read(dir.path().join("ca.crt")).expect("ca.crt written");
     let bundle = base64::engine::general_purpose::STANDARD.decode(text(&out.stdout).trim()).expect("base64 caBundle");
@@ -43,7 +55,7 @@ async fn certs_issue_a_pair_that_serves_the_service_dns_names() {
     };
     let state = otel_injector::webhook::server::AppState::new(Default::default(), Arc::new(Fixed::default()));
     let server = otel_injector::webhook::server::Server::start(options, state).await.expect("serves");
-    for name in ["hook.obs.svc", "hook.obs.svc.cluster.local"] {
+    for name in ["hook.obs.svc", "hook.obs.svc.cluster.local", "hook.example", "127.0.0.1"] {
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(rustls_pki_types::CertificateDer::pem_slice_iter(&ca).flatten());
@@ -110,6 +122,77 @@ fn serve_refuses_bad_configuration_naming_the_field() {
     );
     let out = run(&["serve", "--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"]);
     assert!(text(&out.stderr).contains("cannot read /nonexistent/tls.crt"), "{}", text(&out.stderr));
+}
+
+/// `serve` in an environment with no cluster at all: no kubeconfig, not in a pod.
+fn serve_without_a_cluster(home: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .args(["serve", "--dev-certs", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--log-format", "json"])
+        .args(extra)
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("OTEL_INJECTOR_KUBECONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts")
+}
+
+#[test]
+fn serve_without_a_cluster_says_so_once_and_serves_with_empty_namespace_policy() {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut child = serve_without_a_cluster(home.path(), &[]);
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = Vec::new();
+    let mut metrics = None;
+    for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        if v["message"] == "serving" {
+            metrics = v["metrics_addr"].as_str().map(str::to_owned);
+        }
+        lines.push(v);
+        if metrics.is_some() {
+            break;
+        }
+    }
+    let about_cluster: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["message"].as_str().is_some_and(|m| m.contains("no cluster configured"))).collect();
+    assert_eq!(about_cluster.len(), 1, "{lines:?}");
+    assert!(about_cluster[0]["message"].as_str().is_some_and(|m| m.contains("namespace policy is empty")));
+    let readyz = Command::new("curl")
+        .args(["-s", &format!("http://{}/readyz", metrics.expect("serving"))])
+        .output()
+        .expect("curl");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(text(&readyz.stdout), "ok\n", "ready without a cluster");
+}
+
+#[test]
+fn serve_refuses_a_kubeconfig_it_cannot_use_naming_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = serve_without_a_cluster(home.path(), &["--kubeconfig", "/nonexistent/kubeconfig"])
+        .wait_with_output()
+        .expect("exits");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("error: kubeconfig /nonexistent/kubeconfig: "), "{stderr}");
+}
+
+#[test]
+fn audit_without_a_cluster_cannot_run_and_exits_2() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["audit"])
+        .env("HOME", home.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("error: no cluster configured"), "{}", text(&out.stderr));
 }
 
 #[test]

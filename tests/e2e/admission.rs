@@ -12,8 +12,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use serde_json::{Value, json};
 
 use super::harness::{
-    Cluster, Registration, Webhook, b64, container, env_of, eventually, pki, pod, probe_pod, read, status_of,
-    webhook_configuration,
+    Cluster, Registration, Webhook, b64, container, env_of, pki, pod, probe_pod, read, status_of, webhook_configuration,
 };
 
 #[test]
@@ -132,14 +131,7 @@ fn reinvocation_instruments_a_container_another_webhook_added_exactly_once() {
     cluster.kubectl_ok(&["apply", "-f", "-"], Some(&yaml));
     let _cleanup = Deregister(cluster, name);
     let ns = hook.namespace(&[]);
-    let added = eventually(Duration::from_secs(20), || {
-        let out = cluster.kubectl_with(
-            &["create", "--dry-run=server", "-o", "json", "-n", &ns, "-f", "-"],
-            Some(&probe_pod().to_string()),
-        );
-        let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
-        container(&pod["spec"], "added").map(|_| ())
-    });
+    let added = cluster.dry_run_until(&ns, &probe_pod(), |pod| container(&pod["spec"], "added").is_some());
     assert!(added.is_some(), "the adder webhook was never called");
 
     let stored = cluster.create(&ns, &pod("web", &[], &["app"]));

@@ -1,10 +1,8 @@
 //! The commands that read the cluster: `audit` and `preview --from-cluster` / `--config-from-cluster`.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use super::harness::{Cluster, Webhook, container, env_of, eventually, pod, read, status_of};
+use super::harness::{Cluster, Webhook, container, env_of, pod, read, status_of};
 
 /// `audit -n ns -o json` with the webhook's own config: (exit code, findings as (name, finding)).
 fn audit(hook: &Webhook, ns: &str) -> (i32, Vec<(String, String)>) {
@@ -26,16 +24,9 @@ fn pair(name: &str, finding: &str) -> (String, String) {
     (name.to_owned(), finding.to_owned())
 }
 
-/// Waits until the webhook's cache shows a namespace change (a dry-run pod instrumented or not).
+/// Waits until the webhook's cache shows a namespace change (a new pod instrumented or not).
 fn until_policy(cluster: &Cluster, ns: &str, instrumented: bool) {
-    let seen = eventually(Duration::from_secs(15), || {
-        let out = cluster.kubectl_with(
-            &["create", "--dry-run=server", "-o", "json", "-n", ns, "-f", "-"],
-            Some(&pod("probe", &[], &["app"]).to_string()),
-        );
-        let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (status_of(&pod).is_some() == instrumented).then_some(())
-    });
+    let seen = cluster.dry_run_until(ns, &pod("probe", &[], &["app"]), |p| status_of(p).is_some() == instrumented);
     assert!(seen.is_some(), "the namespace change never reached the webhook");
 }
 

@@ -87,18 +87,21 @@ impl Cluster {
 
     /// Runs `kubectl` against this API server, with `stdin` if given.
     pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes()).expect("write stdin");
-        }
-        child.wait_with_output().expect("kubectl finishes")
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+        run(cmd, stdin)
+    }
+
+    /// Creates `pod` in `namespace` with `--dry-run=server` every 100 ms until the answer satisfies `check` (the
+    /// webhook follows namespace changes and new registrations within a moment); how long that took, if it did.
+    pub fn dry_run_until(&self, namespace: &str, pod: &Value, check: impl Fn(&Value) -> bool) -> Option<Duration> {
+        let start = Instant::now();
+        let args = ["create", "--dry-run=server", "-o", "json", "-n", namespace, "-f", "-"];
+        eventually(Duration::from_secs(20), || {
+            let out = self.kubectl_with(&args, Some(&pod.to_string()));
+            let answer: Value = serde_json::from_slice(&out.stdout).ok()?;
+            check(&answer).then(|| start.elapsed())
+        })
     }
 
     /// Runs `kubectl` and returns its stdout; panics with its stderr when it fails.
@@ -311,15 +314,7 @@ impl<'c> Webhook<'c> {
             webhook_configuration(&hook.name(), &hook.scope, &hook.url, &pki.ca_bundle, registration);
         cluster.kubectl_ok(&["apply", "-f", "-"], Some(&registration_yaml));
         // The API server picks up a new configuration within a moment: wait until it calls this webhook.
-        let probe_ns = hook.namespace(&[]);
-        let active = eventually(Duration::from_secs(20), || {
-            let out = cluster.kubectl_with(
-                &["create", "--dry-run=server", "-o", "json", "-n", &probe_ns, "-f", "-"],
-                Some(&probe_pod().to_string()),
-            );
-            let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
-            pod["metadata"]["annotations"]["otel-injector.io/status"].is_string().then_some(())
-        });
+        let active = cluster.dry_run_until(&hook.namespace(&[]), &probe_pod(), |pod| status_of(pod).is_some());
         assert!(active.is_some(), "the API server never called the webhook: {}", hook.logs());
         hook
     }
@@ -367,22 +362,11 @@ impl<'c> Webhook<'c> {
         text.lines().find_map(|l| l.strip_prefix(series)?.trim().split(' ').next()?.parse().ok())
     }
 
-    /// Runs a command of the binary (`audit`, `preview`) against this cluster with this webhook's config.
+    /// Runs a command of the binary (`audit`, `preview`) against this cluster.
     pub fn command(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(&self.cluster.kubeconfig)
-            .env_remove("KUBECONFIG")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("binary runs");
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes()).expect("write stdin");
-        }
-        child.wait_with_output().expect("binary finishes")
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--kubeconfig").arg(&self.cluster.kubeconfig).env_remove("KUBECONFIG");
+        run(cmd, stdin)
     }
 }
 
@@ -394,6 +378,18 @@ impl Drop for Webhook<'_> {
             None,
         );
     }
+}
+
+/// Runs `cmd` to completion, feeding it `stdin` if given.
+fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the command runs");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("the command finishes")
 }
 
 /// The `otel-injector.io/status` annotation of a pod template (or pod), parsed.

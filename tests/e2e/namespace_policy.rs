@@ -1,25 +1,16 @@
 //! Namespace policy from the live cluster: the webhook's watched cache follows `kubectl annotate namespace`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::harness::{Cluster, Webhook, container, env_of, eventually, pod, status_of};
+use super::harness::{Cluster, Webhook, container, env_of, pod, status_of};
 
-/// Waits until a dry-run pod in `ns` satisfies `check` (the cache follows the watch within a moment), and returns
-/// how long that took.
+/// Waits until a new pod in `ns` satisfies `check` (the cache follows the watch within a moment), and returns how
+/// long that took.
 fn until_a_new_pod(cluster: &Cluster, ns: &str, check: impl Fn(&Value) -> bool) -> Duration {
-    let start = Instant::now();
-    let seen = eventually(Duration::from_secs(15), || {
-        let out = cluster.kubectl_with(
-            &["create", "--dry-run=server", "-o", "json", "-n", ns, "-f", "-"],
-            Some(&pod("probe", &[], &["app"]).to_string()),
-        );
-        let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
-        check(&pod).then_some(())
-    });
-    assert!(seen.is_some(), "the namespace change never reached the webhook");
-    start.elapsed()
+    let took = cluster.dry_run_until(ns, &pod("probe", &[], &["app"]), check);
+    took.expect("the namespace change never reached the webhook")
 }
 
 fn sampler_arg(pod: &Value) -> Option<String> {
