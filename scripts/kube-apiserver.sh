@@ -12,7 +12,10 @@ log=$cache/kube-apiserver-build.log
 
 apt_install() {
   local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  for pkg in "$@"; do
+    # `dpkg -s` also succeeds for removed-but-not-purged packages: ask for the installed state.
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing Debian packages: ${missing[*]}" >&2
   apt-get update -qq >&2
@@ -37,7 +40,10 @@ fi
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "building kube-apiserver v$version from Debian's source package (about 4 minutes; log: $log)" >&2
+# errexit is ignored in a subshell whose status is tested (`( ... ) || ...`), so test it afterwards.
+set +e
 (
+  set -euo pipefail
   cd "$work"
   apt-get source -qq --download-only kubernetes
   dpkg-source -x --no-check kubernetes_*.dsc src
@@ -69,6 +75,13 @@ echo "building kube-apiserver v$version from Debian's source package (about 4 mi
   done
   go build -ldflags "$ldflags" \
     -o "$work/kube-apiserver" ./cmd/kube-apiserver
-) >"$log" 2>&1 || { echo "kube-apiserver build failed; last lines of $log:" >&2; tail -30 "$log" >&2; exit 1; }
+) >"$log" 2>&1
+built=$?
+set -e
+if [ "$built" -ne 0 ]; then
+  echo "kube-apiserver build failed; last lines of $log:" >&2
+  tail -30 "$log" >&2
+  exit 1
+fi
 mv "$work/kube-apiserver" "$bin"
 echo "$bin"
