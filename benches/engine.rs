@@ -78,8 +78,7 @@ fn benches(c: &mut Criterion) {
     for (name, object) in &cases {
         let size = serde_json::to_vec(object).map_or(0, |b| b.len());
         engine.throughput(Throughput::Bytes(size as u64));
-        let target =
-            Target { kind: WorkloadKind::Pod, namespace: "shop", ns: &ns, config: &config, server_version: None };
+        let target = Target::new(WorkloadKind::Pod, "shop", &ns, &config);
         assert!(!mutate(object, &target).patch.0.is_empty(), "{name} must be instrumented");
         engine.bench_with_input(BenchmarkId::new("mutate", format!("{name}/{size}B")), object, |b, o| {
             b.iter(|| mutate(std::hint::black_box(o), &target))
@@ -87,8 +86,7 @@ fn benches(c: &mut Criterion) {
     }
     let mut with_sidecar = config.clone();
     with_sidecar.sidecar.enabled = true;
-    let target =
-        Target { kind: WorkloadKind::Pod, namespace: "shop", ns: &ns, config: &with_sidecar, server_version: None };
+    let target = Target::new(WorkloadKind::Pod, "shop", &ns, &with_sidecar);
     let production = &cases[1].1;
     assert!(mutate(production, &target).explanation.sidecar.starts_with("added"));
     engine.bench_function("mutate/production-10k+sidecar", |b| {

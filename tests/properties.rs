@@ -178,7 +178,7 @@ fn run(object: &Value, kind: WorkloadKind, sidecar: SidecarCase) -> (Value, json
     let config = config(sidecar);
     let ns = NamespaceMeta::default();
     let server_version = sidecar.and_then(|(_, v)| v);
-    let m = mutate(object, &Target { kind, namespace: "prop", ns: &ns, config: &config, server_version });
+    let m = mutate(object, &Target { server_version, ..Target::new(kind, "prop", &ns, &config) });
     let mut out = object.clone();
     if let Err(e) = json_patch::patch(&mut out, &m.patch) {
         panic!("the patch does not apply: {e}\nobject: {object}\npatch: {:?}", m.patch);

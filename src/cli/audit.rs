@@ -62,7 +62,7 @@ async fn collect(args: &AuditArgs) -> anyhow::Result<Report> {
     let client = read::connect(&args.cluster.source()).await?;
     let mut config = load_config(&client, &args.config, args.config_from_cluster.as_ref()).await?;
     if let Some(own) = &args.webhook_namespace {
-        config.exclude_own_namespace(own);
+        config.exclude(own);
     }
     let version = read::server_version(&client).await?;
     let namespaces = read::namespaces(&client).await?;
@@ -102,7 +102,7 @@ fn judge(
     let namespace = field("namespace");
     let empty = NamespaceMeta::default();
     let ns = namespaces.get(namespace).unwrap_or(&empty);
-    let target = Target { kind, namespace, ns, config, server_version: Some(version) };
+    let target = Target { kind, namespace, ns, config, server_version: Some(version), old_template: None };
     let a = assess(object, &target)?;
     Some(Row {
         namespace: namespace.to_owned(),

@@ -88,7 +88,7 @@ pub async fn load_config(
             let text = crate::cluster::read::config_text(client, &r.namespace, &r.name).await?;
             let config = Config::from_yaml(&text).with_context(|| format!("ConfigMap {}/{}", r.namespace, r.name))?;
             let mut config = args.over(config)?;
-            config.exclude_own_namespace(&r.namespace);
+            config.exclude(&r.namespace);
             Ok(config)
         }
     }

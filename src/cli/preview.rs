@@ -295,7 +295,14 @@ fn preview(item: Item, options: &Options) -> Outcome {
         outcome.warnings.push(format!("{api_version} {kind} is not served by current Kubernetes (use {current})"));
     }
     let ns = options.namespace_meta(namespace);
-    let target = Target { kind, namespace, ns: &ns, config: &options.config, server_version: options.server_version };
+    let target = Target {
+        kind,
+        namespace,
+        ns: &ns,
+        config: &options.config,
+        server_version: options.server_version,
+        old_template: None,
+    };
     let mutation = inject::mutate(&object, &target);
     outcome.warnings.extend(mutation.warnings.into_vec());
     outcome.patch = serde_json::to_vec(&mutation.patch).unwrap_or_default();

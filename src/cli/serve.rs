@@ -22,7 +22,7 @@ const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/servicea
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = args.config.load()?;
     if let Some(own) = own_namespace(args.webhook_namespace.as_deref()) {
-        config.exclude_own_namespace(&own);
+        config.exclude(&own);
     }
     let tls = match (&args.tls_cert, &args.tls_key, args.dev_certs) {
         (_, _, true) => {

@@ -74,7 +74,7 @@ mod tests {
     use crate::fixtures::{container, pod};
 
     fn target<'a>(config: &'a Config, ns: &'a NamespaceMeta) -> Target<'a> {
-        Target { kind: WorkloadKind::Pod, namespace: "shop", ns, config, server_version: None }
+        Target::new(WorkloadKind::Pod, "shop", ns, config)
     }
 
     fn instrumented(config: &Config) -> Value {

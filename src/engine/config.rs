@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::values::{self, Protocol, Signal};
 use crate::engine::workload::WorkloadKind;
 
+/// Namespaces never instrumented: `excludedNamespaces` adds to these, it never replaces them.
+pub const ALWAYS_EXCLUDED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
 /// The collector image the sidecar runs unless the config names another.
 pub const DEFAULT_COLLECTOR_IMAGE: &str = "otel/opentelemetry-collector-contrib:0.158.0";
 
@@ -43,6 +46,57 @@ pub struct Resources {
     /// `resources.limits`.
     #[serde(default)]
     pub limits: BTreeMap<String, String>,
+}
+
+/// The least memory the collector sidecar can run in (its Go runtime soft limit is set to 80% of this).
+const MIN_SIDECAR_MEMORY: &str = "16Mi";
+
+impl Resources {
+    /// Checks the sidecar's resources as the API server would and a bit more: known resource names, valid
+    /// non-negative quantities, requests not above limits, and enough memory for the collector.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let known =
+            |name: &str| matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with("hugepages-");
+        let mut values = BTreeMap::new();
+        for (section, list) in [("requests", &self.requests), ("limits", &self.limits)] {
+            for (name, q) in list {
+                let field = format!("sidecar.resources.{section}.{name}");
+                if !known(name) {
+                    return Err(invalid(field, "unknown resource (cpu, memory, ephemeral-storage, hugepages-<size>)"));
+                }
+                let value = values::quantity(q).ok_or_else(|| {
+                    invalid(
+                        &field,
+                        values::check_quantity(q).err().unwrap_or_else(|| format!("{q:?} is not a quantity")),
+                    )
+                })?;
+                if value < 0.0 {
+                    return Err(invalid(field, format!("{q:?} must not be negative")));
+                }
+                values.insert((section, name.as_str()), value);
+            }
+        }
+        for (name, limit) in &self.limits {
+            if let (Some(request), Some(max)) =
+                (values.get(&("requests", name.as_str())), values.get(&("limits", name.as_str())))
+                && request > max
+            {
+                let request = &self.requests[name];
+                return Err(invalid(
+                    format!("sidecar.resources.requests.{name}"),
+                    format!("{request} is above the limit {limit}"),
+                ));
+            }
+        }
+        let min = values::quantity(MIN_SIDECAR_MEMORY).unwrap_or_default();
+        if values.get(&("limits", "memory")).is_some_and(|m| *m < min) {
+            return Err(invalid(
+                "sidecar.resources.limits.memory",
+                format!("must be at least {MIN_SIDECAR_MEMORY} for the collector"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Resources {
@@ -141,7 +195,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             default: DefaultMode::Skip,
-            excluded_namespaces: ["kube-system", "kube-public", "kube-node-lease"].map(str::to_owned).to_vec(),
+            excluded_namespaces: ALWAYS_EXCLUDED.map(str::to_owned).to_vec(),
             workloads: vec![WorkloadKind::Pod],
             endpoint: "http://otel-collector.monitoring.svc.cluster.local:4317".to_owned(),
             protocol: Protocol::Grpc,
@@ -194,7 +248,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 impl Config {
     /// Parses and validates a YAML document; an empty document gives the defaults.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let config = if text.trim().is_empty() {
+        let mut config: Self = if text.trim().is_empty() {
             Self::default()
         } else {
             let de = serde_yaml_ng::Deserializer::from_str(text);
@@ -213,6 +267,9 @@ impl Config {
                 ConfigError::Parse { field, message }
             })?
         };
+        // The file's list adds to the built-in one.
+        let listed = std::mem::replace(&mut config.excluded_namespaces, ALWAYS_EXCLUDED.map(str::to_owned).to_vec());
+        listed.iter().for_each(|ns| config.exclude(ns));
         config.validate()?;
         Ok(config)
     }
@@ -260,15 +317,12 @@ impl Config {
                 "insecure: true turns TLS off; set it to false to use caFile or insecureSkipVerify",
             ));
         }
-        for (section, list) in
-            [("requests", &self.sidecar.resources.requests), ("limits", &self.sidecar.resources.limits)]
-        {
-            for (name, quantity) in list {
-                values::check_quantity(quantity)
-                    .map_err(|m| invalid(format!("sidecar.resources.{section}.{name}"), m))?;
-            }
-        }
-        Ok(())
+        self.sidecar.resources.validate()
+    }
+
+    /// Whether a namespace is never instrumented: a built-in one, one in `excludedNamespaces`, or the webhook's own.
+    pub fn excludes(&self, namespace: &str) -> bool {
+        ALWAYS_EXCLUDED.contains(&namespace) || self.excluded_namespaces.iter().any(|n| n == namespace)
     }
 
     /// Whether objects of this kind are mutated.
@@ -276,8 +330,8 @@ impl Config {
         self.workloads.contains(&kind)
     }
 
-    /// Adds the webhook's own namespace to the excluded ones (it must never instrument itself).
-    pub fn exclude_own_namespace(&mut self, namespace: &str) {
+    /// Adds a namespace to the excluded ones (the webhook's own, which it must never instrument).
+    pub fn exclude(&mut self, namespace: &str) {
         if !namespace.is_empty() && !self.excluded_namespaces.iter().any(|n| n == namespace) {
             self.excluded_namespaces.push(namespace.to_owned());
         }
@@ -386,6 +440,14 @@ maxRequestBytes: 1048576
     #[case("sidecar: {image: ''}", "sidecar.image")]
     #[case("sidecar: {exporterEndpoint: ' '}", "sidecar.exporterEndpoint")]
     #[case("sidecar: {resources: {limits: {memory: lots}}}", "sidecar.resources.limits.memory")]
+    #[case("sidecar: {resources: {limits: {memory: 100Ki}}}", "sidecar.resources.limits.memory")]
+    #[case("sidecar: {resources: {limits: {memory: -1Gi}}}", "sidecar.resources.limits.memory")]
+    #[case("sidecar: {resources: {requests: {cpu: '2'}, limits: {cpu: 500m}}}", "sidecar.resources.requests.cpu")]
+    #[case("sidecar: {resources: {requests: {gpu: '1'}}}", "sidecar.resources.requests.gpu")]
+    #[case(
+        "sidecar: {resources: {requests: {memory: 1Gi}, limits: {memory: 256Mi}}}",
+        "sidecar.resources.requests.memory"
+    )]
     #[case("sidecar: {tls: {caFile: /ca.crt}}", "sidecar.tls")]
     fn invalid_values_name_the_field(#[case] yaml: &str, #[case] field: &str) {
         match Config::from_yaml(yaml) {
@@ -403,8 +465,8 @@ maxRequestBytes: 1048576
     #[test]
     fn own_namespace_is_excluded_once() {
         let mut config = Config::default();
-        config.exclude_own_namespace("otel-injector");
-        config.exclude_own_namespace("otel-injector");
+        config.exclude("otel-injector");
+        config.exclude("otel-injector");
         assert_eq!(config.excluded_namespaces.iter().filter(|n| *n == "otel-injector").count(), 1);
     }
 }

@@ -43,6 +43,8 @@ pub struct Container<'a> {
     pub image: Option<&'a str>,
     /// Its `env`, or `None` when the field is absent or null.
     pub env: Option<Vec<EnvVar<'a>>>,
+    /// The raw `env` entries, as the API server sent them (for rebuilding the list without losing a field).
+    pub raw_env: &'a [Value],
     /// Every `containerPort` it declares.
     pub ports: Vec<i64>,
 }
@@ -75,6 +77,8 @@ pub struct PodView<'a> {
     pub namespace: Option<&'a str>,
     /// The workloads that own the pod, as far as the object tells.
     pub owners: Owners,
+    /// The object's managing controller (`ownerReferences` entry with `controller: true`), as kind and name.
+    pub controller: Option<(&'a str, &'a str)>,
     /// `spec.containers`.
     pub containers: Vec<Container<'a>>,
     /// `spec.initContainers`.
@@ -129,6 +133,7 @@ impl<'a> PodView<'a> {
             Some(_) => return Err(shape(at("spec.hostNetwork"), "is not a boolean")),
         };
 
+        let controller = refs.iter().find(|r| r.controller).map(|r| (r.kind, r.name));
         let owners = if kind == WorkloadKind::Pod {
             let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str).map(str::to_owned);
             Owners::of_pod(&refs, label)
@@ -146,6 +151,7 @@ impl<'a> PodView<'a> {
             generate_name,
             namespace,
             owners,
+            controller,
             containers,
             init_containers,
             host_network,
@@ -229,13 +235,16 @@ fn container<'a>(index: usize, v: &'a Value, path: &str) -> Result<Container<'a>
         .filter(|n| !n.is_empty())
         .ok_or_else(|| shape(format!("{path}.name"), "is missing"))?;
     let image = optional_str(raw.get("image"), &format!("{path}.image"))?;
-    let env = match raw.get("env") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(list)) => Some(
-            list.iter()
-                .enumerate()
-                .map(|(i, e)| env_var(e, &format!("{path}.env[{i}]")))
-                .collect::<Result<Vec<_>, _>>()?,
+    let (env, raw_env) = match raw.get("env") {
+        None | Some(Value::Null) => (None, &[][..]),
+        Some(Value::Array(list)) => (
+            Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, e)| env_var(e, &format!("{path}.env[{i}]")))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            list.as_slice(),
         ),
         Some(_) => return Err(shape(format!("{path}.env"), "is not a list")),
     };
@@ -252,7 +261,7 @@ fn container<'a>(index: usize, v: &'a Value, path: &str) -> Result<Container<'a>
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(shape(format!("{path}.ports"), "is not a list")),
     };
-    Ok(Container { index, name, image, env, ports })
+    Ok(Container { index, name, image, env, raw_env, ports })
 }
 
 fn env_var<'a>(v: &'a Value, path: &str) -> Result<EnvVar<'a>, ShapeError> {

@@ -191,7 +191,7 @@ pub fn decide(
     config: &Config,
     warnings: &mut Warnings,
 ) -> Decision {
-    if config.excluded_namespaces.iter().any(|n| n == namespace) {
+    if config.excludes(namespace) {
         return Decision { inject: false, reason: format!("namespace {namespace} is excluded") };
     }
     let fallback = config.default == DefaultMode::Inject;
@@ -250,7 +250,15 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         }
         name => Some(name.to_owned()),
     });
-    let container_names = view.annotation(keys::CONTAINER_NAMES).map(values::split_list);
+    let container_names = view.annotation(keys::CONTAINER_NAMES).map(values::split_list).filter(|names| {
+        if names.is_empty() {
+            warnings.push(format!(
+                "{}=\"\" on annotation ignored: names no container; using every app container",
+                keys::CONTAINER_NAMES
+            ));
+        }
+        !names.is_empty()
+    });
     if let Some(names) = &container_names {
         for missing in names.iter().filter(|n| !view.containers.iter().any(|c| c.name == n.as_str())) {
             warnings.push(format!(

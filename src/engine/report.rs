@@ -7,10 +7,14 @@ use crate::engine::policy::{Decision, Settings};
 /// What happened to one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerOutcome {
-    /// Instrumented: the variables added, those the user had set already, and remarks.
+    /// Instrumented: the variables added, brought up to date or taken back, those the user had set, and remarks.
     Instrumented {
         /// Variables added.
         added: Vec<&'static str>,
+        /// The webhook's own variables, brought up to date.
+        updated: Vec<&'static str>,
+        /// The webhook's own variables, no longer wanted and removed.
+        removed: Vec<&'static str>,
         /// Variables left as the user set them.
         kept: Vec<&'static str>,
         /// Anything else worth saying (attributes not merged, …).
@@ -98,9 +102,15 @@ impl fmt::Display for Explanation {
         }
         for c in &self.containers {
             match &c.outcome {
-                ContainerOutcome::Instrumented { added, kept, notes } => {
+                ContainerOutcome::Instrumented { added, updated, removed, kept, notes } => {
                     let added = if added.is_empty() { "nothing".to_owned() } else { added.join(", ") };
                     writeln!(f, "  container {}: instrumented; added {added}", c.name)?;
+                    if !updated.is_empty() {
+                        writeln!(f, "    brought the webhook's {} up to date", updated.join(", "))?;
+                    }
+                    if !removed.is_empty() {
+                        writeln!(f, "    took back the webhook's {}", removed.join(", "))?;
+                    }
                     if !kept.is_empty() {
                         writeln!(f, "    kept the user's {}", kept.join(", "))?;
                     }
@@ -134,6 +144,8 @@ mod tests {
                     name: "app".into(),
                     outcome: ContainerOutcome::Instrumented {
                         added: vec!["OTEL_SERVICE_NAME"],
+                        updated: vec!["OTEL_TRACES_SAMPLER_ARG"],
+                        removed: vec!["OTEL_EXPORTER_OTLP_HEADERS"],
                         kept: vec!["OTEL_PROPAGATORS"],
                         notes: vec!["n".into()],
                     },
@@ -154,6 +166,8 @@ mod tests {
             "note: about the object",
             "container app: instrumented; added OTEL_SERVICE_NAME",
             "kept the user's OTEL_PROPAGATORS",
+            "brought the webhook's OTEL_TRACES_SAMPLER_ARG up to date",
+            "took back the webhook's OTEL_EXPORTER_OTLP_HEADERS",
             "note: n",
             "container istio-proxy: skipped (skipContainers)",
             "sidecar: not requested",

@@ -91,14 +91,40 @@ pub fn parse_ratio(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Checks an OTLP endpoint: an absolute `http` or `https` URL with a host.
+/// Checks an OTLP endpoint: an absolute `http` or `https` URL with a host and, if given, a port from 1 to 65535.
 pub fn parse_endpoint(s: &str) -> Result<String, String> {
     let s = s.trim();
-    let uri: http::Uri = s.parse().map_err(|_| "must be an http(s) URL".to_owned())?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(s.to_owned()),
-        _ => Err("must be an http(s) URL".to_owned()),
+    let url = url::Url::parse(s).map_err(|e| match e {
+        url::ParseError::InvalidPort => "has a port outside 1-65535".to_owned(),
+        _ => "must be an http(s) URL".to_owned(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("must be an http(s) URL".to_owned());
     }
+    if url.port() == Some(0) {
+        return Err("has a port outside 1-65535".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// The OTLP transport an endpoint's port implies (4317 gRPC, 4318 HTTP), if it implies one.
+pub fn transport_of(endpoint: &str) -> Option<Protocol> {
+    match url::Url::parse(endpoint.trim()).ok()?.port()? {
+        4317 => Some(Protocol::Grpc),
+        4318 => Some(Protocol::HttpProtobuf),
+        _ => None,
+    }
+}
+
+/// A sampling ratio as written into `OTEL_TRACES_SAMPLER_ARG`: short and canonical (at most six significant digits,
+/// no `-0`, an exponent only for very small ratios), so equal settings always render the same text.
+pub fn format_ratio(ratio: f64) -> String {
+    if ratio <= 0.0 || !ratio.is_finite() {
+        return "0".to_owned();
+    }
+    // Six significant digits, then the shortest text that reads back as that value.
+    let rounded: f64 = format!("{ratio:.5e}").parse().unwrap_or(ratio);
+    if rounded >= 1e-4 { rounded.to_string() } else { format!("{rounded:e}") }
 }
 
 /// Checks one propagator name.
@@ -184,23 +210,34 @@ pub fn check_quantity(q: &str) -> Result<(), String> {
     if valid_number && valid_suffix { Ok(()) } else { Err(bad()) }
 }
 
-/// The bytes a memory quantity stands for (`256Mi`, `1G`, `1.5Gi`, `500000`), if it is one.
-pub fn memory_bytes(q: &str) -> Option<u64> {
-    const UNITS: [(&str, f64); 10] = [
+/// The value a Kubernetes quantity stands for (`50m` → 0.05, `64Mi` → 67108864, `1e3` → 1000), if it is one.
+pub fn quantity(q: &str) -> Option<f64> {
+    const UNITS: [(&str, f64); 14] = [
         ("Ki", 1024.0),
         ("Mi", 1048576.0),
         ("Gi", 1073741824.0),
         ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("n", 1e-9),
+        ("m", 1e-3),
         ("k", 1e3),
         ("M", 1e6),
         ("G", 1e9),
         ("T", 1e12),
-        ("m", 1e-3),
-        ("", 1.0),
+        ("P", 1e15),
+        ("E", 1e18),
     ];
-    let (number, factor) = UNITS.iter().find_map(|(suffix, f)| Some((q.strip_suffix(suffix)?, *f)))?;
-    let value: f64 = number.parse().ok()?;
-    (value.is_finite() && value >= 0.0).then_some((value * factor) as u64)
+    check_quantity(q).ok()?;
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match UNITS.iter().find(|(unit, _)| *unit == suffix) {
+        Some((_, f)) => *f,
+        None if suffix.is_empty() => 1.0,
+        None => 10f64.powi(suffix[1..].parse().ok()?),
+    };
+    Some(number * factor).filter(|v| v.is_finite())
 }
 
 /// A Kubernetes server version, as far as the engine cares: major and minor.
@@ -274,6 +311,45 @@ mod tests {
     #[case("1", Err(()))]
     fn bools(#[case] input: &str, #[case] want: Result<bool, ()>) {
         assert_eq!(parse_bool(input).map_err(|_| ()), want);
+    }
+
+    #[rstest]
+    #[case("http://collector:4317", true)]
+    #[case("https://gateway.example/otlp", true)]
+    #[case("http://[::1]:4318", true)]
+    #[case("http://x:99999", false)]
+    #[case("http://x:0", false)]
+    #[case("http://:4317", false)]
+    #[case("collector:4317", false)]
+    #[case("ftp://collector", false)]
+    #[case("http://exa mple:4317", false)]
+    #[case("", false)]
+    fn endpoints_are_fully_validated(#[case] input: &str, #[case] valid: bool) {
+        assert_eq!(parse_endpoint(input).is_ok(), valid, "{input}: {:?}", parse_endpoint(input));
+    }
+
+    #[rstest]
+    #[case("http://c:4317", Some(Protocol::Grpc))]
+    #[case("https://c:4318/", Some(Protocol::HttpProtobuf))]
+    #[case("http://c", None)]
+    #[case("http://c:8080", None)]
+    fn transport_from_the_port(#[case] endpoint: &str, #[case] want: Option<Protocol>) {
+        assert_eq!(transport_of(endpoint), want);
+    }
+
+    #[rstest]
+    #[case(1.0, "1")]
+    #[case(0.0, "0")]
+    #[case(-0.0, "0")]
+    #[case(0.25, "0.25")]
+    #[case(0.1 + 0.2, "0.3")]
+    #[case(1.0 / 3.0, "0.333333")]
+    #[case(0.000_001, "1e-6")]
+    #[case(1e-300, "1e-300")]
+    #[case(0.0001, "0.0001")]
+    fn ratios_are_written_short_and_canonical(#[case] ratio: f64, #[case] want: &str) {
+        assert_eq!(format_ratio(ratio), want);
+        assert_eq!(format_ratio(format_ratio(ratio).parse().expect("reads back")), want, "stable");
     }
 
     #[rstest]
@@ -380,7 +456,17 @@ mod tests {
     #[case("500000", Some(500_000))]
     #[case("lots", None)]
     fn memory_quantities(#[case] input: &str, #[case] want: Option<u64>) {
-        assert_eq!(memory_bytes(input), want);
+        assert_eq!(quantity(input).map(|v| v as u64), want);
+    }
+
+    #[rstest]
+    #[case("500m", 0.5)]
+    #[case("2", 2.0)]
+    #[case("1e3", 1000.0)]
+    #[case("1E", 1e18)]
+    #[case("-1", -1.0)]
+    fn quantity_values(#[case] input: &str, #[case] want: f64) {
+        assert_eq!(quantity(input), Some(want));
     }
 
     #[rstest]

@@ -217,11 +217,15 @@ fn strip_hash(name: &str, hash: Option<String>) -> Option<String> {
     (!stem.is_empty()).then(|| stem.to_owned())
 }
 
-/// The CronJob name behind a Job the CronJob controller created: `<cronjob>-<digits>`.
+/// The fewest digits of a CronJob's Job suffix: its scheduled time in minutes since the epoch, which has had eight
+/// digits since 1989 (the controller names Jobs `<cronjob>-<minutes>`), so `db-migrate-2` is not a CronJob's.
+const CRONJOB_SUFFIX_DIGITS: usize = 8;
+
+/// The CronJob name behind a Job the CronJob controller created: `<cronjob>-<scheduled minutes since the epoch>`.
 fn cronjob_of_job(job: &str) -> Option<String> {
     let (stem, suffix) = job.rsplit_once('-')?;
-    let digits = !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit());
-    (digits && !stem.is_empty()).then(|| stem.to_owned())
+    let minutes = suffix.len() >= CRONJOB_SUFFIX_DIGITS && suffix.bytes().all(|b| b.is_ascii_digit());
+    (minutes && !stem.is_empty()).then(|| stem.to_owned())
 }
 
 #[cfg(test)]

@@ -90,6 +90,8 @@ pub struct Answer {
 pub struct Review {
     request: AdmissionRequest<DynamicObject>,
     object: Value,
+    /// For an UPDATE of a workload, its pod template before the update (all that is kept of `oldObject`).
+    old_template: Option<Value>,
     /// The kind to instrument, or why this request is left alone.
     target: Result<WorkloadKind, String>,
     namespace: Option<String>,
@@ -98,15 +100,21 @@ pub struct Review {
 impl Review {
     /// Parses an AdmissionReview body and decides whether it is one the engine handles under `config`.
     pub fn parse(body: &[u8], config: &Config) -> Result<Self, Malformed> {
-        let (request, object) = parse(body)?;
+        let (request, object, old_object) = parse(body)?;
         let target = target_kind(&request, config);
+        let old_template = match (&target, &request.operation) {
+            (Ok(kind), Operation::Update) => {
+                Some(old_object.as_ref().and_then(|o| inject::template_of(o, *kind)).cloned().unwrap_or(Value::Null))
+            }
+            _ => None,
+        };
         let namespace = request
             .namespace
             .clone()
             .filter(|n| !n.is_empty())
             .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned))
             .filter(|n| !n.is_empty());
-        Ok(Self { request, object, target, namespace })
+        Ok(Self { request, object, old_template, target, namespace })
     }
 
     /// The namespace whose policy the engine needs, when it will run on this review.
@@ -126,7 +134,7 @@ impl Review {
         server_version: Option<KubeVersion>,
         notes: Vec<String>,
     ) -> Answer {
-        let Self { request, object, target, namespace } = self;
+        let Self { request, object, old_template, target, namespace } = self;
         let meta = |key: &str| {
             object.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty())
         };
@@ -162,7 +170,9 @@ impl Review {
             }
             Ok(kind) => {
                 let namespace = namespace.as_deref().unwrap_or("default");
-                let mutation = inject::mutate(&object, &Target { kind, namespace, ns, config, server_version });
+                let old_template = old_template.as_ref();
+                let target = Target { kind, namespace, ns, config, server_version, old_template };
+                let mutation = inject::mutate(&object, &target);
                 answer.patch_ops = mutation.patch.0.len();
                 answer.warnings.extend(mutation.warnings.into_vec());
                 answer.reason = mutation.explanation.decision.reason.clone();
@@ -200,8 +210,8 @@ pub fn review(body: &[u8], config: &Config, namespaces: &dyn Namespaces) -> Resu
     Ok(review.answer(config, &ns, None, Vec::new()))
 }
 
-/// Splits the body into the typed request envelope and the raw object (`oldObject` is dropped unread).
-fn parse(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Value), Malformed> {
+/// Splits the body into the typed request envelope, the raw object and the raw old object.
+fn parse(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Value, Option<Value>), Malformed> {
     let mut root: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
     let envelope = root.as_object_mut().ok_or_else(|| Malformed("the body is not a JSON object".to_owned()))?;
     let field = |key: &str| envelope.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -217,11 +227,11 @@ fn parse(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Value), Malfor
         .and_then(Value::as_object_mut)
         .ok_or_else(|| Malformed("request is missing".to_owned()))?;
     let object = request.remove("object").unwrap_or(Value::Null);
-    request.remove("oldObject");
+    let old_object = request.remove("oldObject").filter(|o| !o.is_null());
     let review: AdmissionReview<DynamicObject> =
         serde_path_to_error::deserialize(root).map_err(|e| Malformed(format!("{}: {}", e.path(), e.inner())))?;
     let request = review.try_into().map_err(|_| Malformed("request is missing".to_owned()))?;
-    Ok((request, object))
+    Ok((request, object, old_object))
 }
 
 /// The kind to instrument, or why this request is not ours to mutate.

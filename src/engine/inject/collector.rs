@@ -111,7 +111,8 @@ pub fn config(inputs: &Inputs<'_>) -> Value {
         }}},
         "processors": processors,
         "exporters": {EXPORTER: exporter},
-        "extensions": {"health_check": {"endpoint": format!("${{env:{POD_IP_VAR}}}:{HEALTH_PORT}")}},
+        // Bracketed, so an IPv6 pod IP makes a valid address (Go reads `[10.0.0.5]:13133` as well).
+        "extensions": {"health_check": {"endpoint": format!("[${{env:{POD_IP_VAR}}}]:{HEALTH_PORT}")}},
         "service": {
             "extensions": ["health_check"],
             // No internal metrics endpoint: it would take a port (8888) inside the application's pod.
@@ -208,7 +209,7 @@ mod tests {
         let config = parsed(&inputs(&Signal::ALL, 1.0, &headers, &sidecar, &owners));
         assert_eq!(config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"], "localhost:4317");
         assert_eq!(config["receivers"]["otlp"]["protocols"]["http"]["endpoint"], "localhost:4318");
-        assert_eq!(config["extensions"]["health_check"]["endpoint"], "${env:OTEL_COLLECTOR_POD_IP}:13133");
+        assert_eq!(config["extensions"]["health_check"]["endpoint"], "[${env:OTEL_COLLECTOR_POD_IP}]:13133");
         assert_eq!(config["service"]["telemetry"]["metrics"]["level"], "none");
     }
 

@@ -4,8 +4,10 @@
 use jsonptr::PointerBuf;
 use serde_json::{Value, json};
 
+use super::record::Record;
 use crate::engine::object::{Container, EnvVar};
 use crate::engine::patch::{Ops, child};
+use crate::engine::values;
 
 /// `OTEL_RESOURCE_ATTRIBUTES`, the one variable merged rather than left alone.
 pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
@@ -61,12 +63,18 @@ pub struct EnvPlan {
     pub ops: Ops,
     /// Variables added, in the order they were placed.
     pub added: Vec<&'static str>,
+    /// Variables the webhook had set, brought up to date.
+    pub updated: Vec<&'static str>,
+    /// Variables the webhook had set and no longer wants (e.g. headers next to a user's own endpoint).
+    pub removed: Vec<&'static str>,
     /// Variables the user had set, left as they were.
     pub kept: Vec<&'static str>,
     /// Remarks for the explanation.
     pub notes: Vec<String>,
     /// Problems the user should hear about.
     pub warnings: Vec<String>,
+    /// The webhook's values in this container after the patch, for the status annotation.
+    pub record: Record,
 }
 
 /// Why a container opted itself out, if it did (SPEC §2).
@@ -125,102 +133,197 @@ struct Insert {
     entry: Value,
 }
 
+const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+
 /// Plans the env of one container.
 ///
 /// `vars` are the standard variables in canonical order with their final (escaped) values; `attributes` are the
-/// resource attributes wanted in `OTEL_RESOURCE_ATTRIBUTES`; `encode` percent-encodes a literal attribute value.
+/// resource attributes wanted in `OTEL_RESOURCE_ATTRIBUTES`; `encode` percent-encodes a literal attribute value;
+/// `previous` is what the webhook recorded for this container when it last instrumented it.
+///
+/// A variable the container lacks is added. One whose value is exactly what the webhook recorded is the webhook's:
+/// it is brought up to date, or removed when no longer wanted. Any other value is the user's and is never touched.
+/// A container that sets its own `OTEL_EXPORTER_OTLP_ENDPOINT` owns its transport: it gets no
+/// `OTEL_EXPORTER_OTLP_HEADERS` (they are the gateway's) and an `OTEL_EXPORTER_OTLP_PROTOCOL` only when its
+/// endpoint's port says which (4317 grpc, 4318 http/protobuf).
 pub fn plan(
     c: &Container<'_>,
     path: &PointerBuf,
     vars: &[(&'static str, String)],
     attributes: &[(String, AttrValue)],
     encode: impl Fn(&str) -> String,
+    previous: Option<&Record>,
 ) -> EnvPlan {
     let env: &[EnvVar<'_>] = c.env.as_deref().unwrap_or_default();
     let len = env.len();
     let first_def = |name: &str| env.iter().position(|e| e.name == name);
+    let last_def = |name: &str| env.iter().rposition(|e| e.name == name);
     let first_ref =
         |name: &str| env.iter().position(|e| e.value.is_some_and(|v| references(v).any(|r| r == name))).unwrap_or(len);
+    let literal = |i: usize| (!env[i].value_from).then(|| env[i].value.unwrap_or_default());
+    let owned = |name: &str, i: usize| previous.zip(literal(i)).is_some_and(|(r, v)| r.owns(name, v));
     let mut out = EnvPlan::default();
     let mut inserts = Vec::new();
+    let mut changes: Vec<(usize, String)> = Vec::new();
+    let mut removals: Vec<usize> = Vec::new();
 
+    let user_endpoint = last_def(ENDPOINT).filter(|&i| !owned(ENDPOINT, i)).map(|i| env[i].value.unwrap_or_default());
+    let mut wanted = Vec::with_capacity(vars.len());
     for (rank, (name, value)) in vars.iter().enumerate() {
-        if first_def(name).is_some() {
-            out.kept.push(name);
-        } else {
-            let entry = json!({"name": name, "value": value});
-            inserts.push(Insert { pos: first_ref(name), rank: 3 + rank, name, entry });
+        let value = match (*name, user_endpoint) {
+            (PROTOCOL, Some(endpoint)) => match values::transport_of(endpoint) {
+                Some(protocol) => protocol.as_str().to_owned(),
+                None => continue,
+            },
+            (HEADERS, Some(_)) => continue,
+            _ => value.clone(),
+        };
+        wanted.push(*name);
+        match last_def(name) {
+            None => {
+                out.record.set(name, &value);
+                let entry = json!({"name": name, "value": value});
+                inserts.push(Insert { pos: first_ref(name), rank: 3 + rank, name, entry });
+            }
+            Some(i) if owned(name, i) => {
+                out.record.set(name, &value);
+                if literal(i) != Some(value.as_str()) {
+                    changes.push((i, value));
+                    out.updated.push(name);
+                }
+            }
+            Some(_) => {
+                out.kept.push(name);
+                if previous.is_some_and(|r| r.recorded(name)) {
+                    out.notes.push(format!("{name}: the user changed the value the webhook set; kept"));
+                }
+            }
+        }
+    }
+    for name in previous.into_iter().flat_map(Record::names).filter(|n| !wanted.contains(n)) {
+        if let Some(i) = last_def(name).filter(|&i| owned(name, i)) {
+            removals.push(i);
+            out.removed.push(name);
         }
     }
 
     // Where OTEL_RESOURCE_ATTRIBUTES is, or will be: helpers must be defined before it.
-    let user_ora = env.iter().rposition(|e| e.name == RESOURCE_ATTRIBUTES);
-    let (anchor, present) = match user_ora.map(|i| (i, &env[i])) {
-        Some((_, e)) if e.value_from => {
-            out.kept.push(RESOURCE_ATTRIBUTES);
-            out.warnings.push(format!(
-                "container {}: {RESOURCE_ATTRIBUTES} uses valueFrom; Kubernetes attributes not added",
-                c.name
-            ));
-            return finish(out, inserts, c, path, len);
-        }
-        Some((i, e)) => (i, keys_of(e.value.unwrap_or_default())),
-        None => (first_ref(RESOURCE_ATTRIBUTES), Vec::new()),
-    };
+    let ora = last_def(RESOURCE_ATTRIBUTES);
+    if ora.is_some_and(|i| env[i].value_from) {
+        out.kept.push(RESOURCE_ATTRIBUTES);
+        out.warnings.push(format!(
+            "container {}: {RESOURCE_ATTRIBUTES} uses valueFrom; Kubernetes attributes not added",
+            c.name
+        ));
+        return finish(out, inserts, changes, removals, c, path, len);
+    }
+    let current = ora.map(|i| env[i].value.unwrap_or_default());
+    let pairs: Vec<&str> = current.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    let (ours, users): (Vec<&str>, Vec<&str>) = pairs.iter().partition(|p| previous.is_some_and(|r| r.owns_pair(p)));
+    let present: Vec<&str> = users.iter().filter_map(|p| p.split_once('=')).map(|(k, _)| k.trim()).collect();
+    let anchor = ora.unwrap_or_else(|| first_ref(RESOURCE_ATTRIBUTES));
 
     let mut rendered = Vec::new();
-    for (key, value) in attributes.iter().filter(|(k, _)| !present.contains(&k.as_str())) {
-        match value {
-            AttrValue::Literal(v) => rendered.push(format!("{key}={}", escape(&encode(v)))),
+    for (key, value) in attributes.iter().filter(|(k, _)| !present.contains(&escape(k).as_str())) {
+        let pair = match value {
+            AttrValue::Literal(v) => format!("{}={}", escape(key), escape(&encode(v))),
             AttrValue::Helper(h) => match first_def(h.var()) {
                 Some(i) if i >= anchor => {
-                    out.notes.push(format!("{key} not added: {} is defined after {RESOURCE_ATTRIBUTES}", h.var()))
+                    out.notes.push(format!("{key} not added: {} is defined after {RESOURCE_ATTRIBUTES}", h.var()));
+                    continue;
                 }
-                Some(_) => rendered.push(format!("{key}=$({})", h.var())),
+                Some(_) => format!("{}=$({})", escape(key), h.var()),
                 None => {
-                    rendered.push(format!("{key}=$({})", h.var()));
                     if !inserts.iter().any(|i| i.name == h.var()) {
                         let pos = first_ref(h.var()).min(anchor);
                         inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry: h.entry() });
                     }
+                    format!("{}=$({})", escape(key), h.var())
                 }
             },
-        }
+        };
+        out.record.set_pair(&pair);
+        rendered.push(pair);
     }
 
-    match user_ora {
-        Some(i) => {
-            out.kept.push(RESOURCE_ATTRIBUTES);
-            if !rendered.is_empty() {
-                let user = env[i].value.unwrap_or_default();
-                let merged = match user.trim_end() {
-                    "" => rendered.join(","),
-                    u if u.ends_with(',') => format!("{u}{}", rendered.join(",")),
-                    u => format!("{u},{}", rendered.join(",")),
-                };
-                let value_path = child(path, ["env".to_owned(), i.to_string(), "value".to_owned()]);
-                if env[i].value.is_some() {
-                    out.ops.replace(value_path, Value::String(merged));
-                } else {
-                    out.ops.add(value_path, Value::String(merged));
+    match (ora, current) {
+        (Some(i), Some(current)) => {
+            // The user's own pairs stay exactly as written; the webhook's are rendered anew after them.
+            let base = if ours.is_empty() { current.trim_end().to_owned() } else { users.join(",") };
+            let merged = match (base.as_str(), rendered.is_empty()) {
+                (b, true) => b.to_owned(),
+                ("", false) => rendered.join(","),
+                (b, false) if b.ends_with(',') => format!("{b}{}", rendered.join(",")),
+                (b, false) => format!("{b},{}", rendered.join(",")),
+            };
+            if users.is_empty() {
+                if merged != current {
+                    out.updated.push(RESOURCE_ATTRIBUTES);
                 }
-                out.notes.push(format!("merged {} attribute(s) into the user's {RESOURCE_ATTRIBUTES}", rendered.len()));
+            } else {
+                out.kept.push(RESOURCE_ATTRIBUTES);
+                if !rendered.is_empty() {
+                    out.notes
+                        .push(format!("merged {} attribute(s) into the user's {RESOURCE_ATTRIBUTES}", rendered.len()));
+                }
+            }
+            if merged != current || env[i].value.is_none() && !merged.is_empty() {
+                changes.push((i, merged));
             }
         }
-        None if !rendered.is_empty() => {
+        _ if !rendered.is_empty() => {
             let entry = json!({"name": RESOURCE_ATTRIBUTES, "value": rendered.join(",")});
             inserts.push(Insert { pos: anchor, rank: usize::MAX, name: RESOURCE_ATTRIBUTES, entry });
         }
-        None => {}
+        _ => {}
     }
-    finish(out, inserts, c, path, len)
+    finish(out, inserts, changes, removals, c, path, len)
 }
 
-/// Turns the inserts into operations: one `add` of the whole list when `env` is absent, else one `add` per
-/// variable at its position, shifted by the inserts before it (operations apply in order).
-fn finish(mut out: EnvPlan, mut inserts: Vec<Insert>, c: &Container<'_>, path: &PointerBuf, len: usize) -> EnvPlan {
+/// Turns the plan into operations. Without removals: a `replace` of each changed value at its original index, then
+/// one `add` of the whole list when `env` is absent, else one `add` per variable at its position, shifted by the
+/// inserts before it (operations apply in order). With removals (rare: the webhook takes back one of its own
+/// variables): one `replace` of the list, rebuilt from the raw entries so no field of the user's is lost.
+fn finish(
+    mut out: EnvPlan,
+    mut inserts: Vec<Insert>,
+    changes: Vec<(usize, String)>,
+    removals: Vec<usize>,
+    c: &Container<'_>,
+    path: &PointerBuf,
+    len: usize,
+) -> EnvPlan {
     inserts.sort_by_key(|i| (i.pos, i.rank));
     out.added = inserts.iter().map(|i| i.name).collect();
+    if !removals.is_empty() {
+        let mut list = Vec::with_capacity(c.raw_env.len() + inserts.len());
+        let mut pending = inserts.into_iter().peekable();
+        for (i, raw) in c.raw_env.iter().enumerate() {
+            while let Some(insert) = pending.next_if(|ins| ins.pos <= i) {
+                list.push(insert.entry);
+            }
+            if removals.contains(&i) {
+                continue;
+            }
+            let mut entry = raw.clone();
+            if let (Some((_, value)), Some(map)) = (changes.iter().find(|(at, _)| *at == i), entry.as_object_mut()) {
+                map.insert("value".to_owned(), Value::String(value.clone()));
+            }
+            list.push(entry);
+        }
+        list.extend(pending.map(|insert| insert.entry));
+        out.ops.replace(child(path, ["env"]), Value::Array(list));
+        return out;
+    }
+    for (i, value) in changes {
+        let value_path = child(path, ["env".to_owned(), i.to_string(), "value".to_owned()]);
+        match c.env.as_ref().and_then(|env| env.get(i)).and_then(|e| e.value) {
+            Some(_) => out.ops.replace(value_path, Value::String(value)),
+            None => out.ops.add(value_path, Value::String(value)),
+        }
+    }
     if inserts.is_empty() {
         return out;
     }
@@ -234,11 +337,6 @@ fn finish(mut out: EnvPlan, mut inserts: Vec<Insert>, c: &Container<'_>, path: &
         out.ops.add(child(path, ["env".to_owned(), at]), insert.entry);
     }
     out
-}
-
-/// The keys already present in an `OTEL_RESOURCE_ATTRIBUTES` value.
-fn keys_of(value: &str) -> Vec<&str> {
-    value.split(',').filter_map(|pair| pair.split_once('=')).map(|(k, _)| k.trim()).collect()
 }
 
 #[cfg(test)]
@@ -270,7 +368,7 @@ mod tests {
         let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
         let path = container(&[], "containers", 0);
         let encode = |s: &str| s.replace(',', "%2C");
-        let plan = plan(&view.containers[0], &path, &vars(), &attrs(), encode);
+        let plan = plan(&view.containers[0], &path, &vars(), &attrs(), encode, None);
         let mut out = pod.clone();
         json_patch::patch(&mut out, &plan.ops.clone().into_patch()).expect("applies");
         let list = out["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
@@ -312,7 +410,7 @@ mod tests {
     fn null_env_is_replaced_by_the_list() {
         let mut pod = json!({"spec": {"containers": [{"name": "app", "env": null}]}});
         let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
-        let plan = plan(&view.containers[0], &container(&[], "containers", 0), &vars(), &[], str::to_owned);
+        let plan = plan(&view.containers[0], &container(&[], "containers", 0), &vars(), &[], str::to_owned, None);
         json_patch::patch(&mut pod, &plan.ops.into_patch()).expect("applies");
         assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));
     }

@@ -4,10 +4,13 @@
 
 pub mod collector;
 pub mod env;
+pub mod record;
 pub mod resource;
 pub mod service_name;
 pub mod sidecar;
 pub mod status;
+
+use std::collections::BTreeMap;
 
 use json_patch::Patch;
 use serde_json::Value;
@@ -17,10 +20,11 @@ use crate::engine::object::{Container, PodView};
 use crate::engine::patch::{self, Ops};
 use crate::engine::policy::{self, NamespaceMeta, Settings, keys};
 use crate::engine::report::{ContainerOutcome, ContainerReport, Explanation};
-use crate::engine::values::KubeVersion;
 use crate::engine::values::Signal;
+use crate::engine::values::{self, KubeVersion};
 use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;
+use record::Record;
 use service_name::ServiceName;
 use sidecar::{Placement, Sidecar};
 use status::Status;
@@ -38,6 +42,15 @@ pub struct Target<'a> {
     pub config: &'a Config,
     /// The API server's version, when known (decides `sidecar.mode: auto`).
     pub server_version: Option<KubeVersion>,
+    /// For an UPDATE, the pod template as it was (`null` when `oldObject` had none); `None` for a CREATE.
+    pub old_template: Option<&'a Value>,
+}
+
+impl<'a> Target<'a> {
+    /// A CREATE of a `kind` object in `namespace`, the server version unknown.
+    pub fn new(kind: WorkloadKind, namespace: &'a str, ns: &'a NamespaceMeta, config: &'a Config) -> Self {
+        Self { kind, namespace, ns, config, server_version: None, old_template: None }
+    }
 }
 
 /// The engine's answer for one object.
@@ -57,6 +70,9 @@ impl Mutation {
     }
 }
 
+/// Kubernetes' limit on the total size of an object's annotations (keys and values).
+const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
+
 /// Decides whether and how to instrument `object`, and returns the patch that does it.
 pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
     let config = target.config;
@@ -68,25 +84,37 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
             return Mutation::unchanged(Explanation::skipped(format!("cannot read the object: {e}")), warnings);
         }
     };
+    if let Some(reason) = left_alone(&view, object, target) {
+        return Mutation::unchanged(Explanation::skipped(reason), warnings);
+    }
     let decision = policy::decide(&view, target.namespace, target.ns, config, &mut warnings);
     if !decision.inject {
         return Mutation::unchanged(Explanation::skipped(decision.reason), warnings);
     }
     let settings = policy::settings(&view, target.ns, config, &mut warnings);
-    let placement = sidecar::placement(config.sidecar.mode, target.server_version);
-    let hash = status::settings_hash(&settings, config, placement.0);
-    let previous = Status::read(&view).filter(|s| s.hash == hash);
     let service = service_name::resolve(&view, &settings);
-    let sidecar = sidecar::plan(&view, &settings, placement);
-    let done = instrument_containers(&view, target, &settings, service.as_ref(), sidecar.in_use(), previous.as_ref());
-    done.warnings.into_iter().for_each(|w| warnings.push(w));
-    let mut ops = done.ops;
+    let placement = sidecar::placement(config.sidecar.mode, target.server_version);
+    let service_value = service.as_ref().map(|s| s.value.as_str());
+    let hash = status::settings_hash(&settings, config, placement.0, target.namespace, service_value);
+    let previous = Status::read(&view);
+    let earlier = match &previous {
+        None => Earlier::Nothing,
+        // A Pod created with a current status was instrumented as its template (or is being reinvoked).
+        Some(p) if view.kind == WorkloadKind::Pod && target.old_template.is_none() && p.hash == hash => {
+            Earlier::Current(p)
+        }
+        Some(p) => Earlier::Stale(p),
+    };
+    let ours = sidecar::find(&view, previous.as_ref());
+    let sidecar = sidecar::plan(&view, &settings, placement.clone(), previous.as_ref());
+    let mut done = instrument_containers(&view, target, &settings, service.as_ref(), &sidecar, ours, &earlier);
+    done.warnings.drain(..).for_each(|w| warnings.push(w));
     let mut explanation = Explanation {
         decision,
         service_name: None,
         settings: None,
         notes: Vec::new(),
-        containers: done.reports,
+        containers: std::mem::take(&mut done.reports),
         sidecar: describe_sidecar(&sidecar, config),
         patch_ops: 0,
         hash: None,
@@ -94,6 +122,7 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
     if done.instrumented.is_empty() {
         return Mutation::unchanged(explanation, warnings);
     }
+    let mut ops = done.ops;
     match &sidecar {
         Sidecar::Refused(why) => warnings.push(format!("otel-injector added no collector sidecar: {why}")),
         Sidecar::Add(placement, why) => {
@@ -107,14 +136,14 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
                 warnings
                     .push(format!("otel-injector: a classic sidecar never exits, so this pod never completes; {fix}"));
             }
-            let list = match placement {
-                Placement::Native => "initContainers",
-                Placement::Classic => "containers",
-            };
-            let path: Vec<&str> = view.base.iter().copied().chain(["spec", list]).collect();
+            let path: Vec<&str> = view.base.iter().copied().chain(["spec", placement.list()]).collect();
             ops.append(object, &path, sidecar::container(&view, &settings, config, target.namespace, *placement));
         }
-        Sidecar::Off | Sidecar::Present(_) => {}
+        Sidecar::Present(placement, index) if matches!(earlier, Earlier::Stale(_)) => {
+            let wanted = sidecar::container(&view, &settings, config, target.namespace, *placement);
+            ops.extend(sidecar::refresh(&view, *placement, *index, &wanted));
+        }
+        Sidecar::Off | Sidecar::Present(..) => {}
     }
 
     let (service_name, service_name_from) = match service {
@@ -125,22 +154,64 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         Some((service_name.clone().unwrap_or_else(|| "<each container's name>".to_owned()), service_name_from.clone()));
     let status = Status {
         containers: done.instrumented,
-        sidecar: sidecar.status(config.sidecar.mode),
+        sidecar: sidecar.status(config.sidecar.mode, &placement),
         service_name,
         service_name_from,
         reason: explanation.decision.reason.clone(),
         hash,
+        env: done.records,
     };
     explanation.hash = Some(status.hash.clone());
     let text = status.to_annotation();
-    let up_to_date = view.annotation(keys::STATUS) == Some(text.as_str()) || (previous.is_some() && ops.is_empty());
+    let current = matches!(earlier, Earlier::Current(_));
+    let up_to_date = view.annotation(keys::STATUS) == Some(text.as_str()) || (current && ops.is_empty());
     if !up_to_date {
-        let parent: Vec<&str> = view.base.iter().copied().chain(["metadata", "annotations"]).collect();
-        ops.set_member(object, &parent, keys::STATUS, Value::String(text));
+        let others: usize =
+            view.annotations().filter(|(k, _)| *k != keys::STATUS).map(|(k, v)| k.len() + v.len()).sum();
+        if others + keys::STATUS.len() + text.len() > MAX_ANNOTATION_BYTES {
+            warnings.push(format!(
+                "otel-injector: {} would take the annotations over 256 KiB; instrumented without it",
+                keys::STATUS
+            ));
+        } else {
+            let parent: Vec<&str> = view.base.iter().copied().chain(["metadata", "annotations"]).collect();
+            ops.set_member(object, &parent, keys::STATUS, Value::String(text));
+        }
     }
     explanation.patch_ops = ops.len();
     explanation.settings = Some(settings);
     Mutation { patch: ops.into_patch(), warnings, explanation }
+}
+
+/// Why an object the webhook could instrument must not be changed by this request, if so: a workload a controller
+/// owns (its owner's template is instrumented, and mutating it makes the controller fight back), a Job's immutable
+/// template, or an UPDATE that leaves the pod template alone (patching it would roll every pod for nothing).
+fn left_alone(view: &PodView<'_>, object: &Value, target: &Target<'_>) -> Option<String> {
+    if let Some((kind, name)) = view.controller.filter(|_| view.kind != WorkloadKind::Pod) {
+        return Some(format!("owned by {kind} {name}: the owner's template is instrumented, not this one"));
+    }
+    let old = target.old_template?;
+    if view.kind == WorkloadKind::Job {
+        return Some("a Job's pod template is immutable: an UPDATE is never patched".to_owned());
+    }
+    (Some(old) == template_of(object, view.kind)).then(|| "the UPDATE leaves the pod template unchanged".to_owned())
+}
+
+/// The pod template of an object of `kind` (the object itself for a Pod), if it has one.
+pub fn template_of(object: &Value, kind: WorkloadKind) -> Option<&Value> {
+    kind.template_path().iter().try_fold(object, |v, token| v.get(token))
+}
+
+/// What the object's status annotation says about earlier admissions.
+enum Earlier<'a> {
+    /// Never instrumented (or the status was deleted): every value present is the user's.
+    Nothing,
+    /// Instrumented with exactly these settings (a Pod created from its template, a reinvocation): the containers
+    /// the status lists are left alone.
+    Current(&'a Status),
+    /// Instrumented before, perhaps with other settings or elsewhere: the webhook's own values are brought up to
+    /// date, the user's are kept.
+    Stale(&'a Status),
 }
 
 /// What instrumenting the app containers produced.
@@ -149,6 +220,8 @@ struct Instrumented {
     reports: Vec<ContainerReport>,
     /// Containers instrumented now or, per a current status annotation, before.
     instrumented: Vec<String>,
+    /// What the webhook set in each container, for the status.
+    records: BTreeMap<String, String>,
     warnings: Vec<String>,
 }
 
@@ -158,21 +231,34 @@ fn instrument_containers(
     target: &Target<'_>,
     settings: &Settings,
     service: Option<&ServiceName>,
-    sidecar: bool,
-    previous: Option<&Status>,
+    sidecar: &Sidecar,
+    ours: Option<(Placement, usize)>,
+    earlier: &Earlier<'_>,
 ) -> Instrumented {
+    let (previous, current) = match earlier {
+        Earlier::Nothing => (None, false),
+        Earlier::Current(p) => (Some(*p), true),
+        Earlier::Stale(p) => (Some(*p), false),
+    };
     let config = target.config;
-    let pod_vars = service.map(|s| standard_vars(settings, config, &s.value, sidecar));
+    let pod_vars = service.map(|s| standard_vars(settings, config, &s.value, sidecar.in_use()));
     let mut done = Instrumented {
         ops: Ops::default(),
         reports: Vec::with_capacity(view.containers.len()),
         instrumented: Vec::new(),
+        records: BTreeMap::new(),
         warnings: Vec::new(),
     };
     for c in &view.containers {
-        if let Some(reason) = skip_reason(c, settings, config, previous) {
-            if previous.is_some_and(|p| p.containers.iter().any(|n| n == c.name)) {
+        let recorded = previous.and_then(|p| p.env.get(c.name));
+        let listed = previous.is_some_and(|p| p.containers.iter().any(|n| n == c.name));
+        let skip = skip_reason(c, settings, config, ours).or_else(|| {
+            (current && listed).then(|| "already instrumented with these settings (status annotation)".to_owned())
+        });
+        if let Some(reason) = skip {
+            if current && listed {
                 done.instrumented.push(c.name.to_owned());
+                done.records.extend(recorded.map(|r| (c.name.to_owned(), r.clone())));
             }
             done.reports.push(ContainerReport { name: c.name.to_owned(), outcome: ContainerOutcome::Skipped(reason) });
             continue;
@@ -181,23 +267,39 @@ fn instrument_containers(
         let vars = match &pod_vars {
             Some(vars) => vars,
             None => {
-                own_vars = standard_vars(settings, config, c.name, sidecar);
+                own_vars = standard_vars(settings, config, c.name, sidecar.in_use());
                 &own_vars
             }
         };
         let attrs = resource::attributes(view, target.namespace, c, settings, config.service_namespace.as_deref());
-        let plan = env::plan(c, &patch::container(view.base, "containers", c.index), vars, &attrs, resource::encode);
+        let previous_record = recorded.map(|r| Record::parse(r));
+        let path = patch::container(view.base, "containers", c.index);
+        let plan = env::plan(c, &path, vars, &attrs, resource::encode, previous_record.as_ref());
         done.ops.extend(plan.ops);
         done.warnings.extend(plan.warnings);
         done.instrumented.push(c.name.to_owned());
-        let outcome = ContainerOutcome::Instrumented { added: plan.added, kept: plan.kept, notes: plan.notes };
+        if !plan.record.is_empty() {
+            done.records.insert(c.name.to_owned(), plan.record.render());
+        }
+        let outcome = ContainerOutcome::Instrumented {
+            added: plan.added,
+            updated: plan.updated,
+            removed: plan.removed,
+            kept: plan.kept,
+            notes: plan.notes,
+        };
         done.reports.push(ContainerReport { name: c.name.to_owned(), outcome });
     }
     done
 }
 
 /// Why a container is not instrumented, if it is not.
-fn skip_reason(c: &Container<'_>, settings: &Settings, config: &Config, previous: Option<&Status>) -> Option<String> {
+fn skip_reason(
+    c: &Container<'_>,
+    settings: &Settings,
+    config: &Config,
+    ours: Option<(Placement, usize)>,
+) -> Option<String> {
     if config.skip_containers.iter().any(|n| n == c.name) {
         return Some("listed in skipContainers".to_owned());
     }
@@ -206,14 +308,11 @@ fn skip_reason(c: &Container<'_>, settings: &Settings, config: &Config, previous
     {
         return Some(format!("not listed in {}", keys::CONTAINER_NAMES));
     }
-    if sidecar::is_ours(c) {
+    if ours == Some((Placement::Classic, c.index)) {
         return Some("the collector sidecar".to_owned());
     }
     if let Some(reason) = env::opt_out(c) {
         return Some(format!("opted out: {reason}"));
-    }
-    if previous.is_some_and(|p| p.containers.iter().any(|n| n == c.name)) {
-        return Some("already instrumented with these settings (status annotation)".to_owned());
     }
     None
 }
@@ -249,7 +348,7 @@ fn standard_vars(
     }
     vars.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()));
     let ratio = if sidecar { 1.0 } else { settings.sampling_ratio.value };
-    vars.push(("OTEL_TRACES_SAMPLER_ARG", ratio.to_string()));
+    vars.push(("OTEL_TRACES_SAMPLER_ARG", values::format_ratio(ratio)));
     vars.push(("OTEL_PROPAGATORS", settings.propagators.value.join(",")));
     vars
 }
@@ -258,7 +357,7 @@ fn standard_vars(
 fn describe_sidecar(sidecar: &Sidecar, config: &Config) -> String {
     match sidecar {
         Sidecar::Off => "not requested".to_owned(),
-        Sidecar::Present(p) => format!("already present ({})", p.as_str()),
+        Sidecar::Present(p, _) => format!("already present ({})", p.as_str()),
         Sidecar::Add(placement, why) => {
             let place = match placement {
                 Placement::Native => "a native sidecar (initContainers, restartPolicy: Always)",

@@ -4,15 +4,20 @@ use serde_json::{Value, json};
 
 use super::collector::{self, GRPC_PORT, HEALTH_PORT, HTTP_PORT, POD_IP_VAR};
 use super::env::{self, Helper};
+use super::status::Status;
 use crate::engine::config::{Config, SidecarMode};
 use crate::engine::object::{Container, PodView};
+use crate::engine::patch::{self, Ops};
 use crate::engine::policy::Settings;
 use crate::engine::values::{self, KubeVersion, Protocol};
 
 /// The sidecar's container name.
 pub const NAME: &str = "otel-collector";
-/// The env var holding the generated configuration; its presence marks the container as ours.
+/// The env var holding the generated configuration.
 pub const CONFIG_VAR: &str = "OTEL_COLLECTOR_CONFIG";
+/// The env var that marks the container as the webhook's own (a user's collector may be named the same and read
+/// its configuration from the same variable).
+pub const MARKER_VAR: &str = "OTEL_INJECTOR_SIDECAR";
 
 /// Where the sidecar runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -30,6 +35,14 @@ impl Placement {
         match self {
             Self::Native => "native",
             Self::Classic => "classic",
+        }
+    }
+
+    /// The pod spec list it goes in.
+    pub fn list(self) -> &'static str {
+        match self {
+            Self::Native => "initContainers",
+            Self::Classic => "containers",
         }
     }
 }
@@ -55,8 +68,9 @@ pub fn placement(mode: SidecarMode, version: Option<KubeVersion>) -> (Placement,
 pub enum Sidecar {
     /// Not requested.
     Off,
-    /// Ours is already in the pod (re-admission, reinvocation, a Pod from an injected template).
-    Present(Placement),
+    /// Ours is already in the pod (re-admission, reinvocation, a Pod from an injected template), at this index of
+    /// its list.
+    Present(Placement, usize),
     /// To be added (see [`container`]), placed as decided by [`placement`] for the reason given.
     Add(Placement, String),
     /// Requested, but adding it would break the pod; the reason is returned as a warning.
@@ -66,40 +80,55 @@ pub enum Sidecar {
 impl Sidecar {
     /// Whether the applications export to a sidecar.
     pub fn in_use(&self) -> bool {
-        matches!(self, Self::Present(_) | Self::Add(..))
+        matches!(self, Self::Present(..) | Self::Add(..))
     }
 
     /// The `sidecar` field of the status annotation: `native`, `classic` (with the reason when `auto` had to fall
-    /// back), `off`, or `refused: <why>`.
-    pub fn status(&self, mode: SidecarMode) -> String {
+    /// back, as `decided` by [`placement`]), `off`, or `refused: <why>`. The same whether the sidecar is added now or
+    /// found already there.
+    pub fn status(&self, mode: SidecarMode, decided: &(Placement, String)) -> String {
         match self {
             Self::Off => "off".to_owned(),
-            Self::Present(p) => p.as_str().to_owned(),
-            Self::Add(Placement::Classic, why) if mode == SidecarMode::Auto => format!("classic: {why}"),
-            Self::Add(p, _) => p.as_str().to_owned(),
+            Self::Present(Placement::Classic, _) | Self::Add(Placement::Classic, _)
+                if mode == SidecarMode::Auto && decided.0 == Placement::Classic =>
+            {
+                format!("classic: {}", decided.1)
+            }
+            Self::Present(p, _) | Self::Add(p, _) => p.as_str().to_owned(),
             Self::Refused(why) => format!("refused: {why}"),
         }
     }
 }
 
-/// Whether a container is the sidecar this webhook adds: its name and its configuration variable, whatever the
-/// API server defaulted since (pull policy, termination message path, …).
-pub fn is_ours(c: &Container<'_>) -> bool {
-    c.name == NAME && c.env_var(CONFIG_VAR).is_some()
+/// Whether a container is the sidecar this webhook adds: its name and its marker variable, whatever the API
+/// server defaulted since (pull policy, termination message path, …). Sidecars added before the marker existed
+/// are recognised by their configuration variable when the webhook's own status says it added one.
+pub fn is_ours(c: &Container<'_>, status: Option<&Status>) -> bool {
+    let added_one = status.is_some_and(|s| ["native", "classic", "added"].iter().any(|p| s.sidecar.starts_with(p)));
+    c.name == NAME && (c.env_var(MARKER_VAR).is_some() || (added_one && c.env_var(CONFIG_VAR).is_some()))
 }
 
-/// Decides about the sidecar; `placement` is where a new one would go (see [`placement`]).
-pub fn plan(view: &PodView<'_>, settings: &Settings, placement: (Placement, String)) -> Sidecar {
+/// The webhook's own sidecar in the pod, if there is one: where, and at which index of its list.
+pub fn find(view: &PodView<'_>, status: Option<&Status>) -> Option<(Placement, usize)> {
+    let native = view.init_containers.iter().find(|c| is_ours(c, status)).map(|c| (Placement::Native, c.index));
+    native.or_else(|| view.containers.iter().find(|c| is_ours(c, status)).map(|c| (Placement::Classic, c.index)))
+}
+
+/// Decides about the sidecar; `placement` is where a new one would go (see [`placement`]), `status` what the
+/// object's status annotation says.
+pub fn plan(
+    view: &PodView<'_>,
+    settings: &Settings,
+    placement: (Placement, String),
+    status: Option<&Status>,
+) -> Sidecar {
     if !settings.sidecar.value {
         return Sidecar::Off;
     }
+    if let Some((p, index)) = find(view, status) {
+        return Sidecar::Present(p, index);
+    }
     let all = || view.init_containers.iter().chain(&view.containers);
-    if view.init_containers.iter().any(is_ours) {
-        return Sidecar::Present(Placement::Native);
-    }
-    if view.containers.iter().any(is_ours) {
-        return Sidecar::Present(Placement::Classic);
-    }
     if all().any(|c| c.name == NAME) {
         return Sidecar::Refused(format!("a container named {NAME} already exists"));
     }
@@ -114,6 +143,30 @@ pub fn plan(view: &PodView<'_>, settings: &Settings, placement: (Placement, Stri
         return Sidecar::Refused("no signals are enabled".to_owned());
     }
     Sidecar::Add(placement.0, placement.1)
+}
+
+/// Operations that bring the webhook's own sidecar (at `index` of its list) up to date with `wanted`: its image
+/// and the values of its generated configuration and memory limit, the fields whose text the API server never
+/// rewrites (the defaults it fills in elsewhere are left alone).
+pub fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &Value) -> Ops {
+    let mut ops = Ops::default();
+    let list = match placement {
+        Placement::Native => &view.init_containers,
+        Placement::Classic => &view.containers,
+    };
+    let Some(c) = list.iter().find(|c| c.index == index) else { return ops };
+    let path = patch::container(view.base, placement.list(), index);
+    if let Some(image) = wanted["image"].as_str().filter(|image| c.image != Some(*image)) {
+        ops.replace(patch::child(&path, ["image"]), Value::String(image.to_owned()));
+    }
+    let wanted_env = wanted["env"].as_array().into_iter().flatten();
+    for (name, value) in wanted_env.filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?))) {
+        let env = c.env.as_deref().unwrap_or_default();
+        if let Some(i) = env.iter().position(|e| e.name == name).filter(|&i| env[i].value != Some(value)) {
+            ops.replace(patch::child(&path, ["env".to_owned(), i.to_string(), "value".to_owned()]), value.into());
+        }
+    }
+    ops
 }
 
 /// The endpoint applications export to when the sidecar runs.
@@ -142,11 +195,13 @@ pub fn container(
         sidecar,
     };
     let collector_yaml = collector::render(&inputs);
-    let mut env: Vec<Value> = [Helper::PodName, Helper::PodUid, Helper::NodeName].map(Helper::entry).to_vec();
+    let mut env = vec![json!({"name": MARKER_VAR, "value": "otel-injector"})];
+    env.extend([Helper::PodName, Helper::PodUid, Helper::NodeName].map(Helper::entry));
     env.push(json!({"name": POD_IP_VAR, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}));
     // The Go runtime's soft limit at 80% of the container's memory limit, so GC works before the OOM killer does.
-    if let Some(bytes) = sidecar.resources.limits.get("memory").and_then(|m| values::memory_bytes(m)) {
-        env.push(json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", bytes / 10 * 8 / (1024 * 1024))}));
+    // The config guarantees at least 16Mi, so this is never 0MiB.
+    if let Some(bytes) = sidecar.resources.limits.get("memory").and_then(|m| values::quantity(m)) {
+        env.push(json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", (bytes * 0.8 / 1048576.0) as u64)}));
     }
     // The kubelet would expand `$(…)` and `$$` in the value; escaped, the collector sees its config verbatim.
     env.push(json!({"name": CONFIG_VAR, "value": env::escape(&collector_yaml)}));

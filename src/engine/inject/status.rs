@@ -1,4 +1,5 @@
-//! The `otel-injector.io/status` annotation: what was done, why, and a hash of the settings it was done with.
+//! The `otel-injector.io/status` annotation: what was done, why, a hash of the settings it was done with, and per
+//! container a record of the values the webhook set (see [`super::record`]).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use crate::engine::policy::{Settings, keys};
 use crate::engine::values::{Protocol, Signal};
 
 /// Bumped whenever the engine would inject differently for the same settings.
-const ENGINE_REVISION: u32 = 1;
+const ENGINE_REVISION: u32 = 2;
 
 /// The annotation's JSON document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,9 @@ pub struct Status {
     pub reason: String,
     /// Hash of the effective settings, to find drift against a changed config.
     pub hash: String,
+    /// Per container, what the webhook set (a [`super::record::Record`]'s text).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 impl Status {
@@ -61,10 +65,20 @@ struct HashInput<'a> {
     service_namespace: Option<&'a str>,
     skip_containers: &'a [String],
     sidecar: Option<(&'a SidecarConfig, Placement)>,
+    namespace: &'a str,
+    service_name_value: Option<&'a str>,
 }
 
-/// A short, stable hash of the settings in force (16 hex digits of SHA-256); `placement` is where a sidecar goes.
-pub fn settings_hash(settings: &Settings, config: &Config, placement: Placement) -> String {
+/// A short, stable hash of everything that shapes the injection (16 hex digits of SHA-256): the settings in force,
+/// where a sidecar goes, and the object's namespace and `service.name` (so a manifest copied elsewhere does not
+/// pass for current).
+pub fn settings_hash(
+    settings: &Settings,
+    config: &Config,
+    placement: Placement,
+    namespace: &str,
+    service_name: Option<&str>,
+) -> String {
     let input = HashInput {
         revision: ENGINE_REVISION,
         endpoint: &settings.endpoint.value,
@@ -79,6 +93,8 @@ pub fn settings_hash(settings: &Settings, config: &Config, placement: Placement)
         service_namespace: config.service_namespace.as_deref(),
         skip_containers: &config.skip_containers,
         sidecar: settings.sidecar.value.then_some((&config.sidecar, placement)),
+        namespace,
+        service_name_value: service_name,
     };
     let bytes = serde_json::to_vec(&input).unwrap_or_default();
     Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -96,7 +112,7 @@ mod tests {
         let pod = json!({"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "a"}]}});
         let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), config, &mut Warnings::default());
-        settings_hash(&settings, config, Placement::Native)
+        settings_hash(&settings, config, Placement::Native, "shop", Some("web"))
     }
 
     #[test]
@@ -132,11 +148,12 @@ mod tests {
             service_name_from: "pod name".into(),
             reason: "cluster default (inject)".into(),
             hash: "0123456789abcdef".into(),
+            env: [("app".to_owned(), "SN=abcdef".to_owned())].into(),
         };
         let text = status.to_annotation();
         assert_eq!(
             text,
-            r#"{"containers":["app"],"sidecar":"off","serviceName":"shop","serviceNameFrom":"pod name","reason":"cluster default (inject)","hash":"0123456789abcdef"}"#
+            r#"{"containers":["app"],"sidecar":"off","serviceName":"shop","serviceNameFrom":"pod name","reason":"cluster default (inject)","hash":"0123456789abcdef","env":{"app":"SN=abcdef"}}"#
         );
         let pod = json!({"metadata": {"annotations": {keys::STATUS: text}}, "spec": {"containers": []}});
         let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");

@@ -11,7 +11,7 @@ fn inject_all() -> Config {
 }
 
 fn run_with(object: &Value, kind: WorkloadKind, config: &Config, ns: &NamespaceMeta) -> (Value, Mutation) {
-    let m = mutate(object, &Target { kind, namespace: "shop", ns, config, server_version: None });
+    let m = mutate(object, &Target::new(kind, "shop", ns, config));
     let mut out = object.clone();
     json_patch::patch(&mut out, &m.patch).expect("the patch applies");
     (out, m)
@@ -160,16 +160,7 @@ fn skipped_objects_get_no_patch_at_all() {
 fn excluded_namespace_wins_over_annotations() {
     let object = pod("web").annotation("otel-injector.io/inject", "true").container(container("app")).build();
     let config = inject_all();
-    let m = mutate(
-        &object,
-        &Target {
-            kind: WorkloadKind::Pod,
-            namespace: "kube-system",
-            ns: &NamespaceMeta::default(),
-            config: &config,
-            server_version: None,
-        },
-    );
+    let m = mutate(&object, &Target::new(WorkloadKind::Pod, "kube-system", &NamespaceMeta::default(), &config));
     assert!(m.patch.0.is_empty());
     assert_eq!(m.explanation.decision.reason, "namespace kube-system is excluded");
 }
@@ -279,14 +270,14 @@ fn a_container_added_on_update_is_instrumented_and_the_status_updated() {
 }
 
 #[test]
-fn changed_settings_rewrite_the_status_but_keep_existing_values() {
+fn changed_settings_bring_the_webhooks_own_values_up_to_date() {
     let (once, _) = run(&minimal(), WorkloadKind::Pod);
     let mut config = inject_all();
     config.sampling_ratio = 0.1;
     let (twice, m) = run_with(&once, WorkloadKind::Pod, &config, &NamespaceMeta::default());
-    assert_eq!(m.patch.0.len(), 1);
+    assert_eq!(m.patch.0.len(), 2, "the value and the status: {:?}", m.patch);
     assert_ne!(status_of(&once, "/metadata").hash, status_of(&twice, "/metadata").hash);
-    assert_eq!(env_value(&twice, "/spec/containers/0/env", "OTEL_TRACES_SAMPLER_ARG").as_deref(), Some("1"));
+    assert_eq!(env_value(&twice, "/spec/containers/0/env", "OTEL_TRACES_SAMPLER_ARG").as_deref(), Some("0.1"));
 }
 
 #[rstest]

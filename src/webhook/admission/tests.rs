@@ -107,10 +107,16 @@ fn operations_and_subresources_left_alone(#[case] op: &str, #[case] sub: Option<
 }
 
 #[test]
-fn workload_updates_are_mutated() {
-    let deployment = pod("").container(container("app")).template_of("Deployment", "web");
-    let a = answer(&wrap(&deployment, "UPDATE", "shop"));
-    assert_eq!(a.decision, Decision::Instrumented);
+fn workload_updates_are_mutated_only_when_they_change_the_template() {
+    let deployment = pod("").container(container("app").image("web:2")).template_of("Deployment", "web");
+    let unchanged = answer(&wrap(&deployment, "UPDATE", "shop"));
+    assert_eq!(
+        (unchanged.decision, unchanged.reason.as_str()),
+        (Decision::Skipped, "the UPDATE leaves the pod template unchanged")
+    );
+    let mut changed = wrap(&deployment, "UPDATE", "shop");
+    changed["request"]["oldObject"]["spec"]["template"]["spec"]["containers"][0]["image"] = "web:1".into();
+    assert_eq!(answer(&changed).decision, Decision::Instrumented);
 }
 
 #[test]

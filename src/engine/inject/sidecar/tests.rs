@@ -21,7 +21,7 @@ fn config(mode: SidecarMode) -> Config {
 
 fn run_with(object: &Value, kind: WorkloadKind, config: &Config) -> (Value, crate::engine::inject::Mutation) {
     let ns = NamespaceMeta::default();
-    let m = mutate(object, &Target { kind, namespace: "shop", ns: &ns, config, server_version: None });
+    let m = mutate(object, &Target::new(kind, "shop", &ns, config));
     let mut out = object.clone();
     json_patch::patch(&mut out, &m.patch).expect("the patch applies");
     (out, m)
@@ -153,7 +153,7 @@ fn the_collector_receives_its_configuration_verbatim_after_kubelet_expansion() {
     assert!(!expanded.contains("expanded!"));
     let config: Value = serde_yaml_ng::from_str(&expanded).expect("YAML");
     assert_eq!(collector::inconsistencies(&config), Vec::<String>::new());
-    assert_eq!(config["extensions"]["health_check"]["endpoint"], "${env:OTEL_COLLECTOR_POD_IP}:13133");
+    assert_eq!(config["extensions"]["health_check"]["endpoint"], "[${env:OTEL_COLLECTOR_POD_IP}]:13133");
     assert_eq!(config["exporters"]["otlp_grpc"]["headers"]["X-Scope-OrgID"], "prod");
     assert_eq!(config["processors"]["probabilistic_sampler"]["sampling_percentage"], 25.0);
     for var in [
@@ -265,7 +265,7 @@ fn jobs_and_cronjobs_get_native_sidecars(#[case] kind: WorkloadKind, #[case] poi
 fn run_on(object: &Value, config: &Config, version: Option<(u32, u32)>) -> (Value, crate::engine::inject::Mutation) {
     let ns = NamespaceMeta::default();
     let server_version = version.map(|(major, minor)| KubeVersion { major, minor });
-    let m = mutate(object, &Target { kind: WorkloadKind::Pod, namespace: "shop", ns: &ns, config, server_version });
+    let m = mutate(object, &Target { server_version, ..Target::new(WorkloadKind::Pod, "shop", &ns, config) });
     let mut out = object.clone();
     json_patch::patch(&mut out, &m.patch).expect("the patch applies");
     (out, m)
@@ -323,10 +323,7 @@ fn sidecar_is_off_unless_requested_and_a_namespace_can_request_it() {
         annotations: [("otel-injector.io/sidecar".to_owned(), "true".to_owned())].into(),
         ..NamespaceMeta::default()
     };
-    let m = mutate(
-        &web().build(),
-        &Target { kind: WorkloadKind::Pod, namespace: "shop", ns: &ns, config: &config, server_version: None },
-    );
+    let m = mutate(&web().build(), &Target::new(WorkloadKind::Pod, "shop", &ns, &config));
     assert!(m.explanation.sidecar.starts_with("added"));
 }
 
