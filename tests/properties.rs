@@ -276,3 +276,158 @@ proptest! {
         prop_assert_eq!(serde_json::to_vec(&a).expect("json"), serde_json::to_vec(&b).expect("json"));
     }
 }
+
+/// One thing that happens to a workload after its creation.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A new image for the first container (a template change).
+    Image(u8),
+    /// The template's sampling-ratio annotation changes (a template change).
+    Annotation(u8),
+    /// The webhook's config changes (no template change).
+    Config(u8),
+    /// A metadata-only update (no template change).
+    Nothing,
+    /// The user edits one of the webhook's variables in the first container (a template change).
+    UserEdit(usize, u8),
+}
+
+/// Variables a user may take over.
+const EDITABLE: [&str; 3] = ["OTEL_TRACES_SAMPLER_ARG", "OTEL_PROPAGATORS", "OTEL_SERVICE_NAME"];
+
+fn history() -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        any::<u8>().prop_map(Step::Image),
+        (0u8..5).prop_map(Step::Annotation),
+        (0u8..5).prop_map(Step::Config),
+        Just(Step::Nothing),
+        (0..EDITABLE.len(), any::<u8>()).prop_map(|(v, n)| Step::UserEdit(v, n)),
+    ];
+    proptest::collection::vec(step, 1..6)
+}
+
+fn template(object: &Value, kind: WorkloadKind) -> Value {
+    kind.template_path().iter().fold(object.clone(), |v, t| v[*t].clone())
+}
+
+fn template_mut(object: &mut Value, kind: WorkloadKind) -> &mut Value {
+    kind.template_path().iter().fold(object, |v, t| &mut v[*t])
+}
+
+fn admit(object: &Value, old: Option<&Value>, kind: WorkloadKind, config: &Config) -> (Value, json_patch::Patch) {
+    let ns = NamespaceMeta::default();
+    let m = mutate(object, &Target { old_template: old, ..Target::new(kind, "prop", &ns, config) });
+    let mut out = object.clone();
+    if let Err(e) = json_patch::patch(&mut out, &m.patch) {
+        panic!("the patch does not apply: {e}\nobject: {object}\npatch: {:?}", m.patch);
+    }
+    (out, m.patch)
+}
+
+/// A container's variables with literal values.
+fn vars(container: &Value) -> Vec<(String, String)> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e.get("value")?.as_str()?.to_owned())))
+        .collect()
+}
+
+/// What a fresh CREATE gives for the object once everything the webhook recorded as its own is taken out.
+fn fresh(object: &Value, kind: WorkloadKind, config: &Config) -> Value {
+    let mut stripped = object.clone();
+    let t = template_mut(&mut stripped, kind);
+    let status: Value = t["metadata"]["annotations"]["otel-injector.io/status"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    if let Some(a) = t["metadata"]["annotations"].as_object_mut() {
+        a.remove("otel-injector.io/status");
+    }
+    for c in t["spec"]["containers"].as_array_mut().into_iter().flatten() {
+        let Some(record) = c["name"].as_str().and_then(|n| status["env"][n].as_str()) else { continue };
+        let record = otel_injector::engine::inject::record::Record::parse(record);
+        let ours: Vec<&str> = record.names().collect();
+        if let Some(env) = c["env"].as_array_mut() {
+            env.retain(|e| e["name"].as_str().is_none_or(|n| !ours.contains(&n) && n != "OTEL_RESOURCE_ATTRIBUTES"));
+        }
+    }
+    admit(&stripped, None, kind, config).0
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Over a workload's life (CREATE, then UPDATEs that change the image, an annotation, the config, or nothing,
+    /// and user edits): every admission is idempotent, an UPDATE that leaves the template alone changes nothing, a
+    /// variable the user edited is never changed again, and after each template change every value the webhook
+    /// owns is what a fresh CREATE of the same object gives.
+    #[test]
+    fn template_histories_keep_owned_values_current_and_user_values_untouched(
+        pod in pod(),
+        kind in prop_oneof![Just(WorkloadKind::Deployment), Just(WorkloadKind::StatefulSet), Just(WorkloadKind::CronJob)],
+        history in history(),
+        sidecar in sidecar(),
+    ) {
+        let mut config = config(sidecar);
+        let (mut state, _) = admit(&object(pod, kind), None, kind, &config);
+        let mut user_values: Vec<(String, String)> = Vec::new();
+        for step in history {
+            let mut next = state.clone();
+            let t = template_mut(&mut next, kind);
+            match &step {
+                Step::Image(n) => t["spec"]["containers"][0]["image"] = format!("registry.example/app:{n}").into(),
+                Step::Annotation(r) => {
+                    t["metadata"]["annotations"]["otel-injector.io/sampling-ratio"] = format!("0.{r}").into();
+                }
+                Step::Config(r) => config.sampling_ratio = f64::from(*r) / 10.0,
+                Step::Nothing => next["metadata"]["labels"] = json!({"touched": "yes"}),
+                Step::UserEdit(v, n) => {
+                    let (name, value) = (EDITABLE[*v], format!("user-{n}"));
+                    let c = &mut t["spec"]["containers"][0];
+                    if !c["env"].is_array() {
+                        c["env"] = json!([]);
+                    }
+                    let env = c["env"].as_array_mut().expect("env");
+                    env.retain(|e| e["name"] != name);
+                    env.push(json!({"name": name, "value": value}));
+                    user_values.retain(|(n, _)| n != name);
+                    user_values.push((name.to_owned(), value));
+                }
+            }
+            let old = template(&state, kind);
+            let changed = template(&next, kind) != old;
+            let (after, patch) = admit(&next, Some(&old), kind, &config);
+            if !changed {
+                prop_assert!(patch.0.is_empty(), "{step:?}: an untouched template was patched: {patch:?}");
+            }
+            let (again, second) = admit(&after, Some(&old), kind, &config);
+            prop_assert!(second.0.is_empty(), "{step:?}: reinvocation patched again: {second:?}");
+            prop_assert_eq!(&again, &after);
+            let first = template(&after, kind)["spec"]["containers"][0].clone();
+            for (name, value) in &user_values {
+                let now = vars(&first).into_iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
+                prop_assert_eq!(now.as_deref(), Some(value.as_str()), "{} was the user's", name);
+            }
+            if changed {
+                let want = template(&fresh(&after, kind, &config), kind);
+                let got = template(&after, kind);
+                let status: Value = got["metadata"]["annotations"]["otel-injector.io/status"]
+                    .as_str()
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or_default();
+                for (i, c) in got["spec"]["containers"].as_array().into_iter().flatten().enumerate() {
+                    let Some(record) = c["name"].as_str().and_then(|n| status["env"][n].as_str()) else { continue };
+                    let record = otel_injector::engine::inject::record::Record::parse(record);
+                    let fresh_vars = vars(&want["spec"]["containers"][i]);
+                    for (name, value) in vars(c).into_iter().filter(|(n, v)| record.owns(n, v)) {
+                        let wanted = fresh_vars.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+                        prop_assert_eq!(Some(value.as_str()), wanted, "{:?}: {} is the webhook's", step, name);
+                    }
+                }
+            }
+            state = after;
+        }
+    }
+}

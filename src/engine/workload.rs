@@ -287,6 +287,10 @@ mod tests {
     #[case("hello-27890123", Some("hello"), Some(("CronJob", "hello")))]
     #[case("pi", None, Some(("Job", "pi")))]
     #[case("migrate-v2", None, Some(("Job", "migrate-v2")))]
+    // 9. The CronJob controller names Jobs `<cronjob>-<scheduled minutes since the epoch>` (8+ digits).
+    #[case("db-migrate-2", None, Some(("Job", "db-migrate-2")))]
+    #[case("backup-2024", None, Some(("Job", "backup-2024")))]
+    #[case("nightly-29412345", Some("nightly"), Some(("CronJob", "nightly")))]
     fn job_owner(#[case] job: &'static str, #[case] cron: Option<&str>, #[case] primary: Option<(&str, &str)>) {
         let owners = Owners::of_pod(&[owner("Job", job)], |_| None);
         assert_eq!(owners.job.as_deref(), Some(job));

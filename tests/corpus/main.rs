@@ -205,3 +205,73 @@ async fn run_reviews(config: Config) -> Vec<checks::Pair> {
     assert!(pairs.len() >= 15, "only {} reviews were instrumented", pairs.len());
     pairs
 }
+
+/// The `service.version` of container 0's `OTEL_RESOURCE_ATTRIBUTES` in a workload's template.
+fn service_version(object: &Value, kind: WorkloadKind) -> Option<String> {
+    let template = kind.template_path().iter().fold(object, |v, t| &v[*t]);
+    let env = template["spec"]["containers"][0]["env"].as_array()?;
+    let attributes = env.iter().rev().find(|e| e["name"] == "OTEL_RESOURCE_ATTRIBUTES")?["value"].as_str()?;
+    attributes.split(',').find_map(|p| p.strip_prefix("service.version=")).map(str::to_owned)
+}
+
+/// Every corpus workload, once instrumented, is replayed as an UPDATE: with the template unchanged it gets no patch
+/// (no rollout the user did not cause); with a new image its `service.version` follows (a Job's template is
+/// immutable and gets nothing).
+#[tokio::test]
+async fn every_corpus_workload_replayed_as_an_update() {
+    let config = inject_all();
+    let server = TestServer::start(config.clone()).await;
+    let (mut replayed, mut followed) = (0, 0);
+    for path in files("manifests") {
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        for object in common::corpus::objects_of(&path) {
+            let api_version = object["apiVersion"].as_str().unwrap_or_default();
+            let Some(kind) = WorkloadKind::from_type_meta(api_version, object["kind"].as_str().unwrap_or_default())
+            else {
+                continue;
+            };
+            let mut object = object.clone();
+            if kind == WorkloadKind::CronJob {
+                object["apiVersion"] = "batch/v1".into();
+            }
+            let what = format!("{name} {kind} {}", object["metadata"]["name"]);
+            let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
+            let (_, created) = server.post(&review(&object, "CREATE", &namespace)).await;
+            let stored = apply(&object, &patch_of(&created).0);
+            replayed += 1;
+
+            let (_, same) = server.post(&review(&stored, "UPDATE", &namespace)).await;
+            assert!(patch_of(&same).0.0.is_empty(), "{what}: an UPDATE that leaves the template alone was patched");
+
+            let template = kind.template_path().iter().fold(&stored, |v, t| &v[*t]);
+            let Some(image) = template["spec"]["containers"][0]["image"].as_str() else { continue };
+            let before = service_version(&stored, kind);
+            let mut bumped = stored.clone();
+            let new_image = format!("{}:corpus-replay", image.split(['@', ':']).next().unwrap_or(image));
+            let pointer = format!(
+                "{}/spec/containers/0/image",
+                kind.template_path().iter().map(|t| format!("/{t}")).collect::<String>()
+            );
+            *bumped.pointer_mut(&pointer).expect("image") = new_image.into();
+            let mut update = review(&bumped, "UPDATE", &namespace);
+            update["request"]["oldObject"] = stored.clone();
+            let (status, answer) = server.post(&update).await;
+            assert_eq!(status, 200, "{what}");
+            let after = apply(&bumped, &patch_of(&answer).0);
+            let from_tag = before.as_deref().is_some_and(|v| image.ends_with(&format!(":{v}")));
+            match kind {
+                WorkloadKind::Pod | WorkloadKind::Job => {
+                    assert!(patch_of(&answer).0.0.is_empty(), "{what}: a {kind} UPDATE is never patched");
+                }
+                _ if from_tag => {
+                    assert_eq!(service_version(&after, kind).as_deref(), Some("corpus-replay"), "{what}");
+                    followed += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    server.server.shutdown().await;
+    eprintln!("{replayed} corpus workloads replayed as UPDATEs; service.version followed the image in {followed}");
+    assert!(replayed >= 80 && followed >= 30, "replayed {replayed}, followed {followed}");
+}

@@ -370,4 +370,6 @@ fn describe_sidecar(sidecar: &Sidecar, config: &Config) -> String {
 }
 
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod tests;
