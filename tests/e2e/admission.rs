@@ -213,3 +213,48 @@ async fn add_container(Json(review): Json<Value>) -> Json<Value> {
     }
     Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
 }
+
+/// Reproduced on the old engine: a Job instrumented under one config, the webhook restarted with another, then
+/// `kubectl label job` failed (`spec.template: field is immutable`), because the webhook rewrote the template. And a
+/// metadata-only update of a Deployment after a config change rolled all its pods.
+#[test]
+fn after_a_config_change_metadata_updates_neither_fail_nor_roll_out() {
+    let cluster = Cluster::shared();
+    let config = |ratio: &str| format!("default: inject\nworkloads: [Pod, Deployment, Job]\nsamplingRatio: {ratio}\n");
+    let mut hook = Webhook::start(cluster, &config("1"));
+    let ns = hook.namespace(&[]);
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "migrate", "image": "db:1"}]}}}});
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "checkout"},
+        "spec": {"selector": {"matchLabels": {"app": "checkout"}}, "template": {"metadata": {"labels": {"app": "checkout"}},
+            "spec": {"containers": [{"name": "checkout", "image": "registry.example/shop/checkout:2.4.1"}]}}}});
+    let stored_job = cluster.create(&ns, &job);
+    let stored_deployment = cluster.create(&ns, &deployment);
+    assert!(
+        status_of(&stored_job["spec"]["template"]).is_some()
+            && status_of(&stored_deployment["spec"]["template"]).is_some()
+    );
+
+    hook.restart(&config("0.5"));
+    cluster.kubectl(&["label", "job", "migrate", "-n", &ns, "team=data"]);
+    cluster.kubectl(&["label", "deployment", "checkout", "-n", &ns, "team=shop"]);
+    let job_after = cluster.get(&["job", "migrate", "-n", &ns]);
+    let deployment_after = cluster.get(&["deployment", "checkout", "-n", &ns]);
+    assert_eq!(job_after["spec"]["template"], stored_job["spec"]["template"]);
+    assert_eq!(deployment_after["spec"]["template"], stored_deployment["spec"]["template"], "no rollout");
+    assert_eq!(deployment_after["metadata"]["generation"], stored_deployment["metadata"]["generation"]);
+
+    // A change the user makes to the template brings the new ratio in the same rollout.
+    cluster.kubectl(&[
+        "set",
+        "image",
+        "deployment/checkout",
+        "-n",
+        &ns,
+        "checkout=registry.example/shop/checkout:2.5.0",
+    ]);
+    let rolled = cluster.get(&["deployment", "checkout", "-n", &ns]);
+    let app = container(&rolled["spec"]["template"]["spec"], "checkout").expect("checkout");
+    assert_eq!(env_of(app)["OTEL_TRACES_SAMPLER_ARG"], "0.5", "the new config's ratio");
+    assert!(env_of(app)["OTEL_RESOURCE_ATTRIBUTES"].contains("service.version=2.5.0"), "the new image's version");
+}

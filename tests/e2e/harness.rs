@@ -246,6 +246,7 @@ pub struct Webhook<'c> {
     /// Its config file.
     pub config: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
+    registration: Registration,
     _dir: tempfile::TempDir,
 }
 
@@ -261,13 +262,37 @@ impl<'c> Webhook<'c> {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, config_yaml).expect("write config");
+        let mut hook = Webhook {
+            cluster,
+            child: None,
+            ops: String::new(),
+            url: String::new(),
+            scope: unique("s"),
+            config,
+            logs: Arc::default(),
+            registration: registration.clone(),
+            _dir: dir,
+        };
+        hook.run();
+        hook
+    }
+
+    /// Stops the process and starts it again with `config_yaml` (on new ports, registered again).
+    pub fn restart(&mut self, config_yaml: &str) {
+        self.stop();
+        std::fs::write(&self.config, config_yaml).expect("write config");
+        self.run();
+    }
+
+    /// Spawns `serve`, waits until it is ready, registers it, and waits until the API server calls it.
+    fn run(&mut self) {
         let pki = pki();
         let mut child = Command::new(BIN)
             .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .arg("--config")
-            .arg(&config)
+            .arg(&self.config)
             .arg("--kubeconfig")
-            .arg(&cluster.kubeconfig)
+            .arg(&self.cluster.kubeconfig)
             .arg("--tls-cert")
             .arg(pki.dir.join("tls.crt"))
             .arg("--tls-key")
@@ -277,11 +302,10 @@ impl<'c> Webhook<'c> {
             .stderr(Stdio::piped())
             .spawn()
             .expect("otel-injector serve starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
         let (addrs, serving) = mpsc::channel();
         let stderr = child.stderr.take().expect("stderr");
         std::thread::spawn({
-            let logs = logs.clone();
+            let logs = self.logs.clone();
             move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Ok(v) = serde_json::from_str::<Value>(&line)
@@ -294,29 +318,19 @@ impl<'c> Webhook<'c> {
                 }
             }
         });
+        self.child = Some(child);
         let (webhook_addr, metrics_addr) = serving.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
-            panic!("the webhook did not start: {}", logs.lock().expect("logs").join("\n"));
+            panic!("the webhook did not start: {}", self.logs());
         });
-        let scope = unique("s");
-        let hook = Webhook {
-            cluster,
-            child: Some(child),
-            ops: format!("http://{metrics_addr}"),
-            url: format!("https://{webhook_addr}/mutate"),
-            scope,
-            config,
-            logs,
-            _dir: dir,
-        };
-        let ready = eventually(Duration::from_secs(20), || (hook.http_get("/readyz").0 == 200).then_some(()));
-        assert!(ready.is_some(), "the webhook never became ready: {}", hook.logs());
-        let registration_yaml =
-            webhook_configuration(&hook.name(), &hook.scope, &hook.url, &pki.ca_bundle, registration);
-        cluster.kubectl_ok(&["apply", "-f", "-"], Some(&registration_yaml));
+        self.ops = format!("http://{metrics_addr}");
+        self.url = format!("https://{webhook_addr}/mutate");
+        let ready = eventually(Duration::from_secs(20), || (self.http_get("/readyz").0 == 200).then_some(()));
+        assert!(ready.is_some(), "the webhook never became ready: {}", self.logs());
+        let yaml = webhook_configuration(&self.name(), &self.scope, &self.url, &pki.ca_bundle, &self.registration);
+        self.cluster.kubectl_ok(&["apply", "-f", "-"], Some(&yaml));
         // The API server picks up a new configuration within a moment: wait until it calls this webhook.
-        let active = cluster.dry_run_until(&hook.namespace(&[]), &probe_pod(), |pod| status_of(pod).is_some());
-        assert!(active.is_some(), "the API server never called the webhook: {}", hook.logs());
-        hook
+        let active = self.cluster.dry_run_until(&self.namespace(&[]), &probe_pod(), |pod| status_of(pod).is_some());
+        assert!(active.is_some(), "the API server never called the webhook: {}", self.logs());
     }
 
     /// The name of its MutatingWebhookConfiguration.
