@@ -316,7 +316,8 @@ fn template_mut(object: &mut Value, kind: WorkloadKind) -> &mut Value {
 
 fn admit(object: &Value, old: Option<&Value>, kind: WorkloadKind, config: &Config) -> (Value, json_patch::Patch) {
     let ns = NamespaceMeta::default();
-    let m = mutate(object, &Target { old_template: old, ..Target::new(kind, "prop", &ns, config) });
+    let old = old.map(Value::to_string);
+    let m = mutate(object, &Target { old_template: old.as_deref(), ..Target::new(kind, "prop", &ns, config) });
     let mut out = object.clone();
     if let Err(e) = json_patch::patch(&mut out, &m.patch) {
         panic!("the patch does not apply: {e}\nobject: {object}\npatch: {:?}", m.patch);

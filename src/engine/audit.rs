@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::inject::status::Status;
-use crate::engine::inject::{Target, mutate};
+use crate::engine::inject::{Target, mutate_json};
 use crate::engine::object::PodView;
 
 /// What is wrong with an object's instrumentation.
@@ -50,8 +50,9 @@ pub struct Assessment {
 
 /// Compares the object's `otel-injector.io/status` with what the engine would do to it now.
 pub fn assess(object: &Value, target: &Target<'_>) -> Option<Assessment> {
-    let recorded = PodView::read(object, target.kind).ok().and_then(|view| Status::read(&view));
-    let mutation = mutate(object, target);
+    let json = object.to_string();
+    let recorded = PodView::parse(&json, target.kind).ok().and_then(|view| Status::read(&view));
+    let mutation = mutate_json(&json, target);
     let explanation = &mutation.explanation;
     let decision = &explanation.decision;
     let found = |finding, detail: String| Some(Assessment { finding, detail });
@@ -69,6 +70,7 @@ pub fn assess(object: &Value, target: &Target<'_>) -> Option<Assessment> {
 mod tests {
     use super::*;
     use crate::engine::config::{Config, DefaultMode};
+    use crate::engine::inject::mutate;
     use crate::engine::policy::{NamespaceMeta, keys};
     use crate::engine::workload::WorkloadKind;
     use crate::fixtures::{container, pod};

@@ -1,11 +1,21 @@
-//! A read-only view of a raw object's pod template, checked for the shape the engine relies on.
+//! A read-only view of an object's pod template, deserialized straight from the JSON the API server sent.
 //!
-//! The view borrows from the JSON the API server sent; nothing here is re-serialised, so fields unknown to
-//! any typed model stay exactly as they were.
+//! Lean by design: strings are borrowed from the request bytes wherever they need no unescaping, every field the
+//! engine never reads (`managedFields`, `status`, volumes, …) is skipped without being stored, and `env` entries
+//! are kept as raw slices for the rare rebuild of a list. Nothing here is re-serialised: patches are built from
+//! pointers against the raw JSON, so fields unknown to any typed model stay exactly as they were.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::engine::workload::{OwnerRef, Owners, WorkloadKind};
+
+/// A string from the JSON: borrowed when it has no escapes, owned otherwise.
+pub type Str<'a> = Cow<'a, str>;
 
 /// The object does not have the shape of its kind; the message names the path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,12 +32,12 @@ fn shape(path: impl Into<String>, problem: &'static str) -> ShapeError {
 }
 
 /// One `env` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvVar<'a> {
     /// The variable name.
-    pub name: &'a str,
+    pub name: Str<'a>,
     /// Its literal `value`, if it has one.
-    pub value: Option<&'a str>,
+    pub value: Option<Str<'a>>,
     /// Whether it is set through `valueFrom`.
     pub value_from: bool,
 }
@@ -38,13 +48,13 @@ pub struct Container<'a> {
     /// Its index in `containers` or `initContainers`.
     pub index: usize,
     /// Its name.
-    pub name: &'a str,
+    pub name: Str<'a>,
     /// Its image, if set.
-    pub image: Option<&'a str>,
+    pub image: Option<Str<'a>>,
     /// Its `env`, or `None` when the field is absent or null.
     pub env: Option<Vec<EnvVar<'a>>>,
     /// The raw `env` entries, as the API server sent them (for rebuilding the list without losing a field).
-    pub raw_env: &'a [Value],
+    pub raw_env: Vec<&'a RawValue>,
     /// Every `containerPort` it declares.
     pub ports: Vec<i64>,
 }
@@ -65,113 +75,134 @@ pub struct PodView<'a> {
     pub base: &'static [&'static str],
     /// Whether the template has a `metadata` object.
     pub has_metadata: bool,
-    /// The template's labels.
-    pub labels: Option<&'a Map<String, Value>>,
-    /// The template's annotations.
-    pub annotations: Option<&'a Map<String, Value>>,
+    /// The template's labels (`None` when absent).
+    pub labels: Option<Vec<(Str<'a>, Str<'a>)>>,
+    /// The template's annotations (`None` when absent).
+    pub annotations: Option<Vec<(Str<'a>, Str<'a>)>>,
     /// The object's `metadata.name`.
-    pub name: Option<&'a str>,
+    pub name: Option<Str<'a>>,
     /// The object's `metadata.generateName`.
-    pub generate_name: Option<&'a str>,
+    pub generate_name: Option<Str<'a>>,
     /// The object's `metadata.namespace`.
-    pub namespace: Option<&'a str>,
+    pub namespace: Option<Str<'a>>,
     /// The workloads that own the pod, as far as the object tells.
     pub owners: Owners,
     /// The object's managing controller (`ownerReferences` entry with `controller: true`), as kind and name.
-    pub controller: Option<(&'a str, &'a str)>,
+    pub controller: Option<(Str<'a>, Str<'a>)>,
     /// `spec.containers`.
     pub containers: Vec<Container<'a>>,
     /// `spec.initContainers`.
     pub init_containers: Vec<Container<'a>>,
+    /// Whether `spec.initContainers` is present (a list, possibly empty).
+    pub has_init_containers: bool,
     /// `spec.hostNetwork`.
     pub host_network: bool,
     /// `spec.restartPolicy`.
-    pub restart_policy: Option<&'a str>,
+    pub restart_policy: Option<Str<'a>>,
+    /// The pod template's JSON text, as sent (what an UPDATE compares).
+    pub template: &'a str,
 }
 
 impl<'a> PodView<'a> {
-    /// Reads the pod template of `object`, checking every field the engine relies on.
-    pub fn read(object: &'a Value, kind: WorkloadKind) -> Result<Self, ShapeError> {
-        let root = object.as_object().ok_or_else(|| shape("object", "is not a JSON object"))?;
-        let meta = optional_object(root.get("metadata"), "metadata")?;
-        let meta_str = |key: &str| -> Result<Option<&'a str>, ShapeError> {
-            optional_str(meta.and_then(|m| m.get(key)), &format!("metadata.{key}"))
-        };
-        let name = meta_str("name")?;
-        let generate_name = meta_str("generateName")?;
-        let namespace = meta_str("namespace")?;
-        let refs = owner_refs(meta)?;
-
+    /// Reads the pod template of the object whose JSON is `json`, checking every field the engine relies on.
+    pub fn parse(json: &'a str, kind: WorkloadKind) -> Result<Self, ShapeError> {
         let base = kind.template_path();
         let prefix = base.join(".");
         let at = |field: &str| if prefix.is_empty() { field.to_owned() } else { format!("{prefix}.{field}") };
-        let mut template = object;
-        for (depth, token) in base.iter().enumerate() {
-            template = template
-                .get(token)
-                .filter(|v| !v.is_null())
-                .ok_or_else(|| shape(base[..=depth].join("."), "is missing: no pod template to instrument"))?;
-        }
-        let template = template.as_object().ok_or_else(|| shape(at(""), "is not an object"))?;
-        let tmeta = optional_object(template.get("metadata"), &at("metadata"))?;
-        let labels = string_map(tmeta.and_then(|m| m.get("labels")), &at("metadata.labels"))?;
-        let annotations = string_map(tmeta.and_then(|m| m.get("annotations")), &at("metadata.annotations"))?;
-        let spec = optional_object(template.get("spec"), &at("spec"))?
-            .ok_or_else(|| shape(at("spec"), "is missing: no pod spec to instrument"))?;
-        let containers = match spec.get("containers") {
-            None | Some(Value::Null) => return Err(shape(at("spec.containers"), "is missing")),
-            Some(v) => read_containers(v, &at("spec.containers"))?,
+        let (meta, template_json, template): (ObjectMeta<'a>, &'a str, Template<'a>) = if kind == WorkloadKind::Pod {
+            let Obj(pod): Obj<Template<'a>> = typed(json, "")?;
+            let meta = ObjectMeta::of(pod.metadata.as_ref().map(|m| &m.0));
+            (meta, json, pod)
+        } else {
+            let Obj(object): Obj<Workload<'a>> = typed(json, "")?;
+            let mut raw = object.spec.map(|s| s.0);
+            for (depth, token) in base.iter().enumerate().skip(1) {
+                let path = base[..depth].join(".");
+                let level = raw.ok_or_else(|| shape(&path, "is missing: no pod template to instrument"))?;
+                raw = field(level, token, &path)?;
+            }
+            let raw = raw.ok_or_else(|| shape(base.join("."), "is missing: no pod template to instrument"))?;
+            let Obj(template): Obj<Template<'a>> = typed(raw.get(), &prefix)?;
+            (ObjectMeta::of_workload(object.metadata.map(|m| m.0)), raw.get(), template)
         };
-        let init_containers = match spec.get("initContainers") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(v) => read_containers(v, &at("spec.initContainers"))?,
+        let has_metadata = template.metadata.is_some();
+        let (labels, annotations) = match template.metadata {
+            Some(Obj(m)) => (m.labels.map(|l| l.0), m.annotations.map(|a| a.0)),
+            None => (None, None),
         };
-        let restart_policy = optional_str(spec.get("restartPolicy"), &at("spec.restartPolicy"))?;
-        let host_network = match spec.get("hostNetwork") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(shape(at("spec.hostNetwork"), "is not a boolean")),
-        };
+        let Obj(spec) = template.spec.ok_or_else(|| shape(at("spec"), "is missing: no pod spec to instrument"))?;
+        let containers = spec
+            .containers
+            .ok_or_else(|| shape(at("spec.containers"), "is missing"))?
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.0.read(i, &at(&format!("spec.containers[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let has_init_containers = spec.init_containers.is_some();
+        let init_containers = spec
+            .init_containers
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.0.read(i, &at(&format!("spec.initContainers[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
 
-        let controller = refs.iter().find(|r| r.controller).map(|r| (r.kind, r.name));
+        let refs: Vec<OwnerRef<'_>> = meta
+            .owner_references
+            .iter()
+            .map(|r| OwnerRef {
+                kind: r.kind.as_deref().unwrap_or_default(),
+                name: r.name.as_deref().unwrap_or_default(),
+                controller: r.controller.unwrap_or(false),
+            })
+            .collect();
+        let controller = meta
+            .owner_references
+            .iter()
+            .find(|r| r.controller == Some(true))
+            .map(|r| (r.kind.clone().unwrap_or_default(), r.name.clone().unwrap_or_default()));
         let owners = if kind == WorkloadKind::Pod {
-            let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str).map(str::to_owned);
+            let label =
+                |key: &str| labels.as_ref().and_then(|l| l.iter().find(|(k, _)| k == key)).map(|(_, v)| v.to_string());
             Owners::of_pod(&refs, label)
         } else {
-            Owners::of_workload(kind, name.or(generate_name.map(stem)), &refs)
+            let name = meta.name.as_deref().or(meta.generate_name.as_deref().map(stem));
+            Owners::of_workload(kind, name, &refs)
         };
 
         Ok(Self {
             kind,
             base,
-            has_metadata: tmeta.is_some(),
+            has_metadata,
             labels,
             annotations,
-            name,
-            generate_name,
-            namespace,
+            name: meta.name,
+            generate_name: meta.generate_name,
+            namespace: meta.namespace,
             owners,
             controller,
             containers,
             init_containers,
-            host_network,
-            restart_policy,
+            has_init_containers,
+            host_network: spec.host_network.unwrap_or(false),
+            restart_policy: spec.restart_policy.map(|s| s.0),
+            template: template_json,
         })
     }
 
     /// A template label's value.
-    pub fn label(&self, key: &str) -> Option<&'a str> {
-        self.labels?.get(key)?.as_str()
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_ref())
     }
 
     /// A template annotation's value.
-    pub fn annotation(&self, key: &str) -> Option<&'a str> {
-        self.annotations?.get(key)?.as_str()
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_ref())
     }
 
     /// Every template annotation.
-    pub fn annotations(&self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + '_ {
-        self.annotations.into_iter().flatten().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+    pub fn annotations(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
+        self.annotations.iter().flatten().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
 }
 
@@ -180,103 +211,336 @@ pub fn stem(generate_name: &str) -> &str {
     generate_name.trim_end_matches('-')
 }
 
-fn optional_object<'a>(v: Option<&'a Value>, path: &str) -> Result<Option<&'a Map<String, Value>>, ShapeError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(shape(path, "is not an object")),
+/// The pod template of an object of `kind` (the whole object for a Pod) as raw JSON text, if it has one.
+pub fn template_json(json: &str, kind: WorkloadKind) -> Option<&str> {
+    let mut raw: &RawValue = serde_json::from_str(json).ok()?;
+    for token in kind.template_path() {
+        raw = field(raw, token, "").ok()??;
+    }
+    Some(raw.get())
+}
+
+/// Deserializes `json` as `T`, turning serde's complaint into a path and a plain problem.
+fn typed<'a, T: Deserialize<'a>>(json: &'a str, prefix: &str) -> Result<T, ShapeError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner().to_string();
+        let path = match (prefix, e.path().to_string().as_str()) {
+            ("", ".") => "object".to_owned(),
+            (p, ".") => p.to_owned(),
+            ("", rest) => rest.to_owned(),
+            (p, rest) => format!("{p}.{rest}"),
+        };
+        if let Some(field) = inner.strip_prefix("missing field `").and_then(|f| f.split('`').next()) {
+            let path = if path == "object" { field.to_owned() } else { format!("{path}.{field}") };
+            return shape(path, "is missing");
+        }
+        let problem = [
+            ("expected a sequence", "is not a list"),
+            ("expected a string", "is not a string"),
+            ("expected a boolean", "is not a boolean"),
+            ("expected i64", "is not a number"),
+            ("recursion limit", "is nested too deeply"),
+        ]
+        .iter()
+        .find(|(needle, _)| inner.contains(needle))
+        .map_or(if path == "object" { "is not a JSON object" } else { "is not an object" }, |(_, p)| p);
+        shape(path, problem)
+    })
+}
+
+/// A string member of the object's `metadata` (e.g. `namespace`), read without parsing anything else.
+pub fn metadata_str(json: &str, key: &str) -> Option<String> {
+    let raw: &RawValue = serde_json::from_str(json).ok()?;
+    let value = field(field(raw, "metadata", "").ok()??, key, "").ok()??;
+    serde_json::from_str::<S<'_>>(value.get()).ok().map(|s| s.0.into_owned())
+}
+
+/// The value of member `key` of the JSON object `raw` (`None` when absent or null), skipping the others.
+fn field<'a>(raw: &'a RawValue, key: &str, path: &str) -> Result<Option<&'a RawValue>, ShapeError> {
+    struct Seek<'k>(&'k str);
+    impl<'de> Visitor<'de> for Seek<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<S<'de>>()? {
+                if k.0 == self.0 {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+            Ok(found.filter(|v| v.get() != "null"))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_map(Seek(key)).map_err(|_| shape(path, "is not an object"))
+}
+
+/// A JSON string, borrowed from the input when it needs no unescaping.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct S<'a>(pub Str<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for S<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = S<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(S(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(S(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(S(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
-fn optional_str<'a>(v: Option<&'a Value>, path: &str) -> Result<Option<&'a str>, ShapeError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(shape(path, "is not a string")),
+/// A JSON object deserialized as `T` (serde's derived structs would also take an array).
+#[derive(Debug, Clone)]
+pub struct Obj<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
-fn string_map<'a>(v: Option<&'a Value>, path: &str) -> Result<Option<&'a Map<String, Value>>, ShapeError> {
-    let map = optional_object(v, path)?;
-    if let Some((key, _)) = map.into_iter().flatten().find(|(_, v)| !v.is_string()) {
-        return Err(ShapeError { path: format!("{path}.{key}"), problem: "is not a string" });
+/// A map of strings (labels, annotations), in document order.
+#[derive(Debug, Clone, Default)]
+struct StrMap<'a>(Vec<(Str<'a>, Str<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for StrMap<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = StrMap<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some((k, v)) = map.next_entry::<S<'a>, S<'a>>()? {
+                    entries.push((k.0, v.0));
+                }
+                Ok(StrMap(entries))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
     }
-    Ok(map)
 }
 
-fn owner_refs<'a>(meta: Option<&'a Map<String, Value>>) -> Result<Vec<OwnerRef<'a>>, ShapeError> {
-    let Some(list) = meta.and_then(|m| m.get("ownerReferences")).filter(|v| !v.is_null()) else {
-        return Ok(Vec::new());
-    };
-    let list = list.as_array().ok_or_else(|| shape("metadata.ownerReferences", "is not a list"))?;
-    list.iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let path = format!("metadata.ownerReferences[{i}]");
-            let r = r.as_object().ok_or_else(|| shape(path.clone(), "is not an object"))?;
-            let field = |key: &str| optional_str(r.get(key), &format!("{path}.{key}")).map(Option::unwrap_or_default);
-            Ok(OwnerRef {
-                kind: field("kind")?,
-                name: field("name")?,
-                controller: r.get("controller").and_then(Value::as_bool).unwrap_or(false),
-            })
-        })
-        .collect()
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(borrow, default)]
+    name: Option<S<'a>>,
+    #[serde(borrow, default, rename = "generateName")]
+    generate_name: Option<S<'a>>,
+    #[serde(borrow, default)]
+    namespace: Option<S<'a>>,
+    #[serde(borrow, default)]
+    labels: Option<StrMap<'a>>,
+    #[serde(borrow, default)]
+    annotations: Option<StrMap<'a>>,
+    #[serde(borrow, default, rename = "ownerReferences")]
+    owner_references: Option<Vec<Obj<OwnerRefRaw<'a>>>>,
 }
 
-fn read_containers<'a>(v: &'a Value, path: &str) -> Result<Vec<Container<'a>>, ShapeError> {
-    let list = v.as_array().ok_or_else(|| shape(path, "is not a list"))?;
-    list.iter().enumerate().map(|(index, c)| container(index, c, &format!("{path}[{index}]"))).collect()
+/// A workload's own metadata: labels and annotations (possibly huge) are not the template's and are skipped.
+#[derive(Deserialize)]
+struct WorkloadMeta<'a> {
+    #[serde(borrow, default)]
+    name: Option<S<'a>>,
+    #[serde(borrow, default, rename = "generateName")]
+    generate_name: Option<S<'a>>,
+    #[serde(borrow, default)]
+    namespace: Option<S<'a>>,
+    #[serde(borrow, default, rename = "ownerReferences")]
+    owner_references: Option<Vec<Obj<OwnerRefRaw<'a>>>>,
 }
 
-fn container<'a>(index: usize, v: &'a Value, path: &str) -> Result<Container<'a>, ShapeError> {
-    let raw = v.as_object().ok_or_else(|| shape(path, "is not an object"))?;
-    let name = optional_str(raw.get("name"), &format!("{path}.name"))?
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| shape(format!("{path}.name"), "is missing"))?;
-    let image = optional_str(raw.get("image"), &format!("{path}.image"))?;
-    let (env, raw_env) = match raw.get("env") {
-        None | Some(Value::Null) => (None, &[][..]),
-        Some(Value::Array(list)) => (
-            Some(
+#[derive(Deserialize)]
+struct OwnerRefRaw<'a> {
+    #[serde(borrow, default)]
+    kind: Option<S<'a>>,
+    #[serde(borrow, default)]
+    name: Option<S<'a>>,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+/// What the view needs of the object's own metadata.
+struct ObjectMeta<'a> {
+    name: Option<Str<'a>>,
+    generate_name: Option<Str<'a>>,
+    namespace: Option<Str<'a>>,
+    owner_references: Vec<OwnerRef2<'a>>,
+}
+
+struct OwnerRef2<'a> {
+    kind: Option<Str<'a>>,
+    name: Option<Str<'a>>,
+    controller: Option<bool>,
+}
+
+impl<'a> ObjectMeta<'a> {
+    fn refs(list: Option<Vec<Obj<OwnerRefRaw<'a>>>>) -> Vec<OwnerRef2<'a>> {
+        list.unwrap_or_default()
+            .into_iter()
+            .map(|Obj(r)| OwnerRef2 { kind: r.kind.map(|s| s.0), name: r.name.map(|s| s.0), controller: r.controller })
+            .collect()
+    }
+
+    fn of(meta: Option<&Meta<'a>>) -> Self {
+        let Some(m) = meta else {
+            return Self { name: None, generate_name: None, namespace: None, owner_references: Vec::new() };
+        };
+        Self {
+            name: m.name.clone().map(|s| s.0),
+            generate_name: m.generate_name.clone().map(|s| s.0),
+            namespace: m.namespace.clone().map(|s| s.0),
+            owner_references: m
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|Obj(r)| OwnerRef2 {
+                    kind: r.kind.clone().map(|s| s.0),
+                    name: r.name.clone().map(|s| s.0),
+                    controller: r.controller,
+                })
+                .collect(),
+        }
+    }
+
+    fn of_workload(meta: Option<WorkloadMeta<'a>>) -> Self {
+        let Some(m) = meta else { return Self::of(None) };
+        Self {
+            name: m.name.map(|s| s.0),
+            generate_name: m.generate_name.map(|s| s.0),
+            namespace: m.namespace.map(|s| s.0),
+            owner_references: Self::refs(m.owner_references),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Workload<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<Obj<WorkloadMeta<'a>>>,
+    #[serde(borrow, default)]
+    spec: Option<RawObject<'a>>,
+}
+
+/// Any JSON object, kept raw.
+struct RawObject<'a>(&'a RawValue);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'a RawValue>::deserialize(d)?;
+        if raw.get().starts_with('{') { Ok(Self(raw)) } else { Err(de::Error::custom("invalid type, expected a map")) }
+    }
+}
+
+#[derive(Deserialize)]
+struct Template<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<Obj<Meta<'a>>>,
+    #[serde(borrow, default)]
+    spec: Option<Obj<PodSpec<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct PodSpec<'a> {
+    #[serde(borrow, default)]
+    containers: Option<Vec<Obj<ContainerRaw<'a>>>>,
+    #[serde(borrow, default, rename = "initContainers")]
+    init_containers: Option<Vec<Obj<ContainerRaw<'a>>>>,
+    #[serde(default, rename = "hostNetwork")]
+    host_network: Option<bool>,
+    #[serde(borrow, default, rename = "restartPolicy")]
+    restart_policy: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ContainerRaw<'a> {
+    #[serde(borrow, default)]
+    name: Option<S<'a>>,
+    #[serde(borrow, default)]
+    image: Option<S<'a>>,
+    #[serde(borrow, default)]
+    env: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    ports: Option<Vec<Obj<Port>>>,
+}
+
+#[derive(Deserialize)]
+struct Port {
+    #[serde(rename = "containerPort")]
+    container_port: i64,
+}
+
+#[derive(Deserialize)]
+struct EnvRaw<'a> {
+    #[serde(borrow, default)]
+    name: Option<S<'a>>,
+    #[serde(borrow, default)]
+    value: Option<S<'a>>,
+    #[serde(default, rename = "valueFrom")]
+    value_from: Option<de::IgnoredAny>,
+}
+
+impl<'a> ContainerRaw<'a> {
+    fn read(self, index: usize, path: &str) -> Result<Container<'a>, ShapeError> {
+        let name = self
+            .name
+            .map(|s| s.0)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| shape(format!("{path}.name"), "is missing"))?;
+        let raw_env = self.env.clone().unwrap_or_default();
+        let env = match self.env {
+            None => None,
+            Some(list) => Some(
                 list.iter()
                     .enumerate()
-                    .map(|(i, e)| env_var(e, &format!("{path}.env[{i}]")))
-                    .collect::<Result<Vec<_>, _>>()?,
+                    .map(|(i, raw)| {
+                        let at = format!("{path}.env[{i}]");
+                        let Obj(e): Obj<EnvRaw<'a>> = typed(raw.get(), &at)?;
+                        let name = e.name.map(|s| s.0).ok_or_else(|| shape(format!("{at}.name"), "is missing"))?;
+                        Ok(EnvVar { name, value: e.value.map(|s| s.0), value_from: e.value_from.is_some() })
+                    })
+                    .collect::<Result<Vec<_>, ShapeError>>()?,
             ),
-            list.as_slice(),
-        ),
-        Some(_) => return Err(shape(format!("{path}.env"), "is not a list")),
-    };
-    let ports = match raw.get("ports") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(list)) => list
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                p.get("containerPort")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| shape(format!("{path}.ports[{i}].containerPort"), "is not a number"))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(shape(format!("{path}.ports"), "is not a list")),
-    };
-    Ok(Container { index, name, image, env, raw_env, ports })
-}
-
-fn env_var<'a>(v: &'a Value, path: &str) -> Result<EnvVar<'a>, ShapeError> {
-    let e = v.as_object().ok_or_else(|| shape(path, "is not an object"))?;
-    let name = optional_str(e.get("name"), &format!("{path}.name"))?
-        .ok_or_else(|| shape(format!("{path}.name"), "is missing"))?;
-    let value = optional_str(e.get("value"), &format!("{path}.value"))?;
-    let value_from = e.get("valueFrom").is_some_and(|v| !v.is_null());
-    Ok(EnvVar { name, value, value_from })
+        };
+        let ports = self.ports.unwrap_or_default().into_iter().map(|p| p.0.container_port).collect();
+        Ok(Container { index, name, image: self.image.map(|s| s.0), env, raw_env, ports })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
+    use serde_json::Value;
     use serde_json::json;
 
     #[test]
@@ -294,15 +558,19 @@ mod tests {
                             {"name": "A", "value": "2"}]}]
             }
         });
-        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
-        assert_eq!(view.generate_name, Some("web-7d9-"));
-        assert_eq!(view.namespace, Some("shop"));
+        let json = pod.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
+        assert_eq!(view.generate_name.as_deref(), Some("web-7d9-"));
+        assert_eq!(view.namespace.as_deref(), Some("shop"));
         assert_eq!(view.annotation("a"), Some("b"));
         assert_eq!(view.owners.deployment.as_deref(), Some("web"));
         assert!(view.host_network);
         let app = &view.containers[0];
-        assert_eq!((app.name, app.image, app.ports.as_slice()), ("app", Some("shop:1.2"), &[8080][..]));
-        assert_eq!(app.env_var("A").and_then(|e| e.value), Some("2"));
+        assert_eq!(
+            (app.name.as_ref(), app.image.as_deref(), app.ports.as_slice()),
+            ("app", Some("shop:1.2"), &[8080][..])
+        );
+        assert_eq!(app.env_var("A").and_then(|e| e.value.as_deref()), Some("2"));
         assert!(app.env_var("B").is_some_and(|e| e.value_from));
         assert_eq!(view.init_containers[0].name, "init");
         assert_eq!(view.restart_policy, None);
@@ -312,7 +580,8 @@ mod tests {
     fn reads_a_cronjob_template_and_names_the_workload() {
         let cj = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
             "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "env": null}]}}}}}});
-        let view = PodView::read(&cj, WorkloadKind::CronJob).expect("valid");
+        let json = cj.to_string();
+        let view = PodView::parse(&json, WorkloadKind::CronJob).expect("valid");
         assert_eq!(view.base, ["spec", "jobTemplate", "spec", "template"]);
         assert!(!view.has_metadata);
         assert!(view.containers[0].env.is_none());
@@ -333,7 +602,8 @@ mod tests {
     #[case(json!({"spec": {"hostNetwork": "yes", "containers": []}}), "spec.hostNetwork is not a boolean")]
     #[case(json!({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": "80"}]}]}}), "spec.containers[0].ports[0].containerPort is not a number")]
     fn pod_shape_errors_name_the_path(#[case] pod: Value, #[case] message: &str) {
-        let err = PodView::read(&pod, WorkloadKind::Pod).expect_err("bad shape");
+        let json = pod.to_string();
+        let err = PodView::parse(&json, WorkloadKind::Pod).expect_err("bad shape");
         assert_eq!(err.to_string(), message);
     }
 
@@ -343,7 +613,8 @@ mod tests {
     #[case(json!({"spec": {"template": {}}}), "spec.template.spec is missing: no pod spec to instrument")]
     #[case(json!({"spec": {"template": {"spec": {"containers": 1}}}}), "spec.template.spec.containers is not a list")]
     fn template_shape_errors_name_the_path(#[case] deployment: Value, #[case] message: &str) {
-        let err = PodView::read(&deployment, WorkloadKind::Deployment).expect_err("bad shape");
+        let json = deployment.to_string();
+        let err = PodView::parse(&json, WorkloadKind::Deployment).expect_err("bad shape");
         assert_eq!(err.to_string(), message);
     }
 }

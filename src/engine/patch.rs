@@ -38,26 +38,24 @@ impl Ops {
         self.0.push(PatchOperation::Replace(ReplaceOperation { path, value }));
     }
 
-    /// Sets `key` in the object at `parent` (tokens from the root), creating every missing or null parent
-    /// with one `add` of the nested value, so the patch applies to `doc` whatever it lacks.
-    pub fn set_member(&mut self, doc: &Value, parent: &[&str], key: &str, value: Value) {
-        let mut node = Some(doc);
-        for (depth, token) in parent.iter().enumerate() {
-            node = node.and_then(|n| n.get(token)).filter(|n| !n.is_null());
-            if node.is_none() {
-                // Build {parent[depth+1]: {... {key: value}}} and add it at parent[..=depth].
-                let nested = parent[depth + 1..].iter().rev().fold(single(key, value), |acc, t| single(t, acc));
-                self.add(pointer(parent[..=depth].iter().copied()), nested);
-                return;
-            }
+    /// Sets `key` in the object at `parent` (tokens from the root), of which the first `existing` tokens lead to
+    /// objects that exist; the missing (or null) rest is created with one `add` of the nested value, so the patch
+    /// applies whatever the document lacks.
+    pub fn set_member(&mut self, existing: usize, parent: &[&str], key: &str, value: Value) {
+        if existing >= parent.len() {
+            self.add(pointer(parent.iter().copied().chain([key])), value);
+            return;
         }
-        self.add(pointer(parent.iter().copied().chain([key])), value);
+        // Build {parent[existing+1]: {... {key: value}}} and add it at parent[..=existing].
+        let nested = parent[existing + 1..].iter().rev().fold(single(key, value), |acc, t| single(t, acc));
+        self.add(pointer(parent[..=existing].iter().copied()), nested);
     }
 
-    /// Appends `value` to the list at `path` (tokens from the root), creating the list when absent or null.
-    pub fn append(&mut self, doc: &Value, path: &[&str], value: Value) {
+    /// Appends `value` to the list at `path` (tokens from the root), creating the list when it does not `exist`
+    /// (absent or null).
+    pub fn append(&mut self, exists: bool, path: &[&str], value: Value) {
         let pointer = pointer(path.iter().copied());
-        if doc.pointer(pointer.as_str()).is_some_and(Value::is_array) {
+        if exists {
             self.add(child(&pointer, ["-"]), value);
         } else {
             self.add(pointer, Value::Array(vec![value]));
@@ -115,15 +113,15 @@ mod tests {
     #[test]
     fn set_member_creates_missing_parents() {
         let cases = [
-            (json!({}), "/metadata"),
-            (json!({"metadata": null}), "/metadata"),
-            (json!({"metadata": {}}), "/metadata/annotations"),
-            (json!({"metadata": {"annotations": null}}), "/metadata/annotations"),
-            (json!({"metadata": {"annotations": {"x": "y"}}}), "/metadata/annotations/a~1b"),
+            (json!({}), 0, "/metadata"),
+            (json!({"metadata": null}), 0, "/metadata"),
+            (json!({"metadata": {}}), 1, "/metadata/annotations"),
+            (json!({"metadata": {"annotations": null}}), 1, "/metadata/annotations"),
+            (json!({"metadata": {"annotations": {"x": "y"}}}), 2, "/metadata/annotations/a~1b"),
         ];
-        for (doc, path) in cases {
+        for (doc, existing, path) in cases {
             let mut ops = Ops::default();
-            ops.set_member(&doc, &["metadata", "annotations"], "a/b", json!("v"));
+            ops.set_member(existing, &["metadata", "annotations"], "a/b", json!("v"));
             assert_eq!(ops.0[0].path().as_str(), path, "{doc}");
             let out = apply(&doc, ops);
             assert_eq!(out["metadata"]["annotations"]["a/b"], "v");
@@ -132,14 +130,14 @@ mod tests {
 
     #[test]
     fn append_creates_or_extends_lists() {
-        for (doc, want) in [
-            (json!({"spec": {}}), "/spec/initContainers"),
-            (json!({"spec": {"initContainers": null}}), "/spec/initContainers"),
-            (json!({"spec": {"initContainers": []}}), "/spec/initContainers/-"),
-            (json!({"spec": {"initContainers": [{"name": "a"}]}}), "/spec/initContainers/-"),
+        for (doc, exists, want) in [
+            (json!({"spec": {}}), false, "/spec/initContainers"),
+            (json!({"spec": {"initContainers": null}}), false, "/spec/initContainers"),
+            (json!({"spec": {"initContainers": []}}), true, "/spec/initContainers/-"),
+            (json!({"spec": {"initContainers": [{"name": "a"}]}}), true, "/spec/initContainers/-"),
         ] {
             let mut ops = Ops::default();
-            ops.append(&doc, &["spec", "initContainers"], json!({"name": "b"}));
+            ops.append(exists, &["spec", "initContainers"], json!({"name": "b"}));
             assert_eq!(ops.0[0].path().as_str(), want);
             let out = apply(&doc, ops);
             assert_eq!(out["spec"]["initContainers"].as_array().and_then(|l| l.last()), Some(&json!({"name": "b"})));
@@ -150,7 +148,7 @@ mod tests {
     fn set_member_keeps_siblings() {
         let doc = json!({"metadata": {"annotations": {"x": "y"}, "labels": {"l": "1"}}});
         let mut ops = Ops::default();
-        ops.set_member(&doc, &["metadata", "annotations"], "k", json!("v"));
+        ops.set_member(2, &["metadata", "annotations"], "k", json!("v"));
         assert_eq!(apply(&doc, ops), json!({"metadata": {"annotations": {"x": "y", "k": "v"}, "labels": {"l": "1"}}}));
     }
 
@@ -160,7 +158,7 @@ mod tests {
         fn escaping_round_trips(key in "[a-z/~0-9.]{1,12}", parent in "[a-z/~]{1,6}") {
             let doc = json!({});
             let mut ops = Ops::default();
-            ops.set_member(&doc, &[parent.as_str()], &key, json!(1));
+            ops.set_member(0, &[parent.as_str()], &key, json!(1));
             let out = apply(&doc, ops);
             prop_assert_eq!(&out[parent.as_str()][key.as_str()], &json!(1));
         }

@@ -374,7 +374,8 @@ mod tests {
             labels.insert(keys::INJECT.into(), v.into());
         }
         let object = pod(Value::Object(annotations), Value::Object(labels));
-        let view = PodView::read(&object, WorkloadKind::Pod).expect("valid");
+        let json = object.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let ns = ns(&ns_ann.map(|v| vec![(keys::INJECT, v)]).unwrap_or_default(), &[]);
         let config = Config { default, ..Config::default() };
         let mut warnings = Warnings::default();
@@ -434,13 +435,15 @@ mod tests {
     #[test]
     fn namespace_label_counts_and_excluded_namespaces_win() {
         let object = pod(json!({keys::INJECT: "true"}), json!({}));
-        let view = PodView::read(&object, WorkloadKind::Pod).expect("valid");
+        let json = object.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let mut w = Warnings::default();
         let d = decide(&view, "kube-system", &NamespaceMeta::default(), &Config::default(), &mut w);
         assert_eq!(d, Decision { inject: false, reason: "namespace kube-system is excluded".into() });
 
         let object = pod(json!({}), json!({}));
-        let view = PodView::read(&object, WorkloadKind::Pod).expect("valid");
+        let json = object.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let d = decide(&view, "shop", &ns(&[], &[(keys::INJECT, "true")]), &Config::default(), &mut w);
         assert_eq!(d.reason, "namespace label otel-injector.io/inject=true");
         assert!(d.inject);
@@ -448,7 +451,8 @@ mod tests {
 
     fn settings_for(pod_ann: Value, ns_ann: &[(&str, &str)]) -> (Settings, Warnings) {
         let object = pod(pod_ann, json!({}));
-        let view = PodView::read(&object, WorkloadKind::Pod).expect("valid");
+        let json = object.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let mut config = Config::default();
         config.resource_attributes.insert("k8s.cluster.name".into(), "prod".into());
         config.resource_attributes.insert("team".into(), "platform".into());

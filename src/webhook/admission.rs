@@ -1,18 +1,22 @@
 //! Review in, response out: AdmissionReview bytes → (object, context) → engine → AdmissionReview response bytes.
 //!
-//! The object is kept as the raw JSON the API server sent; only the envelope goes through kube-core's types, so
-//! v1beta1 reviews are answered as v1beta1.
+//! Lean by design, so a 3 MiB object costs little more than its bytes: the envelope is deserialized straight from
+//! the body with its strings borrowed, `object` stays a raw slice of the body that the engine reads into its own
+//! lean view, and of `oldObject` only the pod template's slice is kept, for an UPDATE's comparison. The answer is
+//! written directly, in the version of the review (v1 or v1beta1), with the patch as standard base64.
 
 use std::fmt;
 
 use base64::Engine;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use serde_json::Value;
+use kube::core::admission::Operation;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::cluster::namespaces::Namespaces;
 use crate::engine::config::Config;
 use crate::engine::inject::{self, Target};
+use crate::engine::object::{self, Obj, S, Str};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
 use crate::engine::values::KubeVersion;
@@ -85,42 +89,83 @@ pub struct Answer {
     pub explanation: Option<Explanation>,
 }
 
-/// A parsed review: the typed envelope, the raw object, and whether the engine will look at it.
+/// A parsed review: the envelope, the raw object, and whether the engine will look at it.
 #[derive(Debug)]
-pub struct Review {
-    request: AdmissionRequest<DynamicObject>,
-    object: Value,
+pub struct Review<'a> {
+    api_version: Str<'a>,
+    uid: Str<'a>,
+    kind: Str<'a>,
+    operation: Operation,
+    name: Option<Str<'a>>,
+    dry_run: bool,
+    object: Option<&'a RawValue>,
     /// For an UPDATE of a workload, its pod template before the update (all that is kept of `oldObject`).
-    old_template: Option<Value>,
+    old_template: Option<&'a str>,
     /// The kind to instrument, or why this request is left alone.
     target: Result<WorkloadKind, String>,
     namespace: Option<String>,
 }
 
-impl Review {
+impl<'a> Review<'a> {
     /// Parses an AdmissionReview body and decides whether it is one the engine handles under `config`.
-    pub fn parse(body: &[u8], config: &Config) -> Result<Self, Malformed> {
-        let (request, object, old_object) = parse(body)?;
-        let target = target_kind(&request, config);
+    pub fn parse(body: &'a [u8], config: &Config) -> Result<Self, Malformed> {
+        let text = std::str::from_utf8(body).map_err(|e| Malformed(format!("invalid JSON: not UTF-8 ({e})")))?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let Obj(raw): Obj<ReviewRaw<'a>> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            if e.inner().is_data() && e.path().to_string() != "." {
+                Malformed(format!("{}: {}", e.path(), e.inner()))
+            } else if e.inner().is_data() {
+                Malformed("the body is not a JSON object".to_owned())
+            } else {
+                Malformed(format!("invalid JSON: {}", e.inner()))
+            }
+        })?;
+        de.end().map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
+        let api_version = raw.api_version.map(|s| s.0).unwrap_or_default();
+        let kind = raw.kind.map(|s| s.0).unwrap_or_default();
+        if !matches!(api_version.as_ref(), "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
+            || kind != "AdmissionReview"
+        {
+            return Err(Malformed(format!(
+                "expected kind AdmissionReview in admission.k8s.io/v1 or v1beta1, got kind {kind:?} apiVersion {api_version:?}"
+            )));
+        }
+        let Obj(request) = raw.request.ok_or_else(|| Malformed("request is missing".to_owned()))?;
+        let object = request.object.filter(|o| o.get() != "null");
+        let sub_resource = request.sub_resource.map(|s| s.0);
+        let target = target_kind(&request.operation, sub_resource.as_deref(), &request.kind, config);
         let old_template = match (&target, &request.operation) {
             (Ok(kind), Operation::Update) => {
-                Some(old_object.as_ref().and_then(|o| inject::template_of(o, *kind)).cloned().unwrap_or(Value::Null))
+                Some(request.old_object.and_then(|o| object::template_json(o.get(), *kind)).unwrap_or("null"))
             }
             _ => None,
         };
         let namespace = request
             .namespace
-            .clone()
+            .map(|s| s.0.into_owned())
             .filter(|n| !n.is_empty())
-            .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned))
+            .or_else(|| object.and_then(|o| object::metadata_str(o.get(), "namespace")))
             .filter(|n| !n.is_empty());
-        Ok(Self { request, object, old_template, target, namespace })
+        Ok(Self {
+            api_version,
+            uid: request.uid.0,
+            kind: request.kind.kind.0,
+            operation: request.operation,
+            name: request.name.map(|s| s.0).filter(|n| !n.is_empty()),
+            dry_run: request.dry_run.unwrap_or(false),
+            object,
+            old_template,
+            target,
+            namespace,
+        })
     }
 
     /// The namespace whose policy the engine needs, when it will run on this review.
     pub fn policy_namespace(&self) -> Option<&str> {
         match self.target {
-            Ok(_) if self.object.is_object() => Some(self.namespace.as_deref().unwrap_or("default")),
+            Ok(_) if self.object.is_some_and(|o| o.get().starts_with('{')) => {
+                Some(self.namespace.as_deref().unwrap_or("default"))
+            }
             _ => None,
         }
     }
@@ -134,45 +179,36 @@ impl Review {
         server_version: Option<KubeVersion>,
         notes: Vec<String>,
     ) -> Answer {
-        let Self { request, object, old_template, target, namespace } = self;
-        let meta = |key: &str| {
-            object.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty())
-        };
-        let name = [Some(request.name.as_str()).filter(|n| !n.is_empty()), meta("name"), meta("generateName")]
-            .into_iter()
-            .flatten()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
         let mut answer = Answer {
             body: Vec::new(),
             patch: None,
-            uid: request.uid.clone(),
-            kind: request.kind.kind.clone(),
-            operation: operation_name(&request.operation),
-            namespace: namespace.clone().unwrap_or_default(),
-            name,
-            dry_run: request.dry_run,
+            uid: self.uid.to_string(),
+            kind: self.kind.to_string(),
+            operation: operation_name(&self.operation),
+            namespace: self.namespace.clone().unwrap_or_default(),
+            name: self.name.as_deref().unwrap_or_default().to_owned(),
+            dry_run: self.dry_run,
             decision: Decision::Ignored,
             reason: String::new(),
             patch_ops: 0,
             warnings: notes,
             explanation: None,
         };
-        let mut response = AdmissionResponse::from(&request);
-
-        match target {
-            Err(reason) => answer.reason = reason,
-            Ok(_) if !object.is_object() => {
+        match (&self.target, self.object.filter(|o| o.get().starts_with('{'))) {
+            (Err(reason), _) => answer.reason = reason.clone(),
+            (Ok(_), None) => {
                 answer.decision = Decision::Skipped;
                 answer.reason = "request.object is missing".to_owned();
                 answer.warnings.push("otel-injector: request.object is missing; nothing to instrument".to_owned());
             }
-            Ok(kind) => {
-                let namespace = namespace.as_deref().unwrap_or("default");
-                let old_template = old_template.as_ref();
-                let target = Target { kind, namespace, ns, config, server_version, old_template };
-                let mutation = inject::mutate(&object, &target);
+            (Ok(kind), Some(object)) => {
+                let namespace = self.namespace.as_deref().unwrap_or("default");
+                let target =
+                    Target { kind: *kind, namespace, ns, config, server_version, old_template: self.old_template };
+                let mutation = inject::mutate_json(object.get(), &target);
+                if answer.name.is_empty() {
+                    answer.name = mutation.name.unwrap_or_default();
+                }
                 answer.patch_ops = mutation.patch.0.len();
                 answer.warnings.extend(mutation.warnings.into_vec());
                 answer.reason = mutation.explanation.decision.reason.clone();
@@ -183,21 +219,17 @@ impl Review {
                 };
                 answer.explanation = Some(mutation.explanation);
                 if answer.patch_ops > 0 {
-                    response = match response.with_patch(mutation.patch) {
-                        Ok(patched) => patched,
+                    match serde_json::to_vec(&mutation.patch) {
+                        Ok(bytes) => answer.patch = Some(bytes),
                         Err(e) => {
                             answer.decision = Decision::Skipped;
                             answer.warnings.push(format!("otel-injector: patch not sent: {e}"));
-                            AdmissionResponse::from(&request)
                         }
-                    };
+                    }
                 }
             }
         }
-        if !answer.warnings.is_empty() {
-            response.warnings = Some(answer.warnings.clone());
-        }
-        (answer.body, answer.patch) = encode(response);
+        answer.body = encode(&self.api_version, &answer);
         answer
     }
 }
@@ -210,45 +242,71 @@ pub fn review(body: &[u8], config: &Config, namespaces: &dyn Namespaces) -> Resu
     Ok(review.answer(config, &ns, None, Vec::new()))
 }
 
-/// Splits the body into the typed request envelope, the raw object and the raw old object.
-fn parse(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Value, Option<Value>), Malformed> {
-    let mut root: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
-    let envelope = root.as_object_mut().ok_or_else(|| Malformed("the body is not a JSON object".to_owned()))?;
-    let field = |key: &str| envelope.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let (api_version, kind) = (field("apiVersion"), field("kind"));
-    if !matches!(api_version.as_str(), "admission.k8s.io/v1" | "admission.k8s.io/v1beta1") || kind != "AdmissionReview"
-    {
-        return Err(Malformed(format!(
-            "expected kind AdmissionReview in admission.k8s.io/v1 or v1beta1, got kind {kind:?} apiVersion {api_version:?}"
-        )));
-    }
-    let request = envelope
-        .get_mut("request")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| Malformed("request is missing".to_owned()))?;
-    let object = request.remove("object").unwrap_or(Value::Null);
-    let old_object = request.remove("oldObject").filter(|o| !o.is_null());
-    let review: AdmissionReview<DynamicObject> =
-        serde_path_to_error::deserialize(root).map_err(|e| Malformed(format!("{}: {}", e.path(), e.inner())))?;
-    let request = review.try_into().map_err(|_| Malformed("request is missing".to_owned()))?;
-    Ok((request, object, old_object))
+/// The parts of an AdmissionReview the webhook reads; everything else is skipped unread.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewRaw<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<S<'a>>,
+    #[serde(borrow, default)]
+    kind: Option<S<'a>>,
+    #[serde(borrow, default)]
+    request: Option<Obj<RequestRaw<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestRaw<'a> {
+    #[serde(borrow)]
+    uid: S<'a>,
+    #[serde(borrow)]
+    kind: GroupKind<'a>,
+    #[allow(dead_code)]
+    resource: IgnoredAny,
+    #[serde(borrow, default)]
+    sub_resource: Option<S<'a>>,
+    #[serde(borrow, default)]
+    name: Option<S<'a>>,
+    #[serde(borrow, default)]
+    namespace: Option<S<'a>>,
+    operation: Operation,
+    #[allow(dead_code)]
+    user_info: IgnoredAny,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct GroupKind<'a> {
+    #[serde(borrow, default)]
+    group: S<'a>,
+    #[serde(borrow)]
+    kind: S<'a>,
 }
 
 /// The kind to instrument, or why this request is not ours to mutate.
-fn target_kind(request: &AdmissionRequest<DynamicObject>, config: &Config) -> Result<WorkloadKind, String> {
-    if !matches!(request.operation, Operation::Create | Operation::Update) {
-        return Err(format!("{} is never mutated", operation_name(&request.operation)));
+fn target_kind(
+    operation: &Operation,
+    sub_resource: Option<&str>,
+    gvk: &GroupKind<'_>,
+    config: &Config,
+) -> Result<WorkloadKind, String> {
+    if !matches!(operation, Operation::Create | Operation::Update) {
+        return Err(format!("{} is never mutated", operation_name(operation)));
     }
-    if let Some(sub) = request.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(sub) = sub_resource.filter(|s| !s.is_empty()) {
         return Err(format!("subresource {sub} is never mutated"));
     }
-    let gvk = &request.kind;
-    let kind = WorkloadKind::from_group_kind(&gvk.group, &gvk.kind)
-        .ok_or_else(|| format!("kind {} is not a workload", gvk.kind))?;
+    let kind = WorkloadKind::from_group_kind(&gvk.group.0, &gvk.kind.0)
+        .ok_or_else(|| format!("kind {} is not a workload", gvk.kind.0))?;
     if !config.handles(kind) {
         return Err(format!("{kind} is not listed in the config's workloads"));
     }
-    if request.operation == Operation::Update && !kind.mutable_on_update() {
+    if *operation == Operation::Update && !kind.mutable_on_update() {
         return Err("Pod UPDATE is never mutated (a Pod's spec is immutable)".to_owned());
     }
     Ok(kind)
@@ -263,15 +321,44 @@ fn operation_name(op: &Operation) -> &'static str {
     }
 }
 
-/// The response review as JSON, with `patch` as standard base64 (kube-core would write a number array), and the
-/// patch bytes themselves.
-fn encode(mut response: AdmissionResponse) -> (Vec<u8>, Option<Vec<u8>>) {
-    let patch = response.patch.take();
-    let mut review = serde_json::to_value(response.into_review()).unwrap_or_default();
-    if let (Some(bytes), Some(body)) = (&patch, review.get_mut("response").and_then(Value::as_object_mut)) {
-        body.insert("patch".to_owned(), base64::engine::general_purpose::STANDARD.encode(bytes).into());
+/// The response review in the request's version, with `patch` as standard base64 (fields in a fixed order).
+fn encode(api_version: &str, answer: &Answer) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Review<'a> {
+        api_version: &'a str,
+        kind: &'static str,
+        response: Response<'a>,
     }
-    (serde_json::to_vec(&review).unwrap_or_default(), patch)
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Response<'a> {
+        allowed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'static str>,
+        status: Empty,
+        uid: &'a str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        warnings: &'a [String],
+    }
+    #[derive(Serialize)]
+    struct Empty {}
+    let patch = answer.patch.as_ref().map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+    let review = Review {
+        api_version,
+        kind: "AdmissionReview",
+        response: Response {
+            allowed: true,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            status: Empty {},
+            uid: &answer.uid,
+            warnings: &answer.warnings,
+        },
+    };
+    serde_json::to_vec(&review).unwrap_or_default()
 }
 
 #[cfg(test)]

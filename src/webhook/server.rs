@@ -264,31 +264,21 @@ async fn answer(
         Ok(Ok(bytes)) => bytes,
     };
     let large = bytes.len() > BLOCKING_THRESHOLD;
-    let review = off_the_workers(large, {
-        let config = config.clone();
-        move || Review::parse(&bytes, &config)
-    })
-    .await??;
+    let review = heavy(large, || Review::parse(&bytes, &config))?;
     let (ns, notes) = match review.policy_namespace() {
         Some(name) => namespace_policy(state, name, deadline).await,
         None => (Arc::default(), Vec::new()),
     };
     let version = state.server_version.get();
-    off_the_workers(large, move || review.answer(&config, &ns, version, notes)).await
+    Ok(heavy(large, || review.answer(&config, &ns, version, notes)))
 }
 
-/// Runs `work` on the blocking pool when it is large (so big reviews never stall the async workers), else inline.
-async fn off_the_workers<T: Send + 'static>(
-    large: bool,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, RequestError> {
-    if !large {
-        return Ok(work());
-    }
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
-        .await
-        .map_err(|e| RequestError::Read(format!("review task failed: {e}")))
+/// Runs `work` (which borrows the request body) in place; when it is large, the worker thread hands its other tasks
+/// over first (on a multi-threaded runtime), so big reviews never stall the rest.
+fn heavy<T>(large: bool, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if large && multi_thread { tokio::task::block_in_place(work) } else { work() }
 }
 
 /// The namespace's policy metadata from the cache; a namespace it has not seen yet gets one bounded GET (about a

@@ -80,10 +80,10 @@ pub struct EnvPlan {
 /// Why a container opted itself out, if it did (SPEC §2).
 pub fn opt_out(c: &Container<'_>) -> Option<&'static str> {
     let endpoint = c.env_var("OTEL_EXPORTER_OTLP_ENDPOINT");
-    if endpoint.is_some_and(|e| !e.value_from && e.value.unwrap_or_default().is_empty()) {
+    if endpoint.is_some_and(|e| !e.value_from && e.value.as_deref().unwrap_or_default().is_empty()) {
         return Some("OTEL_EXPORTER_OTLP_ENDPOINT is set empty");
     }
-    let disabled = c.env_var("OTEL_SDK_DISABLED").and_then(|e| e.value);
+    let disabled = c.env_var("OTEL_SDK_DISABLED").and_then(|e| e.value.as_deref());
     if disabled.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         return Some("OTEL_SDK_DISABLED=true");
     }
@@ -160,16 +160,18 @@ pub fn plan(
     let len = env.len();
     let first_def = |name: &str| env.iter().position(|e| e.name == name);
     let last_def = |name: &str| env.iter().rposition(|e| e.name == name);
-    let first_ref =
-        |name: &str| env.iter().position(|e| e.value.is_some_and(|v| references(v).any(|r| r == name))).unwrap_or(len);
-    let literal = |i: usize| (!env[i].value_from).then(|| env[i].value.unwrap_or_default());
+    let first_ref = |name: &str| {
+        env.iter().position(|e| e.value.as_deref().is_some_and(|v| references(v).any(|r| r == name))).unwrap_or(len)
+    };
+    let literal = |i: usize| (!env[i].value_from).then(|| env[i].value.as_deref().unwrap_or_default());
     let owned = |name: &str, i: usize| previous.zip(literal(i)).is_some_and(|(r, v)| r.owns(name, v));
     let mut out = EnvPlan::default();
     let mut inserts = Vec::new();
     let mut changes: Vec<(usize, String)> = Vec::new();
     let mut removals: Vec<usize> = Vec::new();
 
-    let user_endpoint = last_def(ENDPOINT).filter(|&i| !owned(ENDPOINT, i)).map(|i| env[i].value.unwrap_or_default());
+    let user_endpoint =
+        last_def(ENDPOINT).filter(|&i| !owned(ENDPOINT, i)).map(|i| env[i].value.as_deref().unwrap_or_default());
     let mut wanted = Vec::with_capacity(vars.len());
     for (rank, (name, value)) in vars.iter().enumerate() {
         let value = match (*name, user_endpoint) {
@@ -219,7 +221,7 @@ pub fn plan(
         ));
         return finish(out, inserts, changes, removals, c, path, len);
     }
-    let current = ora.map(|i| env[i].value.unwrap_or_default());
+    let current = ora.map(|i| env[i].value.as_deref().unwrap_or_default());
     let pairs: Vec<&str> = current.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
     let (ours, users): (Vec<&str>, Vec<&str>) = pairs.iter().partition(|p| previous.is_some_and(|r| r.owns_pair(p)));
     let present: Vec<&str> = users.iter().filter_map(|p| p.split_once('=')).map(|(k, _)| k.trim()).collect();
@@ -307,7 +309,7 @@ fn finish(
             if removals.contains(&i) {
                 continue;
             }
-            let mut entry = raw.clone();
+            let mut entry: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
             if let (Some((_, value)), Some(map)) = (changes.iter().find(|(at, _)| *at == i), entry.as_object_mut()) {
                 map.insert("value".to_owned(), Value::String(value.clone()));
             }
@@ -319,7 +321,7 @@ fn finish(
     }
     for (i, value) in changes {
         let value_path = child(path, ["env".to_owned(), i.to_string(), "value".to_owned()]);
-        match c.env.as_ref().and_then(|env| env.get(i)).and_then(|e| e.value) {
+        match c.env.as_ref().and_then(|env| env.get(i)).and_then(|e| e.value.as_ref()) {
             Some(_) => out.ops.replace(value_path, Value::String(value)),
             None => out.ops.add(value_path, Value::String(value)),
         }
@@ -365,7 +367,8 @@ mod tests {
         if !env.is_null() {
             pod["spec"]["containers"][0]["env"] = env;
         }
-        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        let json = pod.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let path = container(&[], "containers", 0);
         let encode = |s: &str| s.replace(',', "%2C");
         let plan = plan(&view.containers[0], &path, &vars(), &attrs(), encode, None);
@@ -409,7 +412,8 @@ mod tests {
     #[test]
     fn null_env_is_replaced_by_the_list() {
         let mut pod = json!({"spec": {"containers": [{"name": "app", "env": null}]}});
-        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        let json = pod.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let plan = plan(&view.containers[0], &container(&[], "containers", 0), &vars(), &[], str::to_owned, None);
         json_patch::patch(&mut pod, &plan.ops.into_patch()).expect("applies");
         assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));
@@ -558,7 +562,8 @@ mod tests {
     #[case(json!([{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]), None)]
     fn container_opt_out(#[case] env: Value, #[case] want: Option<&str>) {
         let pod = json!({"spec": {"containers": [{"name": "app", "env": env}]}});
-        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        let json = pod.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         assert_eq!(opt_out(&view.containers[0]), want);
     }
 

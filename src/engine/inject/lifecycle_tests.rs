@@ -28,10 +28,15 @@ fn create(object: &Value, kind: WorkloadKind, config: &Config) -> (Value, Mutati
     create_in(object, kind, config, "shop")
 }
 
+/// The pod template of an object of `kind` (the object itself for a Pod).
+fn template_of(object: &Value, kind: WorkloadKind) -> Option<&Value> {
+    kind.template_path().iter().try_fold(object, |v, token| v.get(token))
+}
+
 /// An UPDATE from `before` to `after`, as the API server sends it.
 fn update(before: &Value, after: &Value, kind: WorkloadKind, config: &Config) -> (Value, Mutation) {
     let ns = NamespaceMeta::default();
-    let old = template_of(before, kind).cloned().unwrap_or(Value::Null);
+    let old = template_of(before, kind).map_or_else(|| "null".to_owned(), Value::to_string);
     let m = mutate(after, &Target { old_template: Some(&old), ..Target::new(kind, "shop", &ns, config) });
     (apply(after, &m), m)
 }

@@ -42,8 +42,9 @@ pub struct Target<'a> {
     pub config: &'a Config,
     /// The API server's version, when known (decides `sidecar.mode: auto`).
     pub server_version: Option<KubeVersion>,
-    /// For an UPDATE, the pod template as it was (`null` when `oldObject` had none); `None` for a CREATE.
-    pub old_template: Option<&'a Value>,
+    /// For an UPDATE, the pod template as it was, as raw JSON text (`null` when `oldObject` had none); `None` for
+    /// a CREATE.
+    pub old_template: Option<&'a str>,
 }
 
 impl<'a> Target<'a> {
@@ -56,6 +57,8 @@ impl<'a> Target<'a> {
 /// The engine's answer for one object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mutation {
+    /// The object's name, or its `generateName` (for logs), when it could be read.
+    pub name: Option<String>,
     /// The operations to apply (empty when there is nothing to change).
     pub patch: Patch,
     /// What the user should hear about.
@@ -66,37 +69,51 @@ pub struct Mutation {
 
 impl Mutation {
     fn unchanged(explanation: Explanation, warnings: Warnings) -> Self {
-        Self { patch: Patch(Vec::new()), warnings, explanation }
+        Self { name: None, patch: Patch(Vec::new()), warnings, explanation }
     }
 }
 
 /// Kubernetes' limit on the total size of an object's annotations (keys and values).
 const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
 
-/// Decides whether and how to instrument `object`, and returns the patch that does it.
+/// Decides whether and how to instrument `object`, and returns the patch that does it. A convenience over
+/// [`mutate_json`] for objects already in memory (preview, tests).
 pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
-    let config = target.config;
-    let mut warnings = Warnings::default();
-    let view = match PodView::read(object, target.kind) {
+    mutate_json(&object.to_string(), target)
+}
+
+/// Decides whether and how to instrument the object whose JSON is `object`, read into a lean view straight from
+/// the text, and returns the patch that does it.
+pub fn mutate_json(object: &str, target: &Target<'_>) -> Mutation {
+    let view = match PodView::parse(object, target.kind) {
         Ok(view) => view,
         Err(e) => {
+            let mut warnings = Warnings::default();
             warnings.push(format!("otel-injector left this {} unchanged: {e}", target.kind));
             return Mutation::unchanged(Explanation::skipped(format!("cannot read the object: {e}")), warnings);
         }
     };
-    if let Some(reason) = left_alone(&view, object, target) {
+    let name = view.name.as_deref().or(view.generate_name.as_deref()).map(str::to_owned);
+    Mutation { name, ..mutate_view(&view, target) }
+}
+
+/// The decision and the patch for an object already read.
+fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
+    let config = target.config;
+    let mut warnings = Warnings::default();
+    if let Some(reason) = left_alone(view, target) {
         return Mutation::unchanged(Explanation::skipped(reason), warnings);
     }
-    let decision = policy::decide(&view, target.namespace, target.ns, config, &mut warnings);
+    let decision = policy::decide(view, target.namespace, target.ns, config, &mut warnings);
     if !decision.inject {
         return Mutation::unchanged(Explanation::skipped(decision.reason), warnings);
     }
-    let settings = policy::settings(&view, target.ns, config, &mut warnings);
-    let service = service_name::resolve(&view, &settings);
+    let settings = policy::settings(view, target.ns, config, &mut warnings);
+    let service = service_name::resolve(view, &settings);
     let placement = sidecar::placement(config.sidecar.mode, target.server_version);
     let service_value = service.as_ref().map(|s| s.value.as_str());
     let hash = status::settings_hash(&settings, config, placement.0, target.namespace, service_value);
-    let previous = Status::read(&view);
+    let previous = Status::read(view);
     let earlier = match &previous {
         None => Earlier::Nothing,
         // A Pod created with a current status was instrumented as its template (or is being reinvoked).
@@ -105,9 +122,9 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         }
         Some(p) => Earlier::Stale(p),
     };
-    let ours = sidecar::find(&view, previous.as_ref());
-    let sidecar = sidecar::plan(&view, &settings, placement.clone(), previous.as_ref());
-    let mut done = instrument_containers(&view, target, &settings, service.as_ref(), &sidecar, ours, &earlier);
+    let ours = sidecar::find(view, previous.as_ref());
+    let sidecar = sidecar::plan(view, &settings, placement.clone(), previous.as_ref());
+    let mut done = instrument_containers(view, target, &settings, service.as_ref(), &sidecar, ours, &earlier);
     done.warnings.drain(..).for_each(|w| warnings.push(w));
     let mut explanation = Explanation {
         decision,
@@ -127,7 +144,7 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
         Sidecar::Refused(why) => warnings.push(format!("otel-injector added no collector sidecar: {why}")),
         Sidecar::Add(placement, why) => {
             let completes = matches!(view.kind, WorkloadKind::Job | WorkloadKind::CronJob)
-                || view.restart_policy.is_some_and(|p| p != "Always");
+                || view.restart_policy.as_deref().is_some_and(|p| p != "Always");
             if *placement == Placement::Classic && completes {
                 let fix = match config.sidecar.mode {
                     SidecarMode::Auto => why.as_str(),
@@ -137,11 +154,15 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
                     .push(format!("otel-injector: a classic sidecar never exits, so this pod never completes; {fix}"));
             }
             let path: Vec<&str> = view.base.iter().copied().chain(["spec", placement.list()]).collect();
-            ops.append(object, &path, sidecar::container(&view, &settings, config, target.namespace, *placement));
+            let exists = match placement {
+                Placement::Native => view.has_init_containers,
+                Placement::Classic => true,
+            };
+            ops.append(exists, &path, sidecar::container(view, &settings, config, target.namespace, *placement));
         }
         Sidecar::Present(placement, index) if matches!(earlier, Earlier::Stale(_)) => {
-            let wanted = sidecar::container(&view, &settings, config, target.namespace, *placement);
-            ops.extend(sidecar::refresh(&view, *placement, *index, &wanted));
+            let wanted = sidecar::container(view, &settings, config, target.namespace, *placement);
+            ops.extend(sidecar::refresh(view, *placement, *index, &wanted));
         }
         Sidecar::Off | Sidecar::Present(..) => {}
     }
@@ -175,31 +196,42 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
             ));
         } else {
             let parent: Vec<&str> = view.base.iter().copied().chain(["metadata", "annotations"]).collect();
-            ops.set_member(object, &parent, keys::STATUS, Value::String(text));
+            let existing = view.base.len() + usize::from(view.has_metadata) + usize::from(view.annotations.is_some());
+            ops.set_member(existing, &parent, keys::STATUS, Value::String(text));
         }
     }
     explanation.patch_ops = ops.len();
     explanation.settings = Some(settings);
-    Mutation { patch: ops.into_patch(), warnings, explanation }
+    Mutation { name: None, patch: ops.into_patch(), warnings, explanation }
 }
 
 /// Why an object the webhook could instrument must not be changed by this request, if so: a workload a controller
 /// owns (its owner's template is instrumented, and mutating it makes the controller fight back), a Job's immutable
 /// template, or an UPDATE that leaves the pod template alone (patching it would roll every pod for nothing).
-fn left_alone(view: &PodView<'_>, object: &Value, target: &Target<'_>) -> Option<String> {
-    if let Some((kind, name)) = view.controller.filter(|_| view.kind != WorkloadKind::Pod) {
+fn left_alone(view: &PodView<'_>, target: &Target<'_>) -> Option<String> {
+    if let Some((kind, name)) = view.controller.as_ref().filter(|_| view.kind != WorkloadKind::Pod) {
         return Some(format!("owned by {kind} {name}: the owner's template is instrumented, not this one"));
     }
     let old = target.old_template?;
     if view.kind == WorkloadKind::Job {
         return Some("a Job's pod template is immutable: an UPDATE is never patched".to_owned());
     }
-    (Some(old) == template_of(object, view.kind)).then(|| "the UPDATE leaves the pod template unchanged".to_owned())
+    same_json(old, view.template).then(|| "the UPDATE leaves the pod template unchanged".to_owned())
 }
 
-/// The pod template of an object of `kind` (the object itself for a Pod), if it has one.
-pub fn template_of(object: &Value, kind: WorkloadKind) -> Option<&Value> {
-    kind.template_path().iter().try_fold(object, |v, token| v.get(token))
+/// Whether two JSON texts hold the same value. The API server serialises `object` and `oldObject` the same way,
+/// so equal templates are equal bytes; only texts that differ are compared as values, and only when small (a large
+/// template that differs in bytes is taken as changed rather than parsed whole).
+fn same_json(a: &str, b: &str) -> bool {
+    const COMPARE_PARSED_UP_TO: usize = 256 * 1024;
+    if a == b {
+        return true;
+    }
+    if a.len().max(b.len()) > COMPARE_PARSED_UP_TO {
+        return false;
+    }
+    let parse = |t: &str| serde_json::from_str::<Value>(t).ok();
+    parse(a).is_some_and(|a| Some(a) == parse(b))
 }
 
 /// What the object's status annotation says about earlier admissions.
@@ -250,24 +282,24 @@ fn instrument_containers(
         warnings: Vec::new(),
     };
     for c in &view.containers {
-        let recorded = previous.and_then(|p| p.env.get(c.name));
-        let listed = previous.is_some_and(|p| p.containers.iter().any(|n| n == c.name));
+        let recorded = previous.and_then(|p| p.env.get(c.name.as_ref()));
+        let listed = previous.is_some_and(|p| p.containers.iter().any(|n| *n == c.name));
         let skip = skip_reason(c, settings, config, ours).or_else(|| {
             (current && listed).then(|| "already instrumented with these settings (status annotation)".to_owned())
         });
         if let Some(reason) = skip {
             if current && listed {
-                done.instrumented.push(c.name.to_owned());
-                done.records.extend(recorded.map(|r| (c.name.to_owned(), r.clone())));
+                done.instrumented.push(c.name.to_string());
+                done.records.extend(recorded.map(|r| (c.name.to_string(), r.clone())));
             }
-            done.reports.push(ContainerReport { name: c.name.to_owned(), outcome: ContainerOutcome::Skipped(reason) });
+            done.reports.push(ContainerReport { name: c.name.to_string(), outcome: ContainerOutcome::Skipped(reason) });
             continue;
         }
         let own_vars;
         let vars = match &pod_vars {
             Some(vars) => vars,
             None => {
-                own_vars = standard_vars(settings, config, c.name, sidecar.in_use());
+                own_vars = standard_vars(settings, config, &c.name, sidecar.in_use());
                 &own_vars
             }
         };
@@ -277,9 +309,9 @@ fn instrument_containers(
         let plan = env::plan(c, &path, vars, &attrs, resource::encode, previous_record.as_ref());
         done.ops.extend(plan.ops);
         done.warnings.extend(plan.warnings);
-        done.instrumented.push(c.name.to_owned());
+        done.instrumented.push(c.name.to_string());
         if !plan.record.is_empty() {
-            done.records.insert(c.name.to_owned(), plan.record.render());
+            done.records.insert(c.name.to_string(), plan.record.render());
         }
         let outcome = ContainerOutcome::Instrumented {
             added: plan.added,
@@ -288,7 +320,7 @@ fn instrument_containers(
             kept: plan.kept,
             notes: plan.notes,
         };
-        done.reports.push(ContainerReport { name: c.name.to_owned(), outcome });
+        done.reports.push(ContainerReport { name: c.name.to_string(), outcome });
     }
     done
 }
@@ -300,11 +332,11 @@ fn skip_reason(
     config: &Config,
     ours: Option<(Placement, usize)>,
 ) -> Option<String> {
-    if config.skip_containers.iter().any(|n| n == c.name) {
+    if config.skip_containers.iter().any(|n| *n == c.name) {
         return Some("listed in skipContainers".to_owned());
     }
     if let Some(names) = &settings.container_names
-        && !names.iter().any(|n| n == c.name)
+        && !names.iter().any(|n| *n == c.name)
     {
         return Some(format!("not listed in {}", keys::CONTAINER_NAMES));
     }

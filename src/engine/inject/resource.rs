@@ -39,10 +39,10 @@ pub fn attributes(
         helper("k8s.pod.name", Helper::PodName),
         helper("k8s.pod.uid", Helper::PodUid),
         helper("k8s.node.name", Helper::NodeName),
-        literal("k8s.container.name", container.name),
+        literal("k8s.container.name", &container.name),
     ];
     attrs.extend(view.owners.attributes().map(|(k, v)| literal(k, v)));
-    let version = view.label("app.kubernetes.io/version").or_else(|| container.image.and_then(image_tag));
+    let version = view.label("app.kubernetes.io/version").or_else(|| container.image.as_deref().and_then(image_tag));
     attrs.extend(version.map(|v| literal("service.version", v)));
     attrs.extend(service_namespace.map(|ns| literal("service.namespace", ns)));
 
@@ -91,7 +91,8 @@ mod tests {
     }
 
     fn attrs_of(pod: &Value, kind: WorkloadKind, config: &Config) -> Vec<(String, AttrValue)> {
-        let view = PodView::read(pod, kind).expect("valid");
+        let json = pod.to_string();
+        let view = PodView::parse(&json, kind).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), config, &mut Warnings::default());
         attributes(&view, "shop", &view.containers[0], &settings, config.service_namespace.as_deref())
     }

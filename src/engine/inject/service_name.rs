@@ -30,10 +30,10 @@ pub fn resolve(view: &PodView<'_>, settings: &Settings) -> Option<ServiceName> {
         return found(name, format!("{kind} name"));
     }
     if view.kind == WorkloadKind::Pod {
-        if let Some(name) = view.name.filter(|n| !n.is_empty()) {
+        if let Some(name) = view.name.as_deref().filter(|n| !n.is_empty()) {
             return found(name, "pod name".to_owned());
         }
-        if let Some(stem) = view.generate_name.map(stem).filter(|s| !s.is_empty()) {
+        if let Some(stem) = view.generate_name.as_deref().map(stem).filter(|s| !s.is_empty()) {
             return found(stem, "generateName".to_owned());
         }
     }
@@ -50,7 +50,8 @@ mod tests {
     use serde_json::{Value, json};
 
     fn resolve_for(object: Value, kind: WorkloadKind) -> Option<(String, String)> {
-        let view = PodView::read(&object, kind).expect("valid");
+        let json = object.to_string();
+        let view = PodView::parse(&json, kind).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), &Config::default(), &mut Warnings::default());
         resolve(&view, &settings).map(|s| (s.value, s.source))
     }

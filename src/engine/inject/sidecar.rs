@@ -156,13 +156,13 @@ pub fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &
     };
     let Some(c) = list.iter().find(|c| c.index == index) else { return ops };
     let path = patch::container(view.base, placement.list(), index);
-    if let Some(image) = wanted["image"].as_str().filter(|image| c.image != Some(*image)) {
+    if let Some(image) = wanted["image"].as_str().filter(|image| c.image.as_deref() != Some(*image)) {
         ops.replace(patch::child(&path, ["image"]), Value::String(image.to_owned()));
     }
     let wanted_env = wanted["env"].as_array().into_iter().flatten();
     for (name, value) in wanted_env.filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?))) {
         let env = c.env.as_deref().unwrap_or_default();
-        if let Some(i) = env.iter().position(|e| e.name == name).filter(|&i| env[i].value != Some(value)) {
+        if let Some(i) = env.iter().position(|e| e.name == name).filter(|&i| env[i].value.as_deref() != Some(value)) {
             ops.replace(patch::child(&path, ["env".to_owned(), i.to_string(), "value".to_owned()]), value.into());
         }
     }

@@ -110,7 +110,8 @@ mod tests {
 
     fn hash_of(annotations: Value, config: &Config) -> String {
         let pod = json!({"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "a"}]}});
-        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        let json = pod.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), config, &mut Warnings::default());
         settings_hash(&settings, config, Placement::Native, "shop", Some("web"))
     }
@@ -156,9 +157,11 @@ mod tests {
             r#"{"containers":["app"],"sidecar":"off","serviceName":"shop","serviceNameFrom":"pod name","reason":"cluster default (inject)","hash":"0123456789abcdef","env":{"app":"SN=abcdef"}}"#
         );
         let pod = json!({"metadata": {"annotations": {keys::STATUS: text}}, "spec": {"containers": []}});
-        let view = PodView::read(&pod, WorkloadKind::Pod).expect("valid");
+        let json = pod.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         assert_eq!(Status::read(&view), Some(status));
         let garbage = json!({"metadata": {"annotations": {keys::STATUS: "{"}}, "spec": {"containers": []}});
-        assert_eq!(Status::read(&PodView::read(&garbage, WorkloadKind::Pod).expect("valid")), None);
+        let json = garbage.to_string();
+        assert_eq!(Status::read(&PodView::parse(&json, WorkloadKind::Pod).expect("valid")), None);
     }
 }

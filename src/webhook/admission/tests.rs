@@ -6,7 +6,7 @@ use crate::engine::config::DefaultMode;
 use crate::engine::policy::NamespaceMeta;
 use crate::fixtures::{container, pod, review as wrap};
 use rstest::rstest;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn config() -> Config {
     Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() }
