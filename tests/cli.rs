@@ -45,14 +45,12 @@ async fn certs_issue_a_pair_that_serves_the_service_dns_names_and_extra_sans() {
     otel_injector::webhook::tls::install_crypto_provider();
     let tls = otel_injector::webhook::tls::from_files(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
         .expect("pair");
-    let options = otel_injector::webhook::server::ServeOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        metrics_listen: "127.0.0.1:0".parse().expect("addr"),
+    let mut options = otel_injector::webhook::server::ServeOptions::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        "127.0.0.1:0".parse().expect("addr"),
         tls,
-        read_timeout: std::time::Duration::from_secs(5),
-        max_in_flight: 8,
-        shutdown_grace: std::time::Duration::from_secs(1),
-    };
+    );
+    options.drain_delay = std::time::Duration::ZERO;
     let state = otel_injector::webhook::server::AppState::new(Default::default(), Arc::new(Fixed::default()));
     let server = otel_injector::webhook::server::Server::start(options, state).await.expect("serves");
     for name in ["hook.obs.svc", "hook.obs.svc.cluster.local", "hook.example", "127.0.0.1"] {

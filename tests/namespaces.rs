@@ -160,7 +160,7 @@ async fn readiness_waits_for_the_namespace_cache_and_the_server_version() {
     // With a cluster configured, the server version must be known too (it decides sidecar.mode auto).
     let mut state = server.state.clone();
     state.cluster = true;
-    assert_eq!(state.not_ready(), Some("API server version not read yet"));
+    assert_eq!(state.not_ready().as_deref(), Some("API server version not read yet"));
     state.server_version.record(KubeVersion { major: 1, minor: 20 });
     assert_eq!(state.not_ready(), None);
     let metrics = reqwest::get(server.ops_url("/metrics")).await.expect("metrics").text().await.expect("text");

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::{TestServer, apply, patch_of};
 use otel_injector::cli::preview::{self, Input, Options};
-use otel_injector::cluster::namespaces::Fixed;
+use futures::future::BoxFuture;
+use otel_injector::cluster::namespaces::{Fetched, Fixed, Namespaces};
+use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::config::{Config, DefaultMode};
 use otel_injector::engine::workload::WorkloadKind;
 use otel_injector::fixtures::{container, pod, review};
@@ -288,15 +290,44 @@ async fn a_slow_body_is_cut_off_by_the_read_timeout() {
     server.server.shutdown().await;
 }
 
+/// A namespace source whose lookups take their whole time budget: reviews stay at work for about a second.
+struct SlowLookups;
+
+impl Namespaces for SlowLookups {
+    fn get(&self, _name: &str) -> Option<Arc<NamespaceMeta>> {
+        None
+    }
+
+    fn fetch(&self, _name: &str, timeout: Duration) -> BoxFuture<'static, Fetched> {
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            Fetched::TimedOut
+        })
+    }
+
+    fn synced(&self) -> bool {
+        true
+    }
+
+    fn len(&self) -> usize {
+        0
+    }
+}
+
 #[tokio::test]
-async fn overload_is_shed_with_503_instead_of_queued() {
-    let server = TestServer::start_with(inject_all(), Arc::new(Fixed::default()), |o| o.max_in_flight = 1).await;
-    let (mut first, rest) = half_sent(&server).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+async fn overload_is_shed_with_503_instead_of_queued_and_slow_bodies_do_not_count() {
+    let server = TestServer::start_with(inject_all(), Arc::new(SlowLookups), |o| o.max_in_flight = 1).await;
+    let (mut slow, rest) = half_sent(&server).await;
     let body = serde_json::to_vec(&review(&web_pod(), "CREATE", "shop")).expect("json");
-    assert_eq!(server.send(false, body).await.status(), 503);
-    first.write_all(&rest).await.expect("finish the first body");
-    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    let at_work = tokio::spawn({
+        let (client, url, body) = (server.client(false), server.url(), body.clone());
+        async move { client.post(url).header("content-type", "application/json").body(body).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.send(false, body).await.status(), 503, "the one slot is taken by a review at work");
+    assert_eq!(at_work.await.expect("joined").expect("answered").status(), 200);
+    slow.write_all(&rest).await.expect("finish the slow body");
+    assert!(read_response(&mut slow).await.starts_with("HTTP/1.1 200"), "the slow body never took the slot");
     let metrics = reqwest::get(server.ops_url("/metrics")).await.expect("m").text().await.expect("t");
     assert!(metrics.contains(r#"otel_injector_admission_errors_total{reason="overloaded"} 1"#), "{metrics}");
     server.server.shutdown().await;

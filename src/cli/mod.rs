@@ -115,7 +115,7 @@ pub struct LogArgs {
 }
 
 /// Flags that override the config file.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
     /// Configuration file (YAML); every key has a default, so it is optional.
     #[arg(long, env = "OTEL_INJECTOR_CONFIG", value_name = "FILE")]
@@ -211,17 +211,38 @@ pub struct ServeArgs {
     /// Generate a self-signed certificate in memory (development only).
     #[arg(long, env = "OTEL_INJECTOR_DEV_CERTS", conflicts_with_all = ["tls_cert", "tls_key"])]
     pub dev_certs: bool,
+    /// Require client certificates signed by the CAs in this PEM file (API servers configured to present one).
+    #[arg(long, env = "OTEL_INJECTOR_CLIENT_CA", value_name = "FILE", conflicts_with = "dev_certs")]
+    pub client_ca: Option<PathBuf>,
+    /// How often the certificate, key, client CA and config files are also read again and compared (besides
+    /// watching their directories).
+    #[arg(long, env = "OTEL_INJECTOR_RELOAD_INTERVAL", default_value = "10s", value_parser = values::parse_duration)]
+    pub reload_interval: Duration,
     /// The webhook's own namespace, never instrumented (default: POD_NAMESPACE or the service account's).
     #[arg(long, env = "OTEL_INJECTOR_WEBHOOK_NAMESPACE", value_name = "NAME")]
     pub webhook_namespace: Option<String>,
-    /// Longest wait for a TLS handshake, a request's headers or its body.
+    /// Longest wait for a TLS handshake, a started request's headers, or its body.
     #[arg(long, env = "OTEL_INJECTOR_READ_TIMEOUT", default_value = "10s", value_parser = values::parse_duration)]
     pub read_timeout: Duration,
-    /// Reviews handled at once before answering 503.
+    /// How long an idle keep-alive connection stays open (longer than the API server's 90 s).
+    #[arg(long, env = "OTEL_INJECTOR_IDLE_TIMEOUT", default_value = "120s", value_parser = values::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Reviews worked on at once before answering 503 (bodies still arriving do not count).
     #[arg(long, env = "OTEL_INJECTOR_MAX_IN_FLIGHT", default_value_t = 256, value_name = "N")]
     pub max_in_flight: usize,
-    /// How long in-flight reviews may take to finish after SIGTERM.
-    #[arg(long, env = "OTEL_INJECTOR_SHUTDOWN_GRACE", default_value = "25s", value_parser = values::parse_duration)]
+    /// Connections open at once; more are closed as soon as they are accepted.
+    #[arg(long, env = "OTEL_INJECTOR_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N")]
+    pub max_connections: usize,
+    /// Bytes of request bodies held in memory at once, across all requests (at least maxRequestBytes).
+    #[arg(long, env = "OTEL_INJECTOR_BODY_BUDGET", default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub body_budget: usize,
+    /// How long after SIGTERM the webhook keeps serving while /readyz says not ready (endpoint removal takes a
+    /// few seconds to reach every API server).
+    #[arg(long, env = "OTEL_INJECTOR_DRAIN_DELAY", default_value = "5s", value_parser = values::parse_duration)]
+    pub drain_delay: Duration,
+    /// How long in-flight reviews may take to finish once the webhook stops accepting; with the drain delay it
+    /// must fit in the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "OTEL_INJECTOR_SHUTDOWN_GRACE", default_value = "20s", value_parser = values::parse_duration)]
     pub shutdown_grace: Duration,
     /// Configuration.
     #[command(flatten)]

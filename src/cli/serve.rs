@@ -9,8 +9,11 @@ use tokio::task::JoinHandle;
 use crate::cli::ServeArgs;
 use crate::cluster::client;
 use crate::cluster::namespaces::{Fixed, Watched};
+use crate::engine::config::{Config, ConfigError};
+use crate::webhook::certs;
+use crate::webhook::reload;
 use crate::webhook::server::{AppState, ServeOptions, Server};
-use crate::webhook::{certs, tls};
+use crate::webhook::tls::{CertStore, ClientCa, Pair, reloadable_config};
 
 /// How often the API server's version is read again (it decides `sidecar.mode: auto`).
 const VERSION_INTERVAL: Duration = Duration::from_secs(60);
@@ -20,20 +23,34 @@ const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/servicea
 
 /// Runs the webhook until SIGTERM or Ctrl-C, then drains in-flight reviews.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = args.config.load()?;
-    if let Some(own) = own_namespace(args.webhook_namespace.as_deref()) {
-        config.exclude(&own);
+    let own = own_namespace(args.webhook_namespace.as_deref());
+    let load_config = {
+        let (args, own) = (args.config.clone(), own.clone());
+        move || -> Result<Config, ConfigError> {
+            let mut config = args.load()?;
+            if let Some(own) = &own {
+                config.exclude(own);
+            }
+            Ok(config)
+        }
+    };
+    let config = load_config()?;
+    if args.body_budget < config.max_request_bytes {
+        bail!("--body-budget ({}) must be at least maxRequestBytes ({})", args.body_budget, config.max_request_bytes);
     }
-    let tls = match (&args.tls_cert, &args.tls_key, args.dev_certs) {
+    let pair = match (&args.tls_cert, &args.tls_key, args.dev_certs) {
         (_, _, true) => {
             let issued = certs::dev().context("generating dev certificates")?;
             tracing::warn!("serving a self-signed development certificate (--dev-certs); not for production");
-            tls::server_config(issued.cert_pem.as_bytes(), "dev cert", issued.key_pem.as_bytes(), "dev key")?
+            Pair::from_pem(issued.cert_pem.as_bytes(), "dev cert", issued.key_pem.as_bytes(), "dev key")?
         }
-        (Some(cert), Some(key), false) => tls::from_files(cert, key)?,
+        (Some(cert), Some(key), false) => Pair::from_files(cert, key)?,
         _ => bail!("--tls-cert and --tls-key must be set (or --dev-certs for a self-signed development pair)"),
     };
+    let certs = Arc::new(CertStore::new(pair));
+    let client_ca = args.client_ca.as_deref().map(ClientCa::from_file).transpose()?.map(Arc::new);
     let mut state = AppState::new(config, Arc::new(Fixed::default()));
+    state.certs = Some(certs.clone());
     let mut watchers = Vec::new();
     match client::connect(&args.cluster.source()).await? {
         // Without a cluster connection namespace policy is empty and the webhook still serves.
@@ -49,20 +66,80 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             watchers.push(state.server_version.clone().poll(client, VERSION_INTERVAL));
         }
     }
-    let options = ServeOptions {
-        listen: args.listen,
-        metrics_listen: args.metrics_listen,
-        tls,
-        read_timeout: args.read_timeout,
-        max_in_flight: args.max_in_flight,
-        shutdown_grace: args.shutdown_grace,
-    };
-    let server = Server::start(options, state).await?;
+    let mut options =
+        ServeOptions::new(args.listen, args.metrics_listen, reloadable_config(certs.clone(), client_ca.clone()));
+    options.read_timeout = args.read_timeout;
+    options.idle_timeout = args.idle_timeout;
+    options.max_in_flight = args.max_in_flight;
+    options.max_connections = args.max_connections;
+    options.body_budget = args.body_budget;
+    options.drain_delay = args.drain_delay;
+    options.shutdown_grace = args.shutdown_grace;
+    let server = Server::start(options, state.clone()).await?;
+    let _reloads = reloaders(&args, &state, &certs, client_ca, load_config);
     shutdown_signal().await;
     server.shutdown().await;
     watchers.iter().for_each(JoinHandle::abort);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Watches the certificate and key, the client CA and the config file, and swaps each in whole when it changes
+/// and is valid; an invalid one is logged and counted, and the last good one keeps serving.
+fn reloaders(
+    args: &ServeArgs,
+    state: &AppState,
+    certs: &Arc<CertStore>,
+    client_ca: Option<Arc<ClientCa>>,
+    load_config: impl Fn() -> Result<Config, ConfigError> + Send + 'static,
+) -> Vec<reload::Watch> {
+    let mut watches = Vec::new();
+    let every = args.reload_interval;
+    if let (Some(cert), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) {
+        let (certs, metrics) = (certs.clone(), state.metrics.clone());
+        watches.push(reload::watch(vec![cert.clone(), key.clone()], every, move || {
+            match Pair::from_files(&cert, &key) {
+                Ok(pair) => {
+                    let not_after = pair.not_after;
+                    certs.swap(pair);
+                    metrics.reloaded("certificate", true);
+                    tracing::info!(not_after, "serving certificate reloaded");
+                }
+                Err(e) => {
+                    metrics.reloaded("certificate", false);
+                    tracing::error!(error = %e, "certificate not reloaded; the one in use keeps serving");
+                }
+            }
+        }));
+    }
+    if let (Some(ca), Some(path)) = (client_ca, args.client_ca.clone()) {
+        let metrics = state.metrics.clone();
+        watches.push(reload::watch(vec![path.clone()], every, move || match ca.reload(&path) {
+            Ok(()) => {
+                metrics.reloaded("client_ca", true);
+                tracing::info!("client CA reloaded");
+            }
+            Err(e) => {
+                metrics.reloaded("client_ca", false);
+                tracing::error!(error = %e, "client CA not reloaded; the one in use keeps serving");
+            }
+        }));
+    }
+    if let Some(path) = args.config.config.clone() {
+        let (config, metrics) = (state.config.clone(), state.metrics.clone());
+        watches.push(reload::watch(vec![path], every, move || match load_config() {
+            Ok(new) => {
+                config.store(Arc::new(new));
+                metrics.reloaded("config", true);
+                tracing::info!("config reloaded");
+            }
+            Err(e) => {
+                metrics.reloaded("config", false);
+                tracing::error!(error = %e, "config not reloaded; the last good one stays in force");
+            }
+        }));
+    }
+    watches
 }
 
 /// The webhook's own namespace: the flag, else `POD_NAMESPACE`, else the service account's.

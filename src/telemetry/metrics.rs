@@ -35,6 +35,22 @@ pub struct LookupLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a connection event.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `accepted`, `over_limit` (closed at once: too many open) or `accept_error`.
+    pub event: &'static str,
+}
+
+/// Labels of a reload.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `certificate`, `client_ca` or `config`.
+    pub what: &'static str,
+    /// `success` or `failure` (the last good one keeps serving).
+    pub result: &'static str,
+}
+
 /// What the namespace cache looks like at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CacheState {
@@ -59,6 +75,9 @@ pub struct Metrics {
     cache_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     watch_errors: Counter,
     lookups: Family<LookupLabels, Counter>,
+    connections: Family<ConnectionLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+    cert_not_after: Gauge,
 }
 
 impl Default for Metrics {
@@ -91,6 +110,16 @@ impl Default for Metrics {
             "Lookups of namespaces the cache had not seen, by outcome",
             lookups.clone(),
         );
+        let connections = Family::<ConnectionLabels, Counter>::default();
+        registry.register("connections", "Webhook connections, by event", connections.clone());
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("reloads", "Reloads of the certificate, client CA and config, by result", reloads.clone());
+        let cert_not_after = Gauge::default();
+        registry.register(
+            "tls_certificate_not_after_seconds",
+            "When the serving certificate expires, in seconds since the epoch",
+            cert_not_after.clone(),
+        );
         Self {
             registry,
             admissions,
@@ -102,6 +131,9 @@ impl Default for Metrics {
             cache_age,
             watch_errors,
             lookups,
+            connections,
+            reloads,
+            cert_not_after,
         }
     }
 }
@@ -127,6 +159,22 @@ impl Metrics {
     /// Counts one lookup of a namespace the cache had not seen.
     pub fn namespace_lookup(&self, outcome: &'static str) {
         self.lookups.get_or_create(&LookupLabels { outcome }).inc();
+    }
+
+    /// Counts a connection event.
+    pub fn connection(&self, event: &'static str) {
+        self.connections.get_or_create(&ConnectionLabels { event }).inc();
+    }
+
+    /// Counts a reload of `what` with its `result`.
+    pub fn reloaded(&self, what: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ReloadLabels { what, result }).inc();
+    }
+
+    /// Sets the serving certificate's expiry gauge.
+    pub fn observe_certificate(&self, not_after: i64) {
+        self.cert_not_after.set(not_after);
     }
 
     /// Sets the namespace cache gauges (called at scrape time).
@@ -167,6 +215,24 @@ mod tests {
         assert!(text.contains(r#"otel_injector_admission_errors_total{reason="malformed"} 1"#), "{text}");
         assert!(text.contains("otel_injector_admission_duration_seconds_count 2"), "{text}");
         assert!(text.contains("otel_injector_admission_warnings_total 2"), "{text}");
+    }
+
+    #[test]
+    fn connection_reload_and_certificate_metrics() {
+        let m = Metrics::default();
+        m.connection("over_limit");
+        m.reloaded("certificate", true);
+        m.reloaded("config", false);
+        m.observe_certificate(1_800_000_000);
+        let text = m.encode();
+        for line in [
+            r#"otel_injector_connections_total{event="over_limit"} 1"#,
+            r#"otel_injector_reloads_total{what="certificate",result="success"} 1"#,
+            r#"otel_injector_reloads_total{what="config",result="failure"} 1"#,
+            "otel_injector_tls_certificate_not_after_seconds 1800000000",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! The HTTP/TLS edge: the server and its limits, TLS, certificates, and the AdmissionReview envelope.
+//! The HTTP/TLS edge: the server and its connections, the `/mutate` handler and its limits, the plain port, TLS and
+//! certificates, reloading files, and the AdmissionReview envelope.
 
 pub mod admission;
 pub mod certs;
+pub mod conn;
+pub mod mutate;
+pub mod ops;
+pub mod reload;
 pub mod server;
 pub mod tls;

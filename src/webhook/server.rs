@@ -1,43 +1,42 @@
-//! The HTTP edge: `POST /mutate` over TLS, `/healthz`, `/readyz` and `/metrics` on the plain port.
+//! The HTTP edge: `POST /mutate` over TLS, `/healthz`, `/readyz` and `/metrics` on the plain port, each served by
+//! an accept loop of our own so that every connection is bounded the way a webhook in the path of every pod
+//! creation must be: a cap on open connections, `TCP_NODELAY`, a TLS handshake timeout, idle and header timeouts
+//! that fit the API server's keep-alive ([`super::conn`]), a low HTTP/2 stream limit, and a drain on shutdown that
+//! loses no admission.
 //!
-//! Every HTTP status is decided in [`RequestError::status`]; a problem with the object itself is never an HTTP
-//! error, it is a warning on an allowed response (see [`crate::webhook::admission`]).
+//! Shutting down ([`Server::shutdown`]): `/readyz` turns false at once and HTTP/1.1 answers ask their clients to
+//! reconnect (`Connection: close`) while the server keeps accepting for the drain delay (endpoint removal takes
+//! seconds to reach every API server); then it stops accepting, lets in-flight reviews finish within the grace
+//! period, and closes idle keep-alive connections.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum_server::Handle;
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-use hyper_util::rt::TokioTimer;
-use serde::Deserialize;
+use axum::http::{HeaderValue, Version, header};
+use axum::routing::post;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tower::ServiceBuilder;
-use tracing::{Instrument, field::Empty};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
-use crate::cluster::namespaces::{Fetched, Namespaces};
+use super::conn::{Protocol, Timed, Timeouts, Tracker};
+use super::mutate::{self, Limits};
+use super::ops;
+use super::tls::CertStore;
+use crate::cluster::namespaces::Namespaces;
 use crate::cluster::version::ServerVersion;
 use crate::engine::config::Config;
-use crate::engine::policy::{NamespaceMeta, clip};
-use crate::engine::values;
-use crate::telemetry::metrics::CacheState;
-use crate::telemetry::metrics::{AdmissionLabels, Metrics};
-use crate::webhook::admission::{Answer, Decision, Malformed, Review};
-
-/// Bodies above this size are parsed off the async workers.
-const BLOCKING_THRESHOLD: usize = 512 * 1024;
-
-/// The longest lookup of a namespace the cache has not seen.
-const NAMESPACE_LOOKUP: Duration = Duration::from_secs(1);
+use crate::telemetry::metrics::Metrics;
 
 /// How the server listens and protects itself.
 #[derive(Debug, Clone)]
@@ -46,20 +45,49 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The plain health and metrics address.
     pub metrics_listen: SocketAddr,
-    /// Certificate and key.
+    /// Certificate and key (see [`super::tls::reloadable_config`]).
     pub tls: Arc<rustls::ServerConfig>,
-    /// Longest time for a TLS handshake, the request headers, or a whole body.
+    /// Longest time for a TLS handshake, a request's headers once it has started, or a whole body.
     pub read_timeout: Duration,
-    /// Reviews handled at once; more are answered 503 at once rather than queued past the caller's deadline.
+    /// How long an idle keep-alive connection stays open (longer than the API server's 90 s).
+    pub idle_timeout: Duration,
+    /// Reviews worked on at once; more are answered 503 at once rather than queued past the caller's deadline.
     pub max_in_flight: usize,
-    /// How long in-flight requests may take to finish on shutdown.
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Bytes of request bodies held in memory at once, across all requests.
+    pub body_budget: usize,
+    /// Streams at once on one HTTP/2 connection.
+    pub http2_max_streams: u32,
+    /// How long after SIGTERM the server keeps accepting while it reports not ready.
+    pub drain_delay: Duration,
+    /// How long in-flight requests may take to finish once the server stops accepting.
     pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    /// The defaults of `serve`, for `tls`, on two addresses.
+    pub fn new(listen: SocketAddr, metrics_listen: SocketAddr, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            listen,
+            metrics_listen,
+            tls,
+            read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_in_flight: 256,
+            max_connections: 1024,
+            body_budget: 16 * 1024 * 1024,
+            http2_max_streams: 32,
+            drain_delay: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
 }
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// The configuration in force (swappable for reloads).
+    /// The configuration in force (swapped whole on reload).
     pub config: Arc<ArcSwap<Config>>,
     /// Namespace labels and annotations.
     pub namespaces: Arc<dyn Namespaces>,
@@ -67,10 +95,18 @@ pub struct AppState {
     pub server_version: Arc<ServerVersion>,
     /// Whether a cluster is configured: then `/readyz` also waits for the server version.
     pub cluster: bool,
+    /// The serving certificate, when the server can tell it has expired (`/readyz`, the `notAfter` gauge).
+    pub certs: Option<Arc<CertStore>>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// Set once certificates are loaded and listeners bound.
+    /// Set once listeners are bound.
     pub ready: Arc<AtomicBool>,
+    /// Set on shutdown: `/readyz` fails and HTTP/1.1 answers carry `Connection: close`.
+    pub draining: Arc<AtomicBool>,
+    /// The last error accepting webhook connections, while accepting fails (e.g. file descriptors exhausted).
+    accept_error: Arc<Mutex<Option<String>>>,
+    /// Time and memory limits of reviews.
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -81,272 +117,48 @@ impl AppState {
             namespaces,
             server_version: Arc::new(ServerVersion::default()),
             cluster: false,
+            certs: None,
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(AtomicBool::new(false)),
+            accept_error: Arc::default(),
+            limits: Arc::new(Limits::new(Duration::from_secs(10), 16 * 1024 * 1024, 256)),
         }
     }
 
+    /// Why the webhook listener cannot accept connections, while it cannot.
+    pub fn accept_error(&self) -> Option<String> {
+        self.accept_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_accept_error(&self, error: Option<String>) {
+        *self.accept_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
     /// Why the webhook is not ready, if it is not.
-    pub fn not_ready(&self) -> Option<&'static str> {
+    pub fn not_ready(&self) -> Option<String> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if !self.ready.load(Ordering::Acquire) {
-            Some("listeners not started")
+            Some("listeners not started".to_owned())
+        } else if self.draining.load(Ordering::Acquire) {
+            Some("shutting down".to_owned())
+        } else if let Some(e) = self.accept_error() {
+            Some(format!("the webhook listener cannot accept connections: {e}"))
+        } else if self.certs.as_ref().is_some_and(|c| c.expired(now)) {
+            Some("the serving certificate has expired".to_owned())
         } else if !self.namespaces.synced() {
-            Some("namespace cache not synced")
+            Some("namespace cache not synced".to_owned())
         } else if self.cluster && self.server_version.get().is_none() {
-            Some("API server version not read yet")
+            Some("API server version not read yet".to_owned())
         } else {
             None
         }
     }
 }
 
-/// A request answered with an HTTP error: one line of text saying why.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    /// Not `application/json`.
-    #[error("unsupported content type {0:?}: send application/json")]
-    UnsupportedMediaType(String),
-    /// Over `maxRequestBytes`.
-    #[error("request body exceeds the {0}-byte limit (maxRequestBytes)")]
-    TooLarge(usize),
-    /// The body did not arrive in time.
-    #[error("request body not received within {0:?}")]
-    Timeout(Duration),
-    /// The body could not be read.
-    #[error("cannot read the request body: {0}")]
-    Read(String),
-    /// The review is not a valid AdmissionReview.
-    #[error(transparent)]
-    Malformed(#[from] Malformed),
-}
-
-impl RequestError {
-    /// The one place an HTTP status is chosen.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Read(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    /// The `reason` metric label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::TooLarge(_) => "too_large",
-            Self::Timeout(_) => "timeout",
-            Self::Read(_) => "read",
-            Self::Malformed(_) => "malformed",
-        }
-    }
-}
-
-impl IntoResponse for RequestError {
-    fn into_response(self) -> Response {
-        (self.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response()
-    }
-}
-
-/// `?timeout=10s`, the API server's deadline for this call.
-#[derive(Debug, Default, Deserialize)]
-struct MutateParams {
-    timeout: Option<String>,
-}
-
-/// The webhook router: `POST /mutate`, guarded by a load-shedding concurrency limit.
-pub fn webhook_router(state: AppState, read_timeout: Duration, max_in_flight: usize) -> Router {
-    let overload = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new({
-            let metrics = state.metrics.clone();
-            move |_: tower::BoxError| {
-                let metrics = metrics.clone();
-                async move {
-                    metrics.rejected("overloaded");
-                    (StatusCode::SERVICE_UNAVAILABLE, "webhook overloaded: too many reviews in flight, retry\n")
-                }
-            }
-        }))
-        .load_shed()
-        .concurrency_limit(max_in_flight.max(1));
-    Router::new().route("/mutate", post(mutate)).layer(overload).with_state((state, read_timeout))
-}
-
-/// The operations router: `/healthz`, `/readyz`, `/metrics`.
-pub fn ops_router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    match state.not_ready() {
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
-        None => "ok\n".into_response(),
-    }
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    let ns = &state.namespaces;
-    let cache = CacheState { namespaces: ns.len(), synced: ns.synced(), since_last_event: ns.since_last_event() };
-    state.metrics.observe_cache(cache);
-    ([(header::CONTENT_TYPE, content_type)], state.metrics.encode()).into_response()
-}
-
-async fn mutate(
-    State((state, read_timeout)): State<(AppState, Duration)>,
-    Query(params): Query<MutateParams>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let span = tracing::info_span!(
-        "admission",
-        uid = Empty,
-        kind = Empty,
-        namespace = Empty,
-        name = Empty,
-        operation = Empty,
-        dry_run = Empty,
-        decision = Empty,
-        containers = Empty,
-        patch_ops = Empty
-    );
-    let deadline = params.timeout.as_deref().and_then(|t| values::parse_duration(t).ok());
-    // Leave a margin of the caller's deadline for the answer itself.
-    let read_timeout = deadline.map_or(read_timeout, |d| read_timeout.min(d.mul_f32(0.8)));
-    let deadline = deadline.map(|d| started + d);
-    match answer(&state, &headers, body, read_timeout, deadline).instrument(span.clone()).await {
-        Ok(answer) => {
-            record(&span, &answer);
-            let labels = AdmissionLabels {
-                kind: metric_kind(&answer.kind),
-                operation: answer.operation.to_owned(),
-                decision: answer.decision.as_str().to_owned(),
-            };
-            state.metrics.admitted(labels, answer.warnings.len(), started.elapsed());
-            ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
-        }
-        Err(e) => {
-            state.metrics.rejected(e.label());
-            span.in_scope(|| tracing::warn!(status = e.status().as_u16(), error = %e, "review rejected"));
-            e.into_response()
-        }
-    }
-}
-
-async fn answer(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    read_timeout: Duration,
-    deadline: Option<Instant>,
-) -> Result<Answer, RequestError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(RequestError::UnsupportedMediaType(content_type.to_owned()));
-    }
-    let config = state.config.load_full();
-    let limit = config.max_request_bytes;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(RequestError::TooLarge(limit));
-    }
-    let bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
-        Err(_) => return Err(RequestError::Timeout(read_timeout)),
-        Ok(Err(e)) if is_length_limit(&e) => return Err(RequestError::TooLarge(limit)),
-        Ok(Err(e)) => return Err(RequestError::Read(e.to_string())),
-        Ok(Ok(bytes)) => bytes,
-    };
-    let large = bytes.len() > BLOCKING_THRESHOLD;
-    let review = heavy(large, || Review::parse(&bytes, &config))?;
-    let (ns, notes) = match review.policy_namespace() {
-        Some(name) => namespace_policy(state, name, deadline).await,
-        None => (Arc::default(), Vec::new()),
-    };
-    let version = state.server_version.get();
-    Ok(heavy(large, || review.answer(&config, &ns, version, notes)))
-}
-
-/// Runs `work` (which borrows the request body) in place; when it is large, the worker thread hands its other tasks
-/// over first (on a multi-threaded runtime), so big reviews never stall the rest.
-fn heavy<T>(large: bool, work: impl FnOnce() -> T) -> T {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if large && multi_thread { tokio::task::block_in_place(work) } else { work() }
-}
-
-/// The namespace's policy metadata from the cache; a namespace it has not seen yet gets one bounded GET (about a
-/// second, and at most half of what is left of the caller's deadline). When that fails the review is answered
-/// without namespace policy, with a warning saying so.
-async fn namespace_policy(
-    state: &AppState,
-    name: &str,
-    deadline: Option<Instant>,
-) -> (Arc<NamespaceMeta>, Vec<String>) {
-    if let Some(meta) = state.namespaces.get(name) {
-        return (meta, Vec::new());
-    }
-    let budget =
-        deadline.map_or(NAMESPACE_LOOKUP, |d| NAMESPACE_LOOKUP.min(d.saturating_duration_since(Instant::now()) / 2));
-    let fetched = state.namespaces.fetch(name, budget).await;
-    if fetched != Fetched::Unavailable {
-        state.metrics.namespace_lookup(fetched.label());
-    }
-    let why = match fetched {
-        Fetched::Found(meta) => return (meta, Vec::new()),
-        Fetched::Unavailable => return (Arc::default(), Vec::new()),
-        Fetched::NotFound => "it does not exist".to_owned(),
-        Fetched::TimedOut => format!("no answer within {budget:?}"),
-        Fetched::Failed(e) => e,
-    };
-    tracing::warn!(namespace = name, reason = %why, "namespace not in the cache and not looked up; no namespace policy");
-    let warning =
-        format!("otel-injector: namespace {} unknown ({}); namespace policy not applied", clip(name), clip(&why));
-    (Arc::default(), vec![warning])
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
-fn record(span: &tracing::Span, a: &Answer) {
-    span.record("uid", a.uid.as_str());
-    span.record("kind", a.kind.as_str());
-    span.record("namespace", a.namespace.as_str());
-    span.record("name", a.name.as_str());
-    span.record("operation", a.operation);
-    span.record("dry_run", a.dry_run);
-    span.record("decision", a.decision.as_str());
-    span.record("patch_ops", a.patch_ops);
-    if let Some(explanation) = &a.explanation {
-        span.record("containers", explanation.instrumented().collect::<Vec<_>>().join(",").as_str());
-    }
-    span.in_scope(|| {
-        if a.decision == Decision::Ignored {
-            tracing::debug!(reason = %a.reason, "admitted");
-        } else {
-            tracing::info!(reason = %a.reason, warnings = ?a.warnings, "admitted");
-        }
-    });
-}
-
-/// Bounded `kind` label values.
-fn metric_kind(kind: &str) -> String {
-    let known = crate::engine::workload::WorkloadKind::ALL.iter().any(|k| k.as_str() == kind);
-    if known { kind.to_owned() } else { "other".to_owned() }
+/// The webhook router: `POST /mutate`.
+pub fn webhook_router(state: AppState) -> Router {
+    Router::new().route("/mutate", post(mutate::mutate)).with_state(state)
 }
 
 /// Binding or serving failed.
@@ -358,74 +170,81 @@ pub enum ServeError {
         /// The address.
         addr: SocketAddr,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
+}
+
+/// How one listener's connections are served.
+#[derive(Clone)]
+struct Edge {
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    state: AppState,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    timeouts: Timeouts,
+    handshake_timeout: Duration,
+    max_connections: usize,
+    shutdown_grace: Duration,
+    /// Whether accept errors count against health (the webhook listener's do).
+    reports_accept_errors: bool,
 }
 
 /// A running webhook: both listeners bound, serving until [`Server::shutdown`].
 pub struct Server {
     webhook_addr: SocketAddr,
     metrics_addr: SocketAddr,
-    handle: Handle<SocketAddr>,
-    shutdown_grace: Duration,
-    ops_stop: tokio::sync::watch::Sender<bool>,
+    state: AppState,
+    drain_delay: Duration,
+    stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Binds both listeners and starts serving.
-    pub async fn start(options: ServeOptions, state: AppState) -> Result<Self, ServeError> {
+    pub async fn start(options: ServeOptions, mut state: AppState) -> Result<Self, ServeError> {
         let bind = |addr: SocketAddr| {
             let listener = std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
             listener.set_nonblocking(true).map_err(|source| ServeError::Bind { addr, source })?;
-            Ok::<_, ServeError>(listener)
+            let local = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+            let listener = TcpListener::from_std(listener).map_err(|source| ServeError::Bind { addr, source })?;
+            Ok::<_, ServeError>((listener, local))
         };
-        let webhook_listener = bind(options.listen)?;
-        let metrics_listener = bind(options.metrics_listen)?;
-        let local =
-            |l: &std::net::TcpListener, addr| l.local_addr().map_err(|source| ServeError::Bind { addr, source });
-        let webhook_addr = local(&webhook_listener, options.listen)?;
-        let metrics_addr = local(&metrics_listener, options.metrics_listen)?;
+        let (webhook_listener, webhook_addr) = bind(options.listen)?;
+        let (metrics_listener, metrics_addr) = bind(options.metrics_listen)?;
+        state.limits = Arc::new(Limits::new(options.read_timeout, options.body_budget, options.max_in_flight));
 
-        let handle = Handle::new();
-        let acceptor =
-            RustlsAcceptor::new(RustlsConfig::from_config(options.tls)).handshake_timeout(options.read_timeout);
-        let mut server = axum_server::from_tcp(webhook_listener)
-            .map_err(|source| ServeError::Bind { addr: webhook_addr, source })?
-            .acceptor(acceptor)
-            .handle(handle.clone());
-        server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(options.read_timeout);
-        server.http_builder().http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
-        let app = webhook_router(state.clone(), options.read_timeout, options.max_in_flight);
-        let webhook = tokio::spawn(async move {
-            if let Err(e) = server.serve(app.into_make_service()).await {
-                tracing::error!(error = %e, "webhook listener failed");
-            }
-        });
-
-        let (ops_stop, mut stopped) = tokio::sync::watch::channel(false);
-        let ops_listener = tokio::net::TcpListener::from_std(metrics_listener)
-            .map_err(|source| ServeError::Bind { addr: metrics_addr, source })?;
-        let ops = ops_router(state.clone());
-        let ops = tokio::spawn(async move {
-            let stop = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(ops_listener, ops).with_graceful_shutdown(stop).await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
-
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper's header timeout also runs on idle keep-alive connections; `Timed` does both jobs instead.
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(options.http2_max_streams)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let timeouts = Timeouts { idle: options.idle_timeout, header: options.read_timeout };
+        let edge = Edge {
+            router: webhook_router(state.clone()),
+            tls: Some(TlsAcceptor::from(options.tls.clone())),
+            state: state.clone(),
+            builder: Arc::new(builder),
+            timeouts,
+            handshake_timeout: options.read_timeout,
+            max_connections: options.max_connections,
+            shutdown_grace: options.shutdown_grace,
+            reports_accept_errors: true,
+        };
+        let ops_edge =
+            Edge { router: ops::router(state.clone()), tls: None, reports_accept_errors: false, ..edge.clone() };
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(accept_loop(webhook_listener, edge, stopped.clone())),
+            tokio::spawn(accept_loop(metrics_listener, ops_edge, stopped)),
+        ];
         state.ready.store(true, Ordering::Release);
         tracing::info!(%webhook_addr, %metrics_addr, "serving");
-        Ok(Self {
-            webhook_addr,
-            metrics_addr,
-            handle,
-            shutdown_grace: options.shutdown_grace,
-            ops_stop,
-            tasks: vec![webhook, ops],
-        })
+        Ok(Self { webhook_addr, metrics_addr, state, drain_delay: options.drain_delay, stop, tasks })
     }
 
     /// Where the TLS webhook listens.
@@ -438,31 +257,117 @@ impl Server {
         self.metrics_addr
     }
 
-    /// Stops accepting, lets in-flight reviews finish (up to the grace period), then returns.
+    /// Drains (not ready, still serving, for the drain delay), stops accepting, lets in-flight requests finish
+    /// within the grace period, closes idle connections, and returns.
     pub async fn shutdown(self) {
-        tracing::info!(grace = ?self.shutdown_grace, "draining");
-        self.handle.graceful_shutdown(Some(self.shutdown_grace));
-        let _ = self.ops_stop.send(true);
+        self.state.draining.store(true, Ordering::Release);
+        tracing::info!(drain = ?self.drain_delay, "draining: not ready, still serving");
+        tokio::time::sleep(self.drain_delay).await;
+        tracing::info!("no longer accepting; finishing in-flight requests");
+        let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Whether an accept error is about one connection (which simply failed) rather than the listener.
+fn about_one_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted)
+}
 
-    #[test]
-    fn statuses_are_decided_in_one_place() {
-        assert_eq!(
-            RequestError::UnsupportedMediaType("text/plain".into()).status(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-        assert_eq!(RequestError::TooLarge(1).status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(RequestError::Timeout(Duration::from_secs(1)).status(), StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(RequestError::Malformed(Malformed("x".into())).status(), StatusCode::BAD_REQUEST);
-        assert_eq!(metric_kind("Pod"), "Pod");
-        assert_eq!(metric_kind("Ingress"), "other");
+async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(edge.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let (tcp, _peer) = match accepted {
+            Ok(accepted) => {
+                if edge.reports_accept_errors && edge.state.accept_error().is_some() {
+                    edge.state.set_accept_error(None);
+                    tracing::info!("accepting connections again");
+                }
+                accepted
+            }
+            Err(e) if about_one_connection(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors, or similar: report it (health fails) and retry shortly.
+                if edge.reports_accept_errors {
+                    if edge.state.accept_error().is_none() {
+                        tracing::error!(error = %e, "cannot accept connections");
+                    }
+                    edge.state.set_accept_error(Some(e.to_string()));
+                    edge.state.metrics.connection("accept_error");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            edge.state.metrics.connection("over_limit");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let edge = edge.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            edge.state.metrics.connection("accepted");
+            serve_connection(tcp, &edge, watcher).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(edge.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?edge.shutdown_grace, "connections still open after the grace period; closing them");
+    }
+}
+
+async fn serve_connection(tcp: TcpStream, edge: &Edge, watcher: hyper_util::server::graceful::Watcher) {
+    match &edge.tls {
+        None => serve_io(tcp, Protocol::Http1, edge, watcher).await,
+        Some(acceptor) => match tokio::time::timeout(edge.handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                let protocol =
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") { Protocol::Http2 } else { Protocol::Http1 };
+                serve_io(tls, protocol, edge, watcher).await;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(timeout = ?edge.handshake_timeout, "TLS handshake timed out"),
+        },
+    }
+}
+
+async fn serve_io<T>(io: T, protocol: Protocol, edge: &Edge, watcher: hyper_util::server::graceful::Watcher)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let tracker = Arc::new(Tracker::default());
+    let io = TokioIo::new(Timed::new(io, tracker.clone(), protocol, edge.timeouts));
+    let (router, draining) = (edge.router.clone(), edge.state.draining.clone());
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let (router, draining, tracker) = (router.clone(), draining.clone(), tracker.clone());
+        async move {
+            tracker.request_started();
+            let http1 = request.version() == Version::HTTP_11;
+            let mut response = router.oneshot(request.map(axum::body::Body::new)).await;
+            tracker.request_finished();
+            if let Ok(response) = &mut response
+                && http1
+                && draining.load(Ordering::Acquire)
+            {
+                // Draining: the client should open its next connection to a replica that stays.
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+    });
+    let connection = edge.builder.serve_connection(io, service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }

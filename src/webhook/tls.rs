@@ -1,16 +1,29 @@
-//! The webhook's TLS: a rustls server configuration from PEM files or from in-memory dev certificates.
+//! The webhook's TLS: a serving certificate that can be swapped while serving (new handshakes get the new one at
+//! once; connections already open keep theirs), an optional client CA that can be swapped the same way, and
+//! fixed configurations from PEM files or in-memory dev certificates.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use rustls::ServerConfig;
+use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 /// Installs ring as the process-wide rustls crypto provider (idempotent; tests call it too).
 pub fn install_crypto_provider() {
     // Err only means a provider is installed already, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The certificate or key cannot be used; the message names the file.
@@ -22,6 +35,7 @@ pub enum TlsError {
         /// The file.
         path: String,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// No usable PEM certificate.
@@ -30,7 +44,10 @@ pub enum TlsError {
     /// No usable PEM private key.
     #[error("{0}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)")]
     NoKey(String),
-    /// rustls rejected the pair.
+    /// The certificate cannot be read as X.509.
+    #[error("{0}: not a valid X.509 certificate")]
+    BadCertificate(String),
+    /// rustls rejected the pair (e.g. a key that does not match the certificate).
     #[error("certificate {cert} and key {key} do not make a TLS configuration: {source}")]
     Rustls {
         /// Where the certificate came from.
@@ -38,33 +55,180 @@ pub enum TlsError {
         /// Where the key came from.
         key: String,
         /// Why.
+        #[source]
         source: rustls::Error,
     },
 }
 
-/// A server configuration (HTTP/1.1 and HTTP/2 via ALPN) from PEM bytes; `cert`/`key` name their source.
-pub fn server_config(cert_pem: &[u8], cert: &str, key_pem: &[u8], key: &str) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem).filter_map(Result::ok).collect();
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate(cert.to_owned()));
+/// A serving certificate and its key, checked to belong together.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    key: Arc<CertifiedKey>,
+    /// The certificate's `notAfter`, in seconds since the epoch.
+    pub not_after: i64,
+}
+
+impl Pair {
+    /// Reads a pair from PEM bytes; `cert`/`key` name their source for errors.
+    pub fn from_pem(cert_pem: &[u8], cert: &str, key_pem: &[u8], key: &str) -> Result<Self, TlsError> {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem).filter_map(Result::ok).collect();
+        let leaf = chain.first().ok_or_else(|| TlsError::NoCertificate(cert.to_owned()))?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(leaf).map_err(|_| TlsError::BadCertificate(cert.to_owned()))?;
+        let not_after = parsed.validity().not_after.timestamp();
+        let private = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::NoKey(key.to_owned()))?;
+        let rustls = |source| TlsError::Rustls { cert: cert.to_owned(), key: key.to_owned(), source };
+        let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(rustls)?;
+        certified.keys_match().map_err(rustls)?;
+        Ok(Self { key: Arc::new(certified), not_after })
     }
-    let private = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::NoKey(key.to_owned()))?;
-    let rustls = |source| TlsError::Rustls { cert: cert.to_owned(), key: key.to_owned(), source };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+
+    /// Reads a pair from a certificate file and a key file.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+        };
+        Self::from_pem(&read(cert)?, &cert.display().to_string(), &read(key)?, &key.display().to_string())
+    }
+}
+
+/// The serving certificate in force, swapped atomically; handshakes read it without a lock.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+    not_after: AtomicI64,
+}
+
+impl CertStore {
+    /// A store serving `pair`.
+    pub fn new(pair: Pair) -> Self {
+        Self { current: ArcSwap::new(pair.key), not_after: AtomicI64::new(pair.not_after) }
+    }
+
+    /// Serves `pair` from the next handshake on.
+    pub fn swap(&self, pair: Pair) {
+        self.current.store(pair.key);
+        self.not_after.store(pair.not_after, Ordering::Release);
+    }
+
+    /// The served certificate's `notAfter`, in seconds since the epoch.
+    pub fn not_after(&self) -> i64 {
+        self.not_after.load(Ordering::Acquire)
+    }
+
+    /// Whether the served certificate has expired at `now` (seconds since the epoch).
+    pub fn expired(&self, now: i64) -> bool {
+        self.not_after() < now
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The CA that client certificates must chain to, swapped atomically (`--client-ca`).
+#[derive(Debug)]
+pub struct ClientCa {
+    current: ArcSwap<Verifier>,
+}
+
+#[derive(Debug)]
+struct Verifier(Arc<dyn ClientCertVerifier>);
+
+impl ClientCa {
+    /// A verifier for the CA certificates in the PEM file `path`.
+    pub fn from_file(path: &Path) -> Result<Self, TlsError> {
+        Ok(Self { current: ArcSwap::from_pointee(Self::verifier(path)?) })
+    }
+
+    /// Uses the CA certificates in `path` from the next handshake on.
+    pub fn reload(&self, path: &Path) -> Result<(), TlsError> {
+        self.current.store(Arc::new(Self::verifier(path)?));
+        Ok(())
+    }
+
+    fn verifier(path: &Path) -> Result<Verifier, TlsError> {
+        let name = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| TlsError::Read { path: name.clone(), source })?;
+        let mut roots = RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok));
+        if added == 0 {
+            return Err(TlsError::NoCertificate(name));
+        }
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().map_err(|e| {
+                TlsError::Rustls { cert: name.clone(), key: name, source: rustls::Error::General(e.to_string()) }
+            })?;
+        Ok(Verifier(verifier))
+    }
+}
+
+impl ClientCertVerifier for ClientCa {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Hints would borrow from a verifier that may be swapped; the API server sends its configured certificate
+        // without them.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current.load().0.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current.load().0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current.load().0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.load().0.supported_verify_schemes()
+    }
+}
+
+/// A server configuration (HTTP/2 and HTTP/1.1 via ALPN) serving whatever `certs` holds, requiring client
+/// certificates from `client_ca` when given.
+pub fn reloadable_config(certs: Arc<CertStore>, client_ca: Option<Arc<ClientCa>>) -> Arc<ServerConfig> {
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(rustls)?
-        .with_no_client_auth()
-        .with_single_cert(chain, private)
-        .map_err(rustls)?;
+        .expect("ring supports the default protocol versions");
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(ca),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
+}
+
+/// A server configuration serving one fixed pair from PEM bytes; `cert`/`key` name their source.
+pub fn server_config(cert_pem: &[u8], cert: &str, key_pem: &[u8], key: &str) -> Result<Arc<ServerConfig>, TlsError> {
+    let pair = Pair::from_pem(cert_pem, cert, key_pem, key)?;
+    Ok(reloadable_config(Arc::new(CertStore::new(pair)), None))
 }
 
 /// A server configuration from a certificate file and a key file.
 pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let read =
-        |path: &Path| std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source });
-    server_config(&read(cert)?, &cert.display().to_string(), &read(key)?, &key.display().to_string())
+    Ok(reloadable_config(Arc::new(CertStore::new(Pair::from_files(cert, key)?)), None))
 }
 
 #[cfg(test)]
@@ -92,5 +256,19 @@ mod tests {
         assert!(err.to_string().starts_with("certificate a.crt and key b.key"), "{err}");
         let err = from_files(Path::new("/nonexistent/tls.crt"), Path::new("/x")).expect_err("missing");
         assert!(err.to_string().starts_with("cannot read /nonexistent/tls.crt"));
+    }
+
+    #[test]
+    fn a_store_swaps_and_knows_when_its_certificate_expires() {
+        let first = certs::dev().expect("issued");
+        let pair = Pair::from_pem(first.cert_pem.as_bytes(), "c", first.key_pem.as_bytes(), "k").expect("pair");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((pair.not_after - now - 30 * 86_400).abs() < 600, "dev certificates last 30 days");
+        let store = CertStore::new(pair.clone());
+        assert!(!store.expired(now) && store.expired(pair.not_after + 1));
+        let second = certs::issue(&["localhost".to_owned()], 1).expect("issued");
+        let pair = Pair::from_pem(second.cert_pem.as_bytes(), "c", second.key_pem.as_bytes(), "k").expect("pair");
+        store.swap(pair.clone());
+        assert_eq!(store.not_after(), pair.not_after);
     }
 }

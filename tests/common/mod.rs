@@ -35,14 +35,11 @@ impl TestServer {
         let issued = certs::issue(&["localhost".to_owned(), "127.0.0.1".to_owned()], 1).expect("certificates");
         let tls = tls::server_config(issued.cert_pem.as_bytes(), "cert", issued.key_pem.as_bytes(), "key")
             .expect("tls config");
-        let mut options = ServeOptions {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            metrics_listen: "127.0.0.1:0".parse().expect("addr"),
-            tls,
-            read_timeout: Duration::from_secs(10),
-            max_in_flight: 64,
-            shutdown_grace: Duration::from_secs(5),
-        };
+        let mut options =
+            ServeOptions::new("127.0.0.1:0".parse().expect("addr"), "127.0.0.1:0".parse().expect("addr"), tls);
+        options.max_in_flight = 64;
+        options.drain_delay = Duration::ZERO;
+        options.shutdown_grace = Duration::from_secs(5);
         tweak(&mut options);
         let state = AppState::new(config, namespaces);
         let server = Server::start(options, state.clone()).await.expect("server starts");

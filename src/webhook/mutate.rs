@@ -1,0 +1,365 @@
+//! `POST /mutate`: one review in, one answer out, with every HTTP status decided in [`RequestError::status`].
+//!
+//! Memory has a hard ceiling whatever arrives: a body is read against a byte budget shared by all requests,
+//! charged as its bytes actually arrive (so a slow client holds only what it has sent), and held until the answer
+//! is written; the review is then read lean (see [`super::admission`]). Receiving a body does not count against the
+//! admission concurrency limit, which only bounds reviews being worked on and sheds the excess at once (503).
+//! A body over the limit is read and thrown away (up to a bound) before the 413, so every client sees the answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{Instrument, field::Empty};
+
+use super::admission::{Answer, Decision, Malformed, Review};
+use super::server::AppState;
+use crate::cluster::namespaces::Fetched;
+use crate::engine::policy::{NamespaceMeta, clip};
+use crate::engine::values;
+use crate::telemetry::metrics::AdmissionLabels;
+
+/// Bodies above this size are parsed with the worker thread's other tasks moved away.
+const LARGE: usize = 512 * 1024;
+
+/// The longest lookup of a namespace the cache has not seen.
+const NAMESPACE_LOOKUP: Duration = Duration::from_secs(1);
+
+/// At most this much of an oversized body is read and thrown away so the client sees the 413.
+const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
+
+/// The limits every review shares.
+#[derive(Debug)]
+pub struct Limits {
+    /// Longest time for a request's body (shortened by the caller's `?timeout=`).
+    pub read_timeout: Duration,
+    /// Bytes of request bodies held in memory at once.
+    budget: Arc<Semaphore>,
+    /// Reviews being worked on at once.
+    in_flight: Arc<Semaphore>,
+}
+
+impl Limits {
+    /// Limits of `read_timeout`, `budget_bytes` of bodies in memory and `max_in_flight` reviews at work.
+    pub fn new(read_timeout: Duration, budget_bytes: usize, max_in_flight: usize) -> Self {
+        Self {
+            read_timeout,
+            budget: Arc::new(Semaphore::new(budget_bytes.min(Semaphore::MAX_PERMITS))),
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        }
+    }
+
+    /// Body bytes held now.
+    pub fn budget_available(&self) -> usize {
+        self.budget.available_permits()
+    }
+}
+
+/// A request answered with an HTTP error: one line of text saying why.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Not `application/json`.
+    #[error("unsupported content type {0:?}: send application/json")]
+    UnsupportedMediaType(String),
+    /// Over `maxRequestBytes`.
+    #[error("request body exceeds the {0}-byte limit (maxRequestBytes)")]
+    TooLarge(usize),
+    /// The body did not arrive in time.
+    #[error("request body not received within {0:?}")]
+    Timeout(Duration),
+    /// The body could not be read.
+    #[error("cannot read the request body: {0}")]
+    Read(String),
+    /// The query string is not what the API server sends.
+    #[error("bad query: {0}")]
+    Query(String),
+    /// Every body byte the webhook may hold is taken, until the caller's deadline.
+    #[error("webhook busy: request bodies in memory at their limit, retry")]
+    Busy,
+    /// Too many reviews at work.
+    #[error("webhook overloaded: too many reviews in flight, retry")]
+    Overloaded,
+    /// The review is not a valid AdmissionReview.
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+}
+
+impl RequestError {
+    /// The one place an HTTP status is chosen.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Read(_) | Self::Query(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Busy | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `reason` metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::TooLarge(_) => "too_large",
+            Self::Timeout(_) => "timeout",
+            Self::Read(_) => "read",
+            Self::Query(_) => "bad_query",
+            Self::Busy => "busy",
+            Self::Overloaded => "overloaded",
+            Self::Malformed(_) => "malformed",
+        }
+    }
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response();
+        if matches!(self, Self::TooLarge(_)) {
+            // The connection may still hold the rest of a body that was not read.
+            response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// The caller's deadline from `?timeout=10s`: at most one, in Go duration syntax.
+fn deadline_of(query: Option<&str>) -> Result<Option<Duration>, RequestError> {
+    let mut found = None;
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "timeout" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(RequestError::Query("timeout given more than once".to_owned()));
+        }
+        let value = values::parse_duration(value).map_err(|e| RequestError::Query(format!("timeout {e}")))?;
+        found = Some(value);
+    }
+    Ok(found)
+}
+
+/// The `/mutate` handler.
+pub async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "admission",
+        uid = Empty,
+        kind = Empty,
+        namespace = Empty,
+        name = Empty,
+        operation = Empty,
+        dry_run = Empty,
+        decision = Empty,
+        containers = Empty,
+        patch_ops = Empty
+    );
+    let (parts, body) = request.into_parts();
+    match answer(&state, parts.uri.query(), &parts.headers, body, started).instrument(span.clone()).await {
+        Ok(answer) => {
+            record(&span, &answer);
+            let labels = AdmissionLabels {
+                kind: metric_kind(&answer.kind),
+                operation: answer.operation.to_owned(),
+                decision: answer.decision.as_str().to_owned(),
+            };
+            state.metrics.admitted(labels, answer.warnings.len(), started.elapsed());
+            ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+        }
+        Err(e) => {
+            state.metrics.rejected(e.label());
+            span.in_scope(|| tracing::warn!(status = e.status().as_u16(), error = %e, "review rejected"));
+            e.into_response()
+        }
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    mut body: Body,
+    started: Instant,
+) -> Result<Answer, RequestError> {
+    let limits = &state.limits;
+    let deadline = deadline_of(query)?;
+    // Leave a margin of the caller's deadline for the answer itself.
+    let read_timeout = deadline.map_or(limits.read_timeout, |d| limits.read_timeout.min(d.mul_f32(0.8)));
+    let read_until = started + read_timeout;
+    let deadline = deadline.map(|d| started + d);
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(RequestError::UnsupportedMediaType(content_type.to_owned()));
+    }
+    let config = state.config.load_full();
+    let limit = config.max_request_bytes;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        discard(&mut body, read_until).await;
+        return Err(RequestError::TooLarge(limit));
+    }
+    let (bytes, _held) = read_body(&mut body, declared, limit, &limits.budget, read_until, read_timeout).await?;
+    let _working = limits.in_flight.clone().try_acquire_owned().map_err(|_| RequestError::Overloaded)?;
+    let large = bytes.len() > LARGE;
+    let review = heavy(large, || Review::parse(&bytes, &config))?;
+    let (ns, notes) = match review.policy_namespace() {
+        Some(name) => namespace_policy(state, name, deadline).await,
+        None => (Arc::default(), Vec::new()),
+    };
+    let version = state.server_version.get();
+    Ok(heavy(large, || review.answer(&config, &ns, version, notes)))
+}
+
+/// Reads a body of at most `limit` bytes by `until`, holding budget for every byte kept; the permits come back
+/// when the answer has been written.
+async fn read_body(
+    body: &mut Body,
+    declared: Option<usize>,
+    limit: usize,
+    budget: &Arc<Semaphore>,
+    until: Instant,
+    read_timeout: Duration,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), RequestError> {
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    loop {
+        let frame = match tokio::time::timeout_at(until.into(), body.frame()).await {
+            Err(_) => return Err(RequestError::Timeout(read_timeout)),
+            Ok(None) => return Ok((bytes, held)),
+            Ok(Some(Err(e))) => return Err(RequestError::Read(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(chunk) = frame.into_data() else { continue };
+        if bytes.len() + chunk.len() > limit {
+            discard(body, until).await;
+            return Err(RequestError::TooLarge(limit));
+        }
+        let n = u32::try_from(chunk.len()).map_err(|_| RequestError::TooLarge(limit))?;
+        let permit = match tokio::time::timeout_at(until.into(), budget.clone().acquire_many_owned(n)).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(RequestError::Busy),
+        };
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+}
+
+/// Reads and throws away what is left of a body (at most [`DISCARD_AT_MOST`] bytes, until `until`), so a client
+/// that sends its whole body before reading gets to read the answer instead of a reset.
+async fn discard(body: &mut Body, until: Instant) {
+    let mut seen = 0usize;
+    while seen <= DISCARD_AT_MOST {
+        match tokio::time::timeout_at(until.into(), body.frame()).await {
+            Ok(Some(Ok(frame))) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
+    }
+}
+
+/// Runs `work` (which borrows the request body) in place; when it is large, the worker thread hands its other tasks
+/// over first (on a multi-threaded runtime), so big reviews never stall the rest.
+fn heavy<T>(large: bool, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if large && multi_thread { tokio::task::block_in_place(work) } else { work() }
+}
+
+/// The namespace's policy metadata from the cache; a namespace it has not seen yet gets one bounded GET (about a
+/// second, and at most half of what is left of the caller's deadline). When that fails the review is answered
+/// without namespace policy, with a warning saying so.
+async fn namespace_policy(
+    state: &AppState,
+    name: &str,
+    deadline: Option<Instant>,
+) -> (Arc<NamespaceMeta>, Vec<String>) {
+    if let Some(meta) = state.namespaces.get(name) {
+        return (meta, Vec::new());
+    }
+    let budget =
+        deadline.map_or(NAMESPACE_LOOKUP, |d| NAMESPACE_LOOKUP.min(d.saturating_duration_since(Instant::now()) / 2));
+    let fetched = state.namespaces.fetch(name, budget).await;
+    if fetched != Fetched::Unavailable {
+        state.metrics.namespace_lookup(fetched.label());
+    }
+    let why = match fetched {
+        Fetched::Found(meta) => return (meta, Vec::new()),
+        Fetched::Unavailable => return (Arc::default(), Vec::new()),
+        Fetched::NotFound => "it does not exist".to_owned(),
+        Fetched::TimedOut => format!("no answer within {budget:?}"),
+        Fetched::Failed(e) => e,
+    };
+    tracing::warn!(namespace = name, reason = %why, "namespace not in the cache and not looked up; no namespace policy");
+    let warning =
+        format!("otel-injector: namespace {} unknown ({}); namespace policy not applied", clip(name), clip(&why));
+    (Arc::default(), vec![warning])
+}
+
+fn record(span: &tracing::Span, a: &Answer) {
+    span.record("uid", a.uid.as_str());
+    span.record("kind", a.kind.as_str());
+    span.record("namespace", a.namespace.as_str());
+    span.record("name", a.name.as_str());
+    span.record("operation", a.operation);
+    span.record("dry_run", a.dry_run);
+    span.record("decision", a.decision.as_str());
+    span.record("patch_ops", a.patch_ops);
+    if let Some(explanation) = &a.explanation {
+        span.record("containers", explanation.instrumented().collect::<Vec<_>>().join(",").as_str());
+    }
+    span.in_scope(|| {
+        if a.decision == Decision::Ignored {
+            tracing::debug!(reason = %a.reason, "admitted");
+        } else {
+            tracing::info!(reason = %a.reason, warnings = ?a.warnings, "admitted");
+        }
+    });
+}
+
+/// Bounded `kind` label values.
+fn metric_kind(kind: &str) -> String {
+    let known = crate::engine::workload::WorkloadKind::ALL.iter().any(|k| k.as_str() == kind);
+    if known { kind.to_owned() } else { "other".to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[test]
+    fn statuses_are_decided_in_one_place() {
+        assert_eq!(
+            RequestError::UnsupportedMediaType("text/plain".into()).status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(RequestError::TooLarge(1).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(RequestError::Timeout(Duration::from_secs(1)).status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(RequestError::Malformed(Malformed("x".into())).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(RequestError::Query("x".into()).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(RequestError::Busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(RequestError::Overloaded.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(metric_kind("Pod"), "Pod");
+        assert_eq!(metric_kind("Ingress"), "other");
+    }
+
+    #[rstest]
+    #[case(None, Ok(None))]
+    #[case(Some("timeout=10s"), Ok(Some(Duration::from_secs(10))))]
+    #[case(Some("foo=1&timeout=500ms"), Ok(Some(Duration::from_millis(500))))]
+    #[case(Some("timeout=10s&timeout=5s"), Err("bad query: timeout given more than once"))]
+    #[case(Some("timeout=soon"), Err("bad query: timeout \"soon\" is not a duration"))]
+    #[case(Some("timeout="), Err("bad query: timeout \"\" needs a unit: ms, s or m"))]
+    fn the_callers_deadline_is_read_by_us(#[case] query: Option<&str>, #[case] want: Result<Option<Duration>, &str>) {
+        assert_eq!(deadline_of(query).map_err(|e| e.to_string()), want.map_err(str::to_owned));
+    }
+}
