@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             return match audit::run(&args) {
                 Ok(found) => ExitCode::from(u8::from(found)),
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", report(&e));
                     ExitCode::from(2)
                 }
             };
@@ -36,8 +36,23 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause said once (a message that already ends with its cause's text,
+/// as `cannot read X: No such file…` does, is not followed by it again).
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line = format!("{line}: {text}");
+        }
+    }
+    line
 }

@@ -221,3 +221,64 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn preview_stops_an_endless_input_at_its_size_limit() {
+    let started = std::time::Instant::now();
+    let out = run(&["preview", "-f", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr, "error: /dev/zero: larger than 67108864 bytes; preview reads at most that much\n");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn preview_reads_a_manifest_that_starts_with_a_byte_order_mark() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bom.yaml");
+    std::fs::write(&file, "\u{feff}apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n")
+        .expect("write");
+    let out = run(&["preview", "-f", &file.to_string_lossy(), "--default", "inject", "-o", "patch"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("[{\"op\":\"add\""));
+}
+
+#[test]
+fn deeply_nested_input_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("deep.yaml");
+    std::fs::write(&file, format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000))).expect("write");
+    let started = std::time::Instant::now();
+    let preview = run(&["preview", "-f", &file.to_string_lossy()]);
+    assert_eq!(text(&preview.stderr), format!("error: {}: document 1: nests deeper than 100 levels\n", file.display()));
+    let serve = run(&["serve", "--dev-certs", "--config", &file.to_string_lossy()]);
+    assert_eq!(text(&serve.stderr).lines().last(), Some("error: config (document): nests deeper than 100 levels"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn certs_refuses_to_replace_a_ca_unless_forced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir_arg = dir.path().to_string_lossy().into_owned();
+    assert!(run(&["certs", "--out-dir", &dir_arg]).status.success());
+    let ca = std::fs::read(dir.path().join("ca.key")).expect("ca.key");
+    let again = run(&["certs", "--out-dir", &dir_arg]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("ca.key exists: refusing to replace the CA"), "{}", text(&again.stderr));
+    assert_eq!(std::fs::read(dir.path().join("ca.key")).expect("ca.key"), ca, "untouched");
+    assert!(run(&["certs", "--out-dir", &dir_arg, "--force"]).status.success());
+    assert_ne!(std::fs::read(dir.path().join("ca.key")).expect("ca.key"), ca, "replaced when forced");
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let out = run(&["serve", "--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = run(&["serve", "--dev-certs", "--listen", &addr, "--metrics-listen", "127.0.0.1:0"]);
+    let stderr = text(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(last.matches("Address already in use").count(), 1, "{stderr}");
+}

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestServer, apply, patch_of};
-use otel_injector::cli::preview::{self, Input, Options};
 use futures::future::BoxFuture;
+use otel_injector::cli::preview::{self, Input, Options};
 use otel_injector::cluster::namespaces::{Fetched, Fixed, Namespaces};
-use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::config::{Config, DefaultMode};
+use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::workload::WorkloadKind;
 use otel_injector::fixtures::{container, pod, review};
 use rustls_pki_types::ServerName;
@@ -358,5 +358,24 @@ async fn a_client_that_never_handshakes_is_disconnected() {
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the server closes the connection: {read:?}");
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_or_malformed_timeout_gets_our_one_line_400_and_is_counted() {
+    let server = TestServer::start(inject_all()).await;
+    let body = serde_json::to_vec(&review(&web_pod(), "CREATE", "shop")).expect("json");
+    for (query, want) in [
+        ("timeout=10s&timeout=5s", "bad query: timeout given more than once\n"),
+        ("timeout=soon", "bad query: timeout \"soon\" is not a duration\n"),
+    ] {
+        let url = format!("{}?{query}", server.url());
+        let response = server.client(false).post(url).header("content-type", "application/json").body(body.clone());
+        let response = response.send().await.expect("answered");
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.text().await.expect("text"), want);
+    }
+    let metrics = reqwest::get(server.ops_url("/metrics")).await.expect("m").text().await.expect("t");
+    assert!(metrics.contains(r#"otel_injector_admission_errors_total{reason="bad_query"} 2"#), "{metrics}");
     server.server.shutdown().await;
 }

@@ -327,6 +327,9 @@ pub struct CertsArgs {
     /// Validity of the serving certificate in days (the CA gets twice as long).
     #[arg(long, env = "OTEL_INJECTOR_CERTS_DAYS", default_value_t = 365)]
     pub days: u32,
+    /// Overwrite a CA key already in the directory (a new CA invalidates every caBundle that trusts the old one).
+    #[arg(long, env = "OTEL_INJECTOR_CERTS_FORCE")]
+    pub force: bool,
     /// An extra IP address the certificate is valid for (repeatable), e.g. 127.0.0.1 for a webhook registered
     /// with `clientConfig.url`.
     #[arg(long = "ip", env = "OTEL_INJECTOR_CERTS_IPS", value_name = "ADDR", value_delimiter = ',')]

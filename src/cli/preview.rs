@@ -15,9 +15,30 @@ use crate::engine::config::Config;
 use crate::engine::inject::{self, Target};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
-use crate::engine::values::KubeVersion;
+use crate::engine::values::{self, KubeVersion};
 use crate::engine::workload::WorkloadKind;
 use crate::webhook::admission;
+
+/// The most `preview` reads from one file or stdin: an endless input (`-f /dev/zero`) stops here.
+pub const MAX_INPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads at most [`MAX_INPUT_BYTES`] of UTF-8 text, without a leading byte-order mark (kubectl accepts one).
+fn read_at_most(source: impl Read, name: &str) -> Result<String, PreviewError> {
+    let mut bytes = Vec::new();
+    source
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| PreviewError::Read { file: name.to_owned(), source })?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(PreviewError::TooLarge { file: name.to_owned(), limit: MAX_INPUT_BYTES });
+    }
+    let text = String::from_utf8(bytes).map_err(|e| PreviewError::Document {
+        file: name.to_owned(),
+        document: 1,
+        message: format!("is not UTF-8 text ({e})"),
+    })?;
+    Ok(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text))
+}
 
 /// Preview settings.
 #[derive(Debug, Clone)]
@@ -92,6 +113,14 @@ pub enum PreviewError {
         /// What is wrong.
         message: String,
     },
+    /// The input is larger than preview reads.
+    #[error("{file}: larger than {limit} bytes; preview reads at most that much")]
+    TooLarge {
+        /// The file.
+        file: String,
+        /// The limit.
+        limit: u64,
+    },
     /// Output could not be written.
     #[error("cannot write output: {0}")]
     Write(#[from] std::io::Error),
@@ -120,14 +149,14 @@ struct Outcome {
 pub fn run_cli(args: &PreviewArgs) -> anyhow::Result<()> {
     let mut inputs = Vec::with_capacity(args.files.len());
     for name in &args.files {
-        let text = if name == "-" {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map(|_| text)
+        let read = if name == "-" {
+            read_at_most(std::io::stdin().lock(), name)
         } else {
-            std::fs::read_to_string(name)
+            std::fs::File::open(name)
+                .map_err(|source| PreviewError::Read { file: name.clone(), source })
+                .and_then(|file| read_at_most(file, name))
         };
-        let text = text.map_err(|source| PreviewError::Read { file: name.clone(), source })?;
-        inputs.push(Input { name: name.clone(), text });
+        inputs.push(Input { name: name.clone(), text: read? });
     }
     let mut options = Options::new(args.output, Config::default());
     options.explain = args.explain;
@@ -205,7 +234,8 @@ pub fn run(inputs: &[Input], options: &Options, out: &mut dyn Write, err: &mut d
 /// Splits an input into objects: YAML or JSON streams, `kind: List` flattened.
 fn documents(input: &Input) -> Result<Vec<Item>, PreviewError> {
     let bad = |document: usize, message: String| PreviewError::Document { file: input.name.clone(), document, message };
-    let trimmed = input.text.trim_start();
+    values::check_nesting(&input.text).map_err(|m| bad(1, m))?;
+    let trimmed = input.text.trim_start_matches('\u{feff}').trim_start();
     let mut raw: Vec<Result<Value, String>> = Vec::new();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();

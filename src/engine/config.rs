@@ -248,6 +248,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 impl Config {
     /// Parses and validates a YAML document; an empty document gives the defaults.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        values::check_nesting(text).map_err(|m| ConfigError::Parse { field: "(document)".to_owned(), message: m })?;
         let mut config: Self = if text.trim().is_empty() {
             Self::default()
         } else {

@@ -240,6 +240,58 @@ pub fn quantity(q: &str) -> Option<f64> {
     Some(number * factor).filter(|v| v.is_finite())
 }
 
+/// The deepest nesting of a YAML or JSON text accepted (Kubernetes objects nest a few dozen levels at most).
+pub const MAX_NESTING: usize = 100;
+
+/// Checks, before any parser sees it, that a YAML or JSON text nests at most [`MAX_NESTING`] flow collections
+/// (`[`, `{`) deep and is indented at most `MAX_NESTING * 8` columns: a 100,000-deep document is refused at once
+/// rather than after a minute of parsing.
+pub fn check_nesting(text: &str) -> Result<(), String> {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut single, mut double, mut escaped, mut comment) = (false, false, false, false);
+    let mut previous = '\n';
+    let mut column = 0usize;
+    let mut indent_done = false;
+    for c in text.chars() {
+        if c == '\n' {
+            (comment, column, indent_done) = (false, 0, false);
+            previous = c;
+            continue;
+        }
+        if !indent_done {
+            if c == ' ' {
+                column += 1;
+                if column > MAX_NESTING * 8 {
+                    return Err(format!("is indented more than {} columns deep", MAX_NESTING * 8));
+                }
+            } else {
+                indent_done = true;
+            }
+        }
+        if comment {
+            continue;
+        }
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if double => escaped = true,
+            '"' if !single => double = !double,
+            '\'' if !double => single = !single,
+            '#' if !single && !double && previous.is_whitespace() => comment = true,
+            '[' | '{' if !single && !double => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > MAX_NESTING {
+                    return Err(format!("nests deeper than {MAX_NESTING} levels"));
+                }
+            }
+            ']' | '}' if !single && !double => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = c;
+    }
+    Ok(())
+}
+
 /// A Kubernetes server version, as far as the engine cares: major and minor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KubeVersion {
@@ -350,6 +402,18 @@ mod tests {
     fn ratios_are_written_short_and_canonical(#[case] ratio: f64, #[case] want: &str) {
         assert_eq!(format_ratio(ratio), want);
         assert_eq!(format_ratio(format_ratio(ratio).parse().expect("reads back")), want, "stable");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        assert_eq!(check_nesting(&deep), Err("nests deeper than 100 levels".to_owned()));
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        let indented = (0..1000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>();
+        assert!(check_nesting(&indented).expect_err("too deep").starts_with("is indented more than"));
+        let fine = "a: {b: [1, 2, {c: d}]}\nq: '[[[' # [[[\nr: \"{{{\\\" \"\n";
+        assert_eq!(check_nesting(fine), Ok(()));
     }
 
     #[rstest]
