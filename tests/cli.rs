@@ -120,6 +120,13 @@ fn serve_refuses_bad_configuration_naming_the_field() {
     );
     let out = run(&["serve", "--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"]);
     assert!(text(&out.stderr).contains("cannot read /nonexistent/tls.crt"), "{}", text(&out.stderr));
+    // A body the budget could never hold (the same check refuses such a config on reload).
+    let out = run(&["serve", "--dev-certs", "--body-budget", "1000000"]);
+    assert!(
+        text(&out.stderr).contains("config maxRequestBytes: 7340032 is more than --body-budget (1000000)"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// `serve` in an environment with no cluster at all: no kubeconfig, not in a pod.

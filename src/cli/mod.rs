@@ -233,7 +233,8 @@ pub struct ServeArgs {
     /// Connections open at once; more are closed as soon as they are accepted.
     #[arg(long, env = "OTEL_INJECTOR_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
-    /// Bytes of request bodies held in memory at once, across all requests (at least maxRequestBytes).
+    /// Bytes of request bodies longer than 64 KiB held in memory at once, across all requests (at least
+    /// maxRequestBytes; the first 64 KiB of each body come from a further 4 MiB).
     #[arg(long, env = "OTEL_INJECTOR_BODY_BUDGET", default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     pub body_budget: usize,
     /// How long after SIGTERM the webhook keeps serving while /readyz says not ready (endpoint removal takes a

@@ -25,9 +25,16 @@ const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/servicea
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let own = own_namespace(args.webhook_namespace.as_deref());
     let load_config = {
-        let (args, own) = (args.config.clone(), own.clone());
+        let (config_args, own, budget) = (args.config.clone(), own.clone(), args.body_budget);
         move || -> Result<Config, ConfigError> {
-            let mut config = args.load()?;
+            let mut config = config_args.load()?;
+            if config.max_request_bytes > budget {
+                // A body this large could never be admitted to memory.
+                return Err(ConfigError::Invalid {
+                    field: "maxRequestBytes".to_owned(),
+                    message: format!("{} is more than --body-budget ({budget})", config.max_request_bytes),
+                });
+            }
             if let Some(own) = &own {
                 config.exclude(own);
             }
@@ -35,9 +42,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let config = load_config()?;
-    if args.body_budget < config.max_request_bytes {
-        bail!("--body-budget ({}) must be at least maxRequestBytes ({})", args.body_budget, config.max_request_bytes);
-    }
     let pair = match (&args.tls_cert, &args.tls_key, args.dev_certs) {
         (_, _, true) => {
             let issued = certs::dev().context("generating dev certificates")?;

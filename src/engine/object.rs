@@ -1,8 +1,9 @@
 //! A read-only view of an object's pod template, deserialized straight from the JSON the API server sent.
 //!
 //! Lean by design: strings are borrowed from the request bytes wherever they need no unescaping, every field the
-//! engine never reads (`managedFields`, `status`, volumes, …) is skipped without being stored, and `env` entries
-//! are kept as raw slices for the rare rebuild of a list. Nothing here is re-serialised: patches are built from
+//! engine never reads (`managedFields`, `status`, volumes, …) is skipped without being stored, and of an `env`
+//! list only its length and the entries the engine reads are kept (each entry is still checked); the list itself
+//! stays a raw slice for the rare rebuild. Nothing here is re-serialised: patches are built from
 //! pointers against the raw JSON, so fields unknown to any typed model stay exactly as they were.
 
 use std::borrow::Cow;
@@ -52,17 +53,113 @@ pub struct Container<'a> {
     /// Its image, if set.
     pub image: Option<Str<'a>>,
     /// Its `env`, or `None` when the field is absent or null.
-    pub env: Option<Vec<EnvVar<'a>>>,
-    /// The raw `env` entries, as the API server sent them (for rebuilding the list without losing a field).
-    pub raw_env: Vec<&'a RawValue>,
+    pub env: Option<Env<'a>>,
     /// Every `containerPort` it declares.
     pub ports: Vec<i64>,
 }
 
 impl Container<'_> {
-    /// The env entry with this name, if defined (the last one wins, as in the kubelet).
+    /// The env entry with this name, if defined (the last one wins, as in the kubelet); `name` must be one the
+    /// engine reads ([`engine_reads`]).
     pub fn env_var(&self, name: &str) -> Option<&EnvVar<'_>> {
-        self.env.as_ref()?.iter().rev().find(|e| e.name == name)
+        let env = self.env.as_ref()?;
+        env.get(env.last(name)?)
+    }
+}
+
+/// Whether the engine ever reads an env variable of this name: the OpenTelemetry ones and the sidecar's
+/// `GOMEMLIMIT`. Entries with other names are counted and checked, not kept.
+pub fn engine_reads(name: &str) -> bool {
+    name.starts_with("OTEL_") || name == "GOMEMLIMIT"
+}
+
+/// A container's `env` list: its length, the entries the engine reads (by name, or because their value refers to
+/// such a variable with `$(…)`) with their indexes, and the list's raw JSON.
+#[derive(Debug, Clone)]
+pub struct Env<'a> {
+    len: usize,
+    read: Vec<(usize, EnvVar<'a>)>,
+    raw: &'a RawValue,
+}
+
+impl<'a> Env<'a> {
+    /// Number of entries in the list.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entry at index `i`, if it is one the engine reads.
+    pub fn get(&self, i: usize) -> Option<&EnvVar<'a>> {
+        self.read.binary_search_by_key(&i, |(at, _)| *at).ok().map(|k| &self.read[k].1)
+    }
+
+    /// Index of the first entry named `name` (one the engine reads).
+    pub fn first(&self, name: &str) -> Option<usize> {
+        self.read.iter().find(|(_, e)| e.name == name).map(|(i, _)| *i)
+    }
+
+    /// Index of the last entry named `name` (one the engine reads).
+    pub fn last(&self, name: &str) -> Option<usize> {
+        self.read.iter().rev().find(|(_, e)| e.name == name).map(|(i, _)| *i)
+    }
+
+    /// The entries the engine reads, with their indexes, in order.
+    pub fn entries(&self) -> impl Iterator<Item = (usize, &EnvVar<'a>)> {
+        self.read.iter().map(|(i, e)| (*i, e))
+    }
+
+    /// Every entry as raw JSON, as the API server sent it (for rebuilding the list without losing a field).
+    pub fn raw_entries(&self) -> Vec<&'a RawValue> {
+        serde_json::from_str(self.raw.get()).unwrap_or_default()
+    }
+}
+
+/// Scans an `env` list in one pass: every entry is checked, only those the engine reads are kept.
+struct EnvScan<'a> {
+    len: usize,
+    read: Vec<(usize, EnvVar<'a>)>,
+    /// The first entry that is not a valid env var: its index and what is wrong.
+    problem: Option<(usize, ShapeError)>,
+}
+
+impl<'de> Deserialize<'de> for EnvScan<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scan;
+        impl<'de> Visitor<'de> for Scan {
+            type Value = EnvScan<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence of env vars")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut scan = EnvScan { len: 0, read: Vec::new(), problem: None };
+                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                    let i = scan.len;
+                    scan.len += 1;
+                    match typed::<Obj<EnvRaw<'de>>>(raw.get(), "") {
+                        Ok(Obj(EnvRaw { name: Some(name), value, value_from })) => {
+                            let refers = value.as_ref().is_some_and(|v| v.0.contains("$(OTEL_"));
+                            if engine_reads(&name.0) || refers {
+                                let value = value.map(|s| s.0);
+                                scan.read.push((i, EnvVar { name: name.0, value, value_from: value_from.is_some() }));
+                            }
+                        }
+                        Ok(_) => {
+                            scan.problem.get_or_insert((i, shape("name", "is missing")));
+                        }
+                        Err(e) => {
+                            scan.problem.get_or_insert((i, e));
+                        }
+                    }
+                }
+                Ok(scan)
+            }
+        }
+        d.deserialize_seq(Scan)
     }
 }
 
@@ -488,7 +585,7 @@ struct ContainerRaw<'a> {
     #[serde(borrow, default)]
     image: Option<S<'a>>,
     #[serde(borrow, default)]
-    env: Option<Vec<&'a RawValue>>,
+    env: Option<&'a RawValue>,
     #[serde(default)]
     ports: Option<Vec<Obj<Port>>>,
 }
@@ -516,23 +613,21 @@ impl<'a> ContainerRaw<'a> {
             .map(|s| s.0)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| shape(format!("{path}.name"), "is missing"))?;
-        let raw_env = self.env.clone().unwrap_or_default();
         let env = match self.env {
             None => None,
-            Some(list) => Some(
-                list.iter()
-                    .enumerate()
-                    .map(|(i, raw)| {
-                        let at = format!("{path}.env[{i}]");
-                        let Obj(e): Obj<EnvRaw<'a>> = typed(raw.get(), &at)?;
-                        let name = e.name.map(|s| s.0).ok_or_else(|| shape(format!("{at}.name"), "is missing"))?;
-                        Ok(EnvVar { name, value: e.value.map(|s| s.0), value_from: e.value_from.is_some() })
-                    })
-                    .collect::<Result<Vec<_>, ShapeError>>()?,
-            ),
+            Some(raw) => {
+                let at = format!("{path}.env");
+                let scan: EnvScan<'a> = typed(raw.get(), &at)?;
+                if let Some((i, e)) = scan.problem {
+                    let entry = format!("{at}[{i}]");
+                    let path = if e.path == "object" { entry } else { format!("{entry}.{}", e.path) };
+                    return Err(shape(path, e.problem));
+                }
+                Some(Env { len: scan.len, read: scan.read, raw })
+            }
         };
         let ports = self.ports.unwrap_or_default().into_iter().map(|p| p.0.container_port).collect();
-        Ok(Container { index, name, image: self.image.map(|s| s.0), env, raw_env, ports })
+        Ok(Container { index, name, image: self.image.map(|s| s.0), env, ports })
     }
 }
 
@@ -554,8 +649,9 @@ mod tests {
                 "hostNetwork": true,
                 "initContainers": [{"name": "init", "restartPolicy": "Always"}],
                 "containers": [{"name": "app", "image": "shop:1.2", "ports": [{"containerPort": 8080}],
-                    "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}},
-                            {"name": "A", "value": "2"}]}]
+                    "env": [{"name": "OTEL_A", "value": "1"},
+                            {"name": "OTEL_B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}},
+                            {"name": "OTEL_A", "value": "2"}]}]
             }
         });
         let json = pod.to_string();
@@ -570,10 +666,37 @@ mod tests {
             (app.name.as_ref(), app.image.as_deref(), app.ports.as_slice()),
             ("app", Some("shop:1.2"), &[8080][..])
         );
-        assert_eq!(app.env_var("A").and_then(|e| e.value.as_deref()), Some("2"));
-        assert!(app.env_var("B").is_some_and(|e| e.value_from));
+        assert_eq!(app.env_var("OTEL_A").and_then(|e| e.value.as_deref()), Some("2"));
+        assert!(app.env_var("OTEL_B").is_some_and(|e| e.value_from));
         assert_eq!(view.init_containers[0].name, "init");
         assert_eq!(view.restart_policy, None);
+    }
+
+    #[test]
+    fn an_env_list_keeps_its_length_and_only_the_entries_the_engine_reads() {
+        let pod = json!({"spec": {"containers": [{"name": "app", "env": [
+            {"name": "A", "value": "1"}, {"name": "OTEL_SERVICE_NAME", "value": "web"},
+            {"name": "B", "value": "x-$(OTEL_SERVICE_NAME)"}, {"name": "C", "valueFrom": {}},
+            {"name": "OTEL_SERVICE_NAME", "value": "shop"}, {"name": "GOMEMLIMIT", "value": "80MiB"}]}]}});
+        let json = pod.to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
+        let env = view.containers[0].env.as_ref().expect("env");
+        assert_eq!(env.len(), 6);
+        assert_eq!(env.entries().map(|(i, _)| i).collect::<Vec<_>>(), [1, 2, 4, 5]);
+        assert_eq!((env.first("OTEL_SERVICE_NAME"), env.last("OTEL_SERVICE_NAME")), (Some(1), Some(4)));
+        assert!(env.get(0).is_none(), "A is counted, not kept");
+        assert_eq!(view.containers[0].env_var("OTEL_SERVICE_NAME").and_then(|e| e.value.as_deref()), Some("shop"));
+        let raw: Vec<&str> = env.raw_entries().iter().map(|r| r.get()).collect();
+        assert_eq!(raw[3], r#"{"name":"C","valueFrom":{}}"#, "every entry stays available, as sent");
+    }
+
+    #[test]
+    fn an_entry_the_engine_does_not_read_is_still_checked() {
+        let pod = json!({"spec": {"containers": [{"name": "a", "env": [
+            {"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "value": {"x": 1}}]}]}});
+        let json = pod.to_string();
+        let e = PodView::parse(&json, WorkloadKind::Pod).expect_err("invalid");
+        assert_eq!(e.to_string(), "spec.containers[0].env[2].value is not a string");
     }
 
     #[test]

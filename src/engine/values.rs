@@ -335,17 +335,18 @@ impl fmt::Display for KubeVersion {
     }
 }
 
-/// Parses a Go-style duration as the API server sends it in `?timeout=` (`10s`, `500ms`, `2m`).
+/// Parses a Go-style duration as the API server sends it in `?timeout=` (`10s`, `500ms`, `2m`, `1h`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("{s:?} needs a unit: ms, s or m"))?;
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("{s:?} needs a unit: ms, s, m or h"))?;
     let (number, unit) = s.split_at(split);
     let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        _ => Err(format!("{s:?} has an unknown unit (use ms, s or m)")),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        _ => Err(format!("{s:?} has an unknown unit (use ms, s, m or h)")),
     }
 }
 
@@ -539,7 +540,8 @@ mod tests {
     #[case("2m", Some(120_000))]
     #[case("10", None)]
     #[case("s", None)]
-    #[case("1h", None)]
+    #[case("1h", Some(3_600_000))]
+    #[case("1d", None)]
     fn durations(#[case] input: &str, #[case] millis: Option<u64>) {
         assert_eq!(parse_duration(input).ok().map(|d| d.as_millis() as u64), millis);
     }

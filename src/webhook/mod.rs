@@ -2,6 +2,7 @@
 //! certificates, reloading files, and the AdmissionReview envelope.
 
 pub mod admission;
+pub mod body;
 pub mod certs;
 pub mod conn;
 pub mod mutate;

@@ -1,10 +1,10 @@
 //! `POST /mutate`: one review in, one answer out, with every HTTP status decided in [`RequestError::status`].
 //!
-//! Memory has a hard ceiling whatever arrives: a body is read against a byte budget shared by all requests,
-//! charged as its bytes actually arrive (so a slow client holds only what it has sent), and held until the answer
-//! is written; the review is then read lean (see [`super::admission`]). Receiving a body does not count against the
-//! admission concurrency limit, which only bounds reviews being worked on and sheds the excess at once (503).
-//! A body over the limit is read and thrown away (up to a bound) before the 413, so every client sees the answer.
+//! Memory has a hard ceiling whatever arrives: a body is read against a byte budget (see [`super::body`]) and held
+//! until the answer is written; the review is then read lean (see [`super::admission`]). Receiving a body does not
+//! count against the admission concurrency limit, which only bounds reviews being worked on and sheds the excess at
+//! once (503). A body over the limit is read and thrown away (up to a bound) before the 413, so every client sees
+//! the answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +13,11 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tracing::{Instrument, field::Empty};
 
 use super::admission::{Answer, Decision, Malformed, Review};
+use super::body::{self, Budget, Refused};
 use super::server::AppState;
 use crate::cluster::namespaces::Fetched;
 use crate::engine::policy::{NamespaceMeta, clip};
@@ -30,33 +30,26 @@ const LARGE: usize = 512 * 1024;
 /// The longest lookup of a namespace the cache has not seen.
 const NAMESPACE_LOOKUP: Duration = Duration::from_secs(1);
 
-/// At most this much of an oversized body is read and thrown away so the client sees the 413.
-const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
-
 /// The limits every review shares.
 #[derive(Debug)]
 pub struct Limits {
     /// Longest time for a request's body (shortened by the caller's `?timeout=`).
     pub read_timeout: Duration,
-    /// Bytes of request bodies held in memory at once.
-    budget: Arc<Semaphore>,
+    /// Bytes of request bodies held at once.
+    pub budget: Budget,
     /// Reviews being worked on at once.
     in_flight: Arc<Semaphore>,
 }
 
 impl Limits {
-    /// Limits of `read_timeout`, `budget_bytes` of bodies in memory and `max_in_flight` reviews at work.
+    /// Limits of `read_timeout`, `budget_bytes` of bodies in memory (plus [`body::SMALL_POOL`]) and
+    /// `max_in_flight` reviews at work.
     pub fn new(read_timeout: Duration, budget_bytes: usize, max_in_flight: usize) -> Self {
         Self {
             read_timeout,
-            budget: Arc::new(Semaphore::new(budget_bytes.min(Semaphore::MAX_PERMITS))),
+            budget: Budget::new(budget_bytes),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
         }
-    }
-
-    /// Body bytes held now.
-    pub fn budget_available(&self) -> usize {
-        self.budget.available_permits()
     }
 }
 
@@ -120,7 +113,7 @@ impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let mut response =
             (self.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response();
-        if matches!(self, Self::TooLarge(_)) {
+        if matches!(self, Self::TooLarge(_) | Self::Busy) {
             // The connection may still hold the rest of a body that was not read.
             response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
@@ -202,10 +195,15 @@ async fn answer(
     let limit = config.max_request_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
-        discard(&mut body, read_until).await;
+        body::discard(&mut body, read_until).await;
         return Err(RequestError::TooLarge(limit));
     }
-    let (bytes, _held) = read_body(&mut body, declared, limit, &limits.budget, read_until, read_timeout).await?;
+    let bytes = body::read(&mut body, declared, limit, &limits.budget, read_until).await.map_err(|e| match e {
+        Refused::TooLarge => RequestError::TooLarge(limit),
+        Refused::Timeout => RequestError::Timeout(read_timeout),
+        Refused::Read(e) => RequestError::Read(e),
+        Refused::Busy => RequestError::Busy,
+    })?;
     let _working = limits.in_flight.clone().try_acquire_owned().map_err(|_| RequestError::Overloaded)?;
     let large = bytes.len() > LARGE;
     let review = heavy(large, || Review::parse(&bytes, &config))?;
@@ -215,55 +213,6 @@ async fn answer(
     };
     let version = state.server_version.get();
     Ok(heavy(large, || review.answer(&config, &ns, version, notes)))
-}
-
-/// Reads a body of at most `limit` bytes by `until`, holding budget for every byte kept; the permits come back
-/// when the answer has been written.
-async fn read_body(
-    body: &mut Body,
-    declared: Option<usize>,
-    limit: usize,
-    budget: &Arc<Semaphore>,
-    until: Instant,
-    read_timeout: Duration,
-) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), RequestError> {
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    let mut held: Option<OwnedSemaphorePermit> = None;
-    loop {
-        let frame = match tokio::time::timeout_at(until.into(), body.frame()).await {
-            Err(_) => return Err(RequestError::Timeout(read_timeout)),
-            Ok(None) => return Ok((bytes, held)),
-            Ok(Some(Err(e))) => return Err(RequestError::Read(e.to_string())),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(chunk) = frame.into_data() else { continue };
-        if bytes.len() + chunk.len() > limit {
-            discard(body, until).await;
-            return Err(RequestError::TooLarge(limit));
-        }
-        let n = u32::try_from(chunk.len()).map_err(|_| RequestError::TooLarge(limit))?;
-        let permit = match tokio::time::timeout_at(until.into(), budget.clone().acquire_many_owned(n)).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(RequestError::Busy),
-        };
-        match &mut held {
-            Some(h) => h.merge(permit),
-            None => held = Some(permit),
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-}
-
-/// Reads and throws away what is left of a body (at most [`DISCARD_AT_MOST`] bytes, until `until`), so a client
-/// that sends its whole body before reading gets to read the answer instead of a reset.
-async fn discard(body: &mut Body, until: Instant) {
-    let mut seen = 0usize;
-    while seen <= DISCARD_AT_MOST {
-        match tokio::time::timeout_at(until.into(), body.frame()).await {
-            Ok(Some(Ok(frame))) => seen += frame.data_ref().map_or(0, |d| d.len()),
-            _ => return,
-        }
-    }
 }
 
 /// Runs `work` (which borrows the request body) in place; when it is large, the worker thread hands its other tasks
@@ -358,7 +307,7 @@ mod tests {
     #[case(Some("foo=1&timeout=500ms"), Ok(Some(Duration::from_millis(500))))]
     #[case(Some("timeout=10s&timeout=5s"), Err("bad query: timeout given more than once"))]
     #[case(Some("timeout=soon"), Err("bad query: timeout \"soon\" is not a duration"))]
-    #[case(Some("timeout="), Err("bad query: timeout \"\" needs a unit: ms, s or m"))]
+    #[case(Some("timeout="), Err("bad query: timeout \"\" needs a unit: ms, s, m or h"))]
     fn the_callers_deadline_is_read_by_us(#[case] query: Option<&str>, #[case] want: Result<Option<Duration>, &str>) {
         assert_eq!(deadline_of(query).map_err(|e| e.to_string()), want.map_err(str::to_owned));
     }

@@ -38,6 +38,12 @@ use crate::cluster::version::ServerVersion;
 use crate::engine::config::Config;
 use crate::telemetry::metrics::Metrics;
 
+/// Bytes one connection may buffer ahead of the handler: the HTTP/1.1 read buffer, the HTTP/2 connection window.
+const CONN_BUFFER: usize = 128 * 1024;
+
+/// The HTTP/2 window of one stream.
+const STREAM_WINDOW: u32 = 64 * 1024;
+
 /// How the server listens and protects itself.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -186,8 +192,8 @@ struct Edge {
     handshake_timeout: Duration,
     max_connections: usize,
     shutdown_grace: Duration,
-    /// Whether accept errors count against health (the webhook listener's do).
-    reports_accept_errors: bool,
+    /// Whether this is the webhook listener: its accept errors count against health, its connections are counted.
+    webhook: bool,
 }
 
 /// A running webhook: both listeners bound, serving until [`Server::shutdown`].
@@ -216,10 +222,14 @@ impl Server {
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // hyper's header timeout also runs on idle keep-alive connections; `Timed` does both jobs instead.
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
+        // Bytes a connection buffers beyond the body budget are bounded per connection: hyper's HTTP/1.1 read
+        // buffer, and HTTP/2 flow-control windows (hyper's 1 MiB each would let 25 connections hold 25 MiB).
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true).max_buf_size(CONN_BUFFER);
         builder
             .http2()
             .timer(TokioTimer::new())
+            .initial_connection_window_size(CONN_BUFFER as u32)
+            .initial_stream_window_size(STREAM_WINDOW)
             .max_concurrent_streams(options.http2_max_streams)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
@@ -233,10 +243,9 @@ impl Server {
             handshake_timeout: options.read_timeout,
             max_connections: options.max_connections,
             shutdown_grace: options.shutdown_grace,
-            reports_accept_errors: true,
+            webhook: true,
         };
-        let ops_edge =
-            Edge { router: ops::router(state.clone()), tls: None, reports_accept_errors: false, ..edge.clone() };
+        let ops_edge = Edge { router: ops::router(state.clone()), tls: None, webhook: false, ..edge.clone() };
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(accept_loop(webhook_listener, edge, stopped.clone())),
@@ -287,7 +296,7 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
         };
         let (tcp, _peer) = match accepted {
             Ok(accepted) => {
-                if edge.reports_accept_errors && edge.state.accept_error().is_some() {
+                if edge.webhook && edge.state.accept_error().is_some() {
                     edge.state.set_accept_error(None);
                     tracing::info!("accepting connections again");
                 }
@@ -296,7 +305,7 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
             Err(e) if about_one_connection(&e) => continue,
             Err(e) => {
                 // Out of file descriptors, or similar: report it (health fails) and retry shortly.
-                if edge.reports_accept_errors {
+                if edge.webhook {
                     if edge.state.accept_error().is_none() {
                         tracing::error!(error = %e, "cannot accept connections");
                     }
@@ -308,7 +317,9 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
             }
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            edge.state.metrics.connection("over_limit");
+            if edge.webhook {
+                edge.state.metrics.connection("over_limit");
+            }
             drop(tcp);
             continue;
         };
@@ -316,7 +327,9 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
         let edge = edge.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            edge.state.metrics.connection("accepted");
+            if edge.webhook {
+                edge.state.metrics.connection("accepted");
+            }
             serve_connection(tcp, &edge, watcher).await;
             drop(permit);
         });

@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod corpus;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +86,22 @@ impl TestServer {
             serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
         )
     }
+}
+
+/// GET `url` with curl: status and body (status 0 when there was no answer).
+pub fn curl_get(url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-m", "5", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The value of the line starting with `series` (name and labels) in a Prometheus exposition.
+pub fn metric_in(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().split(' ').next()?.parse().ok())
 }
 
 /// The decoded JSON Patch of a response, and its raw bytes (empty when there is none).

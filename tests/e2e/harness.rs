@@ -360,20 +360,12 @@ impl<'c> Webhook<'c> {
 
     /// GET on the plain port: status and body.
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        let out = Command::new("curl")
-            .args(["-s", "-m", "5", "-w", "\n%{http_code}"])
-            .arg(format!("{}{path}", self.ops))
-            .output()
-            .expect("curl runs");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_owned())
+        super::common::curl_get(&format!("{}{path}", self.ops))
     }
 
     /// The value of a metric line starting with `series` (name and labels), if exported.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        let (_, text) = self.http_get("/metrics");
-        text.lines().find_map(|l| l.strip_prefix(series)?.trim().split(' ').next()?.parse().ok())
+        super::common::metric_in(&self.http_get("/metrics").1, series)
     }
 
     /// Runs a command of the binary (`audit`, `preview`) against this cluster.

@@ -5,7 +5,7 @@ use jsonptr::PointerBuf;
 use serde_json::{Value, json};
 
 use super::record::Record;
-use crate::engine::object::{Container, EnvVar};
+use crate::engine::object::{Container, Env, EnvVar};
 use crate::engine::patch::{Ops, child};
 use crate::engine::values;
 
@@ -156,22 +156,25 @@ pub fn plan(
     encode: impl Fn(&str) -> String,
     previous: Option<&Record>,
 ) -> EnvPlan {
-    let env: &[EnvVar<'_>] = c.env.as_deref().unwrap_or_default();
-    let len = env.len();
-    let first_def = |name: &str| env.iter().position(|e| e.name == name);
-    let last_def = |name: &str| env.iter().rposition(|e| e.name == name);
+    let env = c.env.as_ref();
+    let len = env.map_or(0, Env::len);
+    let first_def = |name: &str| env?.first(name);
+    let last_def = |name: &str| env?.last(name);
     let first_ref = |name: &str| {
-        env.iter().position(|e| e.value.as_deref().is_some_and(|v| references(v).any(|r| r == name))).unwrap_or(len)
+        let refers = |e: &EnvVar<'_>| e.value.as_deref().is_some_and(|v| references(v).any(|r| r == name));
+        env.and_then(|env| env.entries().find(|(_, e)| refers(e))).map_or(len, |(i, _)| i)
     };
-    let literal = |i: usize| (!env[i].value_from).then(|| env[i].value.as_deref().unwrap_or_default());
+    // Indexes below come from `first_def`/`last_def`, so they name entries the view keeps.
+    let var = |i: usize| env.and_then(|env| env.get(i));
+    let value_of = |i: usize| var(i).and_then(|e| e.value.as_deref());
+    let literal = |i: usize| var(i).filter(|e| !e.value_from).map(|e| e.value.as_deref().unwrap_or_default());
     let owned = |name: &str, i: usize| previous.zip(literal(i)).is_some_and(|(r, v)| r.owns(name, v));
     let mut out = EnvPlan::default();
     let mut inserts = Vec::new();
     let mut changes: Vec<(usize, String)> = Vec::new();
     let mut removals: Vec<usize> = Vec::new();
 
-    let user_endpoint =
-        last_def(ENDPOINT).filter(|&i| !owned(ENDPOINT, i)).map(|i| env[i].value.as_deref().unwrap_or_default());
+    let user_endpoint = last_def(ENDPOINT).filter(|&i| !owned(ENDPOINT, i)).map(|i| value_of(i).unwrap_or_default());
     let mut wanted = Vec::with_capacity(vars.len());
     for (rank, (name, value)) in vars.iter().enumerate() {
         let value = match (*name, user_endpoint) {
@@ -213,7 +216,7 @@ pub fn plan(
 
     // Where OTEL_RESOURCE_ATTRIBUTES is, or will be: helpers must be defined before it.
     let ora = last_def(RESOURCE_ATTRIBUTES);
-    if ora.is_some_and(|i| env[i].value_from) {
+    if ora.and_then(var).is_some_and(|e| e.value_from) {
         out.kept.push(RESOURCE_ATTRIBUTES);
         out.warnings.push(format!(
             "container {}: {RESOURCE_ATTRIBUTES} uses valueFrom; Kubernetes attributes not added",
@@ -221,7 +224,7 @@ pub fn plan(
         ));
         return finish(out, inserts, changes, removals, c, path, len);
     }
-    let current = ora.map(|i| env[i].value.as_deref().unwrap_or_default());
+    let current = ora.map(|i| value_of(i).unwrap_or_default());
     let pairs: Vec<&str> = current.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
     let (ours, users): (Vec<&str>, Vec<&str>) = pairs.iter().partition(|p| previous.is_some_and(|r| r.owns_pair(p)));
     let present: Vec<&str> = users.iter().filter_map(|p| p.split_once('=')).map(|(k, _)| k.trim()).collect();
@@ -271,7 +274,7 @@ pub fn plan(
                         .push(format!("merged {} attribute(s) into the user's {RESOURCE_ATTRIBUTES}", rendered.len()));
                 }
             }
-            if merged != current || env[i].value.is_none() && !merged.is_empty() {
+            if merged != current || value_of(i).is_none() && !merged.is_empty() {
                 changes.push((i, merged));
             }
         }
@@ -300,9 +303,10 @@ fn finish(
     inserts.sort_by_key(|i| (i.pos, i.rank));
     out.added = inserts.iter().map(|i| i.name).collect();
     if !removals.is_empty() {
-        let mut list = Vec::with_capacity(c.raw_env.len() + inserts.len());
+        let raw_entries = c.env.as_ref().map(Env::raw_entries).unwrap_or_default();
+        let mut list = Vec::with_capacity(raw_entries.len() + inserts.len());
         let mut pending = inserts.into_iter().peekable();
-        for (i, raw) in c.raw_env.iter().enumerate() {
+        for (i, raw) in raw_entries.iter().enumerate() {
             while let Some(insert) = pending.next_if(|ins| ins.pos <= i) {
                 list.push(insert.entry);
             }

@@ -161,8 +161,11 @@ pub fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &
     }
     let wanted_env = wanted["env"].as_array().into_iter().flatten();
     for (name, value) in wanted_env.filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?))) {
-        let env = c.env.as_deref().unwrap_or_default();
-        if let Some(i) = env.iter().position(|e| e.name == name).filter(|&i| env[i].value.as_deref() != Some(value)) {
+        let env = c.env.as_ref();
+        let first = env.and_then(|env| env.first(name));
+        if let Some(i) =
+            first.filter(|&i| env.and_then(|env| env.get(i)).and_then(|e| e.value.as_deref()) != Some(value))
+        {
             ops.replace(patch::child(&path, ["env".to_owned(), i.to_string(), "value".to_owned()]), value.into());
         }
     }

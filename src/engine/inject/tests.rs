@@ -334,3 +334,22 @@ fn invalid_annotation_values_warn_and_do_not_block() {
     assert_eq!(m.warnings.len(), 1);
     assert!(m.warnings.as_slice()[0].starts_with("otel-injector.io/sampling-ratio=\"2\" on annotation ignored"));
 }
+
+#[test]
+fn every_variable_the_webhook_writes_is_one_the_lean_view_keeps() {
+    let object = pod("web")
+        .annotation("otel-injector.io/sidecar", "true")
+        .container(container("app").image("shop/web:1"))
+        .build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    assert!(!m.patch.0.is_empty());
+    let names: Vec<String> = ["/spec/containers/0/env", "/spec/initContainers/0/env", "/spec/containers/1/env"]
+        .iter()
+        .flat_map(|p| env_of(&out, p))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(names.iter().any(|n| n == "OTEL_COLLECTOR_CONFIG"), "the sidecar is there: {names:?}");
+    assert!(names.iter().any(|n| n == "GOMEMLIMIT"), "{names:?}");
+    let unread: Vec<&String> = names.iter().filter(|n| !crate::engine::object::engine_reads(n)).collect();
+    assert!(unread.is_empty(), "written but never read back on UPDATE: {unread:?}");
+}
