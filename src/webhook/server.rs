@@ -296,6 +296,7 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
         };
         let (tcp, _peer) = match accepted {
             Ok(accepted) => {
+                // An accept error leaves its connection waiting, so the next success is the recovery.
                 if edge.webhook && edge.state.accept_error().is_some() {
                     edge.state.set_accept_error(None);
                     tracing::info!("accepting connections again");

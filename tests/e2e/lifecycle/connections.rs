@@ -133,6 +133,54 @@ async fn connections_over_the_cap_are_closed_at_once_and_counted() {
     assert_eq!(status, 200, "room again once they are gone");
 }
 
+/// Sends `GET path` on an open HTTP/1.1 connection and reads one answer: status and body.
+async fn get_on(tcp: &mut tokio::net::TcpStream, path: &str) -> (u16, String) {
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.expect("answered").expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+}
+
+/// The soft limit of open files of process `pid`.
+fn open_files_limit(pid: u32) -> usize {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("Max open files");
+    line.split_whitespace().nth(3).and_then(|n| n.parse().ok()).expect("a number")
+}
+
+/// Sets the soft limit of open files of a running process (util-linux `prlimit`).
+fn open_files_limit_set(pid: u32, soft: usize) {
+    let status = Command::new("prlimit").arg(format!("--pid={pid}")).arg(format!("--nofile={soft}:")).status();
+    assert!(status.expect("prlimit runs").success(), "prlimit");
+}
+
+#[tokio::test]
+async fn health_fails_while_the_webhook_cannot_accept_and_recovers() {
+    let (serve, _pki, _dir) = serve_with_pair(&["--read-timeout", "30s"]);
+    // The probe's connection is open before file descriptors run out, as a kubelet's would be on a retry.
+    let mut probe = tokio::net::TcpStream::connect(serve.metrics).await.expect("connect");
+    assert_eq!(get_on(&mut probe, "/healthz").await.0, 200);
+    let open = std::fs::read_dir(format!("/proc/{}/fd", serve.pid())).expect("fds").count();
+    let soft = open_files_limit(serve.pid());
+    open_files_limit_set(serve.pid(), open + 4);
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(tokio::net::TcpStream::connect(serve.webhook).await.expect("connect (the backlog takes it)"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = get_on(&mut probe, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the webhook listener cannot accept connections"), "{body}");
+    assert_eq!(get_on(&mut probe, "/readyz").await.0, 503);
+    assert!(serve.logs().contains("cannot accept connections"), "logged");
+    drop(held);
+    open_files_limit_set(serve.pid(), soft);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get_on(&mut probe, "/healthz").await, (200, "ok\n".to_owned()), "healthy again");
+}
+
 /// An 8 MiB body, over the default 7 MiB limit.
 fn oversized_file(dir: &std::path::Path) -> std::path::PathBuf {
     let file = dir.join("big.json");
