@@ -2,8 +2,10 @@
 CARGO ?= cargo
 VENV ?= .venv
 PREFIX ?= $(HOME)/.local
-KUBERNETES_VALIDATE_VERSION := 1.37.0
+# What the tests run in Python: strict Kubernetes schema validation, the reference OpenMetrics parser.
+PYTHON_PACKAGES := kubernetes-validate==1.37.0 prometheus-client==0.26.0
 KUBERNETES_VALIDATE := $(CURDIR)/$(VENV)/bin/kubernetes-validate
+VENV_STAMP := $(VENV)/.installed-$(shell echo '$(PYTHON_PACKAGES)' | cksum | cut -d' ' -f1)
 
 DEV_CLUSTER_DIR ?= $(CURDIR)/.dev-cluster
 
@@ -17,13 +19,15 @@ run: ## the webhook on https://127.0.0.1:8443 (dev certs), health and metrics on
 TEST_THREADS ?= 6
 
 test: tools fmt-check lint ## formatting, clippy, unit, property, integration, corpus and end-to-end tests
-	KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --locked
+	KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) OTEL_INJECTOR_TEST_PYTHON=$(CURDIR)/$(VENV)/bin/python \
+	  RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --locked
 
-tools: $(KUBERNETES_VALIDATE) kubectl go kube-apiserver ## what the tests need: kubernetes-validate, kubectl, Go, the API server
+tools: $(VENV_STAMP) kubectl go kube-apiserver ## what the tests need: kubernetes-validate, kubectl, Go, the API server
 
-$(KUBERNETES_VALIDATE):
+$(VENV_STAMP):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PYTHON_PACKAGES)
+	touch $@
 
 kubectl:
 	@command -v kubectl >/dev/null || { \

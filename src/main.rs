@@ -1,9 +1,11 @@
-//! The `otel-injector` binary: crypto provider, CLI, logging, then the command.
+//! The `otel-injector` binary: crypto provider, CLI, logging (and, for `serve`, tracing), then the command.
 
 use std::process::ExitCode;
 
-use otel_injector::cli::{self, Command, audit, certs, preview, serve};
-use otel_injector::{telemetry, webhook::tls};
+use anyhow::anyhow;
+use otel_injector::cli::{self, Command, ServeArgs, audit, certs, preview, serve};
+use otel_injector::telemetry::{self, LogFormat, traces::Setup};
+use otel_injector::webhook::tls;
 
 fn main() -> ExitCode {
     tls::install_crypto_provider();
@@ -11,20 +13,15 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
-    if let Err(e) = telemetry::init(cli.log.log_format, cli.log.log_level.as_deref(), default_filter) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let log = (cli.log.log_format, cli.log.log_level.as_deref().or(rust_log.as_deref()));
     let result = match cli.command {
-        Command::Serve(args) => {
-            tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(serve::run(args)))
-        }
-        Command::Preview(args) => preview::run_cli(&args),
-        Command::Certs(args) => certs::run(&args),
+        Command::Serve(args) => serve_traced(args, log),
+        Command::Preview(args) => logged(log).and_then(|()| preview::run_cli(&args)),
+        Command::Certs(args) => logged(log).and_then(|()| certs::run(&args)),
         // Exit 1 when something was found (to gate a pipeline), 2 when the audit could not run.
         Command::Audit(args) => {
-            return match audit::run(&args) {
+            return match logged(log).and_then(|()| audit::run(&args)) {
                 Ok(found) => ExitCode::from(u8::from(found)),
                 Err(e) => {
                     eprintln!("error: {}", report(&e));
@@ -40,6 +37,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs for a command (warnings and errors unless `--log-level` says otherwise), no traces.
+fn logged((format, level): (LogFormat, Option<&str>)) -> anyhow::Result<()> {
+    telemetry::init(format, level, "warn", None).map(drop).map_err(|e| anyhow!(e))
+}
+
+/// `serve`, with its traces set up by the `OTEL_*` variables inside the runtime (the gRPC exporter lives there).
+fn serve_traced(args: ServeArgs, (format, level): (LogFormat, Option<&str>)) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let telemetry = {
+        let _runtime = rt.enter();
+        Setup::from_vars(|name| std::env::var(name).ok())
+            .and_then(|setup| telemetry::init(format, level, "info", Some(setup)))
+            .map_err(|e| anyhow!(e))?
+    };
+    rt.block_on(serve::run(args, telemetry))
 }
 
 /// The error and its causes on one line, each cause said once (a message that already ends with its cause's text,

@@ -109,7 +109,7 @@ pub struct LogArgs {
     /// Log format.
     #[arg(long, global = true, env = "OTEL_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, display_order = 900)]
     pub log_format: LogFormat,
-    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `otel_injector=debug`).
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `otel_injector=debug`); unset, `RUST_LOG` is used.
     #[arg(long, global = true, env = "OTEL_INJECTOR_LOG", value_name = "FILTER", display_order = 901)]
     pub log_level: Option<String>,
 }

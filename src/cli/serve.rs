@@ -10,6 +10,9 @@ use crate::cli::ServeArgs;
 use crate::cluster::client;
 use crate::cluster::namespaces::{Fixed, Watched};
 use crate::engine::config::{Config, ConfigError};
+use crate::telemetry::Telemetry;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::{Setup, TraceIds};
 use crate::webhook::certs;
 use crate::webhook::reload;
 use crate::webhook::server::{AppState, ServeOptions, Server};
@@ -22,7 +25,7 @@ const VERSION_INTERVAL: Duration = Duration::from_secs(60);
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Runs the webhook until SIGTERM or Ctrl-C, then drains in-flight reviews.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     let own = own_namespace(args.webhook_namespace.as_deref());
     let load_config = {
         let (config_args, own, budget) = (args.config.clone(), own.clone(), args.body_budget);
@@ -54,6 +57,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let certs = Arc::new(CertStore::new(pair));
     let client_ca = args.client_ca.as_deref().map(ClientCa::from_file).transpose()?.map(Arc::new);
     let mut state = AppState::new(config, Arc::new(Fixed::default()));
+    state.metrics = Arc::new(Metrics::new(telemetry.spans_dropped.clone()));
+    state.trace_ids = TraceIds::of(telemetry.setup.as_ref());
+    match &telemetry.setup {
+        Some(Setup::Export { endpoint, transport }) => {
+            tracing::info!(endpoint = %endpoint, protocol = %transport, "exporting a trace per admission over OTLP");
+        }
+        Some(Setup::Local) => tracing::info!(
+            "traces not exported (no OTEL_EXPORTER_OTLP_ENDPOINT); logs still carry trace ids, continuing a caller's"
+        ),
+        Some(Setup::Disabled) | None => tracing::info!("tracing disabled (OTEL_SDK_DISABLED)"),
+    }
     state.certs = Some(certs.clone());
     let mut watchers = Vec::new();
     match client::connect(&args.cluster.source()).await? {
@@ -84,6 +98,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     server.shutdown().await;
     watchers.iter().for_each(JoinHandle::abort);
+    telemetry.shutdown(Duration::from_secs(2)).await;
     tracing::info!("stopped");
     Ok(())
 }

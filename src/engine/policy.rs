@@ -104,6 +104,44 @@ pub struct Decision {
     pub inject: bool,
     /// Human-readable reason, e.g. `namespace annotation otel-injector.io/inject=true`.
     pub reason: String,
+    /// The reason as one of a few codes (a metric label, a span attribute).
+    pub cause: Cause,
+}
+
+/// Why the engine decided as it did, as a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The `inject` setting, from where it was found.
+    Setting(Origin),
+    /// The namespace is excluded by config (or is a system namespace).
+    ExcludedNamespace,
+    /// A controller owns the object: its own template is instrumented instead.
+    ControllerOwned,
+    /// An UPDATE of a Job, whose pod template is immutable.
+    JobUpdate,
+    /// An UPDATE that leaves the pod template unchanged.
+    TemplateUnchanged,
+    /// The object does not have the shape of its kind.
+    Unreadable,
+}
+
+impl Cause {
+    /// The code: `annotation`, `label`, `namespace_annotation`, `namespace_label`, `default`,
+    /// `excluded_namespace`, `controller_owned`, `job_update`, `template_unchanged` or `unreadable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Setting(Origin::Annotation) => "annotation",
+            Self::Setting(Origin::Label) => "label",
+            Self::Setting(Origin::NamespaceAnnotation) => "namespace_annotation",
+            Self::Setting(Origin::NamespaceLabel) => "namespace_label",
+            Self::Setting(Origin::Config) => "default",
+            Self::ExcludedNamespace => "excluded_namespace",
+            Self::ControllerOwned => "controller_owned",
+            Self::JobUpdate => "job_update",
+            Self::TemplateUnchanged => "template_unchanged",
+            Self::Unreadable => "unreadable",
+        }
+    }
 }
 
 /// The settings in force for one object after precedence.
@@ -192,7 +230,8 @@ pub fn decide(
     warnings: &mut Warnings,
 ) -> Decision {
     if config.excludes(namespace) {
-        return Decision { inject: false, reason: format!("namespace {namespace} is excluded") };
+        let reason = format!("namespace {namespace} is excluded");
+        return Decision { inject: false, reason, cause: Cause::ExcludedNamespace };
     }
     let fallback = config.default == DefaultMode::Inject;
     let lookup = Lookup { view, ns };
@@ -211,7 +250,7 @@ pub fn decide(
         Origin::Config => format!("cluster default ({})", if fallback { "inject" } else { "skip" }),
         origin => format!("{origin} {}={}", keys::INJECT, resolved.value),
     };
-    Decision { inject: resolved.value, reason }
+    Decision { inject: resolved.value, reason, cause: Cause::Setting(resolved.origin) }
 }
 
 /// Resolves every setting for an instrumented object: pod > namespace > config.
@@ -439,7 +478,8 @@ mod tests {
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let mut w = Warnings::default();
         let d = decide(&view, "kube-system", &NamespaceMeta::default(), &Config::default(), &mut w);
-        assert_eq!(d, Decision { inject: false, reason: "namespace kube-system is excluded".into() });
+        let reason = "namespace kube-system is excluded".into();
+        assert_eq!(d, Decision { inject: false, reason, cause: Cause::ExcludedNamespace });
 
         let object = pod(json!({}), json!({}));
         let json = object.to_string();

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::engine::policy::{Decision, Settings};
+use crate::engine::policy::{Cause, Decision, Settings};
 
 /// What happened to one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +56,9 @@ pub struct Explanation {
 
 impl Explanation {
     /// An explanation for an object left alone.
-    pub fn skipped(reason: impl Into<String>) -> Self {
+    pub fn skipped(cause: Cause, reason: impl Into<String>) -> Self {
         Self {
-            decision: Decision { inject: false, reason: reason.into() },
+            decision: Decision { inject: false, reason: reason.into(), cause },
             service_name: None,
             settings: None,
             notes: Vec::new(),
@@ -135,7 +135,11 @@ mod tests {
     #[test]
     fn explanation_renders_every_part() {
         let e = Explanation {
-            decision: Decision { inject: true, reason: "annotation otel-injector.io/inject=true".into() },
+            decision: Decision {
+                inject: true,
+                reason: "annotation otel-injector.io/inject=true".into(),
+                cause: Cause::Setting(crate::engine::policy::Origin::Annotation),
+            },
             service_name: Some(("shop".into(), "label app.kubernetes.io/name".into())),
             settings: None,
             notes: vec!["about the object".into()],

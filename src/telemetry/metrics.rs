@@ -1,5 +1,6 @@
-//! Prometheus metrics: admissions by kind, operation and decision; latency; rejected requests; the namespace
-//! cache (size, freshness, watch errors, lookups of namespaces it had not seen).
+//! Prometheus metrics: admissions by kind, operation, decision and reason; latency and patch sizes; rejected
+//! requests; the namespace cache (size, freshness, watch errors, lookups of namespaces it had not seen);
+//! connections, reloads, the certificate's expiry; spans dropped.
 
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub struct AdmissionLabels {
     pub operation: String,
     /// What the webhook did (see [`crate::webhook::admission::Decision`]).
     pub decision: String,
+    /// Why, as a code (see [`crate::engine::policy::Cause`]).
+    pub reason: &'static str,
 }
 
 /// Labels of a request answered with an HTTP error.
@@ -51,6 +54,25 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// Labels of dropped spans.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// `queue_full` (the exporter is slow or the collector away) or `export_failed`.
+    pub reason: &'static str,
+}
+
+/// Spans of the webhook's own traces that were not delivered, by reason; shared by the tracer (which counts) and
+/// the metrics (which export).
+#[derive(Debug, Clone, Default)]
+pub struct SpanDrops(Family<DropLabels, Counter>);
+
+impl SpanDrops {
+    /// Counts `n` spans dropped for `reason`.
+    pub fn dropped(&self, reason: &'static str, n: u64) {
+        self.0.get_or_create(&DropLabels { reason }).inc_by(n);
+    }
+}
+
 /// What the namespace cache looks like at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CacheState {
@@ -69,6 +91,7 @@ pub struct Metrics {
     admissions: Family<AdmissionLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
+    patch_bytes: Histogram,
     warnings: Counter,
     cache_namespaces: Gauge,
     cache_synced: Gauge,
@@ -82,14 +105,33 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(SpanDrops::default())
+    }
+}
+
+/// Latency buckets: resolving below the API server's own first bucket (5 ms), up to its longest timeout (30 s).
+const DURATION_BUCKETS: [f64; 18] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
+
+impl Metrics {
+    /// Every metric, with `spans_dropped` counted by the tracer.
+    pub fn new(spans_dropped: SpanDrops) -> Self {
         let mut registry = Registry::with_prefix("otel_injector");
         let admissions = Family::<AdmissionLabels, Counter>::default();
         registry.register("admission_requests", "Admission reviews answered", admissions.clone());
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register("admission_errors", "Requests answered with an HTTP error", errors.clone());
-        // 25 µs … ~0.8 s: the engine runs in microseconds, a slow client shows up in the tail.
-        let duration = Histogram::new(exponential_buckets(0.000_025, 2.0, 16));
+        let duration = Histogram::new(DURATION_BUCKETS);
         registry.register("admission_duration_seconds", "Time to answer an admission review", duration.clone());
+        // 64 B … 1 MiB.
+        let patch_bytes = Histogram::new(exponential_buckets(64.0, 4.0, 8));
+        registry.register(
+            "admission_patch_bytes",
+            "Size of the JSON Patch returned (patched reviews)",
+            patch_bytes.clone(),
+        );
         let warnings = Counter::default();
         registry.register("admission_warnings", "Warnings returned to API clients", warnings.clone());
         let cache_namespaces = Gauge::default();
@@ -120,11 +162,17 @@ impl Default for Metrics {
             "When the serving certificate expires, in seconds since the epoch",
             cert_not_after.clone(),
         );
+        registry.register(
+            "spans_dropped",
+            "Spans of the webhook's own traces not delivered (queue full or export failed)",
+            spans_dropped.0.clone(),
+        );
         Self {
             registry,
             admissions,
             errors,
             duration,
+            patch_bytes,
             warnings,
             cache_namespaces,
             cache_synced,
@@ -136,14 +184,15 @@ impl Default for Metrics {
             cert_not_after,
         }
     }
-}
 
-impl Metrics {
-    /// Counts one answered review.
-    pub fn admitted(&self, labels: AdmissionLabels, warnings: usize, elapsed: Duration) {
+    /// Counts one answered review, with the size of its patch if it has one.
+    pub fn admitted(&self, labels: AdmissionLabels, warnings: usize, patch_bytes: Option<usize>, elapsed: Duration) {
         self.admissions.get_or_create(&labels).inc();
         self.warnings.inc_by(warnings as u64);
         self.duration.observe(elapsed.as_secs_f64());
+        if let Some(bytes) = patch_bytes {
+            self.patch_bytes.observe(bytes as f64);
+        }
     }
 
     /// Counts one request answered with an HTTP error.
@@ -198,23 +247,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_admissions_errors_and_latency() {
+    fn counts_admissions_errors_latency_and_patch_sizes() {
         let m = Metrics::default();
-        let labels =
-            AdmissionLabels { kind: "Pod".into(), operation: "CREATE".into(), decision: "instrumented".into() };
-        m.admitted(labels.clone(), 2, Duration::from_micros(40));
-        m.admitted(labels, 0, Duration::from_micros(40));
+        let labels = AdmissionLabels {
+            kind: "Pod".into(),
+            operation: "CREATE".into(),
+            decision: "instrumented".into(),
+            reason: "default",
+        };
+        m.admitted(labels.clone(), 2, Some(900), Duration::from_micros(40));
+        m.admitted(labels, 0, Some(900), Duration::from_micros(3_000));
         m.rejected("malformed");
         let text = m.encode();
-        assert!(
-            text.contains(
-                r#"otel_injector_admission_requests_total{kind="Pod",operation="CREATE",decision="instrumented"} 2"#
-            ),
-            "{text}"
-        );
-        assert!(text.contains(r#"otel_injector_admission_errors_total{reason="malformed"} 1"#), "{text}");
-        assert!(text.contains("otel_injector_admission_duration_seconds_count 2"), "{text}");
-        assert!(text.contains("otel_injector_admission_warnings_total 2"), "{text}");
+        for line in [
+            r#"otel_injector_admission_requests_total{kind="Pod",operation="CREATE",decision="instrumented",reason="default"} 2"#,
+            r#"otel_injector_admission_errors_total{reason="malformed"} 1"#,
+            "otel_injector_admission_duration_seconds_count 2",
+            // Resolved below the API server's first bucket (5 ms).
+            r#"otel_injector_admission_duration_seconds_bucket{le="0.00005"} 1"#,
+            r#"otel_injector_admission_duration_seconds_bucket{le="0.0025"} 1"#,
+            r#"otel_injector_admission_duration_seconds_bucket{le="0.005"} 2"#,
+            r#"otel_injector_admission_patch_bytes_bucket{le="1024.0"} 2"#,
+            "otel_injector_admission_warnings_total 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn spans_dropped_are_counted_by_reason() {
+        let drops = SpanDrops::default();
+        let m = Metrics::new(drops.clone());
+        drops.dropped("queue_full", 3);
+        drops.dropped("export_failed", 2);
+        let text = m.encode();
+        assert!(text.contains(r#"otel_injector_spans_dropped_total{reason="queue_full"} 3"#), "{text}");
+        assert!(text.contains(r#"otel_injector_spans_dropped_total{reason="export_failed"} 2"#), "{text}");
     }
 
     #[test]

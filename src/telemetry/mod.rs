@@ -1,10 +1,26 @@
-//! The webhook's own telemetry: logs (structured lines on stderr, text or JSON, filtered with the tracing
-//! `EnvFilter` syntax) and Prometheus [`metrics`].
+//! The webhook's own telemetry: logs (structured lines on stderr, text or [`logs::JsonLines`], filtered with the
+//! tracing `EnvFilter` syntax, colour only on a terminal), [`traces`] (one span per admission, exported over OTLP
+//! when configured) and Prometheus [`metrics`].
 
+pub mod logs;
 pub mod metrics;
+pub mod traces;
+
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use clap::ValueEnum;
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use self::metrics::SpanDrops;
+use self::traces::Setup;
 
 /// Log output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -15,14 +31,82 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `filter` falls back to `default` (e.g. `info`).
-pub fn init(format: LogFormat, filter: Option<&str>, default: &str) -> Result<(), String> {
-    let filter = filter.unwrap_or(default);
+/// The installed telemetry: flush and shut it down on exit.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+    /// Spans not delivered, for the metrics.
+    pub spans_dropped: SpanDrops,
+    /// What the tracer does, for the start-up log line.
+    pub setup: Option<Setup>,
+}
+
+impl Telemetry {
+    /// Exports what is queued and stops the exporter, waiting at most `timeout` (off the async threads: the SDK
+    /// blocks).
+    pub async fn shutdown(self, timeout: Duration) {
+        let Some(provider) = self.provider else { return };
+        let stopped = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(timeout)).await;
+        if let Ok(Err(e)) = stopped {
+            tracing::warn!(error = %e, "traces not flushed on exit");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs filtered by `filter` (default `default`, e.g. `info`) on stderr, and, when
+/// `traces` is given, the tracer it sets up (from the standard `OTEL_*` variables), with its own filter: the
+/// webhook's spans whatever the log level. Call inside the Tokio runtime when traces are exported over gRPC.
+pub fn init(
+    format: LogFormat,
+    filter: Option<&str>,
+    default: &str,
+    traces: Option<Setup>,
+) -> Result<Telemetry, String> {
+    let colour = std::io::stderr().is_terminal();
+    let (dispatch, telemetry) =
+        subscriber(format, filter.unwrap_or(default), colour, BoxMakeWriter::new(std::io::stderr), traces)?;
+    dispatch.try_init().map_err(|e| format!("cannot install the logger: {e}"))?;
+    Ok(telemetry)
+}
+
+/// The subscriber [`init`] installs, writing logs to `writer` (with ANSI colour when `colour`), not installed (the
+/// benches compare several).
+pub fn subscriber(
+    format: LogFormat,
+    filter: &str,
+    colour: bool,
+    writer: BoxMakeWriter,
+    traces: Option<Setup>,
+) -> Result<(impl SubscriberInitExt, Telemetry), String> {
     let filter = EnvFilter::try_new(filter).map_err(|e| format!("--log-level {filter:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+    let logs = match format {
+        LogFormat::Text => {
+            tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(colour).with_filter(filter).boxed()
+        }
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .fmt_fields(logs::JsonFields)
+            .event_format(logs::JsonLines)
+            .with_filter(filter)
+            .boxed(),
     };
-    result.map_err(|e| format!("cannot install the logger: {e}"))
+    let spans_dropped = SpanDrops::default();
+    let provider = match &traces {
+        Some(setup) => traces::provider(setup, &spans_dropped)?,
+        None => None,
+    };
+    let tracer = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("otel-injector"))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_level(false)
+            .with_tracked_inactivity(false)
+            // Spans are parented through tracing's own context; no OpenTelemetry context is attached on every poll.
+            .with_context_activation(false)
+            .with_filter(Targets::new().with_target("otel_injector", LevelFilter::INFO))
+    });
+    let subscriber = tracing_subscriber::registry().with(logs).with(tracer);
+    Ok((subscriber, Telemetry { provider, spans_dropped, setup: traces }))
 }

@@ -81,6 +81,9 @@ pub struct Answer {
     pub decision: Decision,
     /// Why, in a few words.
     pub reason: String,
+    /// Why, as a code (see [`crate::engine::policy::Cause`]; `not_applicable` for reviews the engine does not look
+    /// at, `object_missing` when there is no object).
+    pub cause: &'static str,
     /// Operations in the returned patch.
     pub patch_ops: usize,
     /// Warnings returned.
@@ -160,6 +163,31 @@ impl<'a> Review<'a> {
         })
     }
 
+    /// `request.uid`.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// `request.kind.kind`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// `request.operation`.
+    pub fn operation(&self) -> &'static str {
+        operation_name(&self.operation)
+    }
+
+    /// `request.namespace`, when set.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// `request.dryRun`.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
     /// The namespace whose policy the engine needs, when it will run on this review.
     pub fn policy_namespace(&self) -> Option<&str> {
         match self.target {
@@ -190,6 +218,7 @@ impl<'a> Review<'a> {
             dry_run: self.dry_run,
             decision: Decision::Ignored,
             reason: String::new(),
+            cause: "not_applicable",
             patch_ops: 0,
             warnings: notes,
             explanation: None,
@@ -199,6 +228,7 @@ impl<'a> Review<'a> {
             (Ok(_), None) => {
                 answer.decision = Decision::Skipped;
                 answer.reason = "request.object is missing".to_owned();
+                answer.cause = "object_missing";
                 answer.warnings.push("otel-injector: request.object is missing; nothing to instrument".to_owned());
             }
             (Ok(kind), Some(object)) => {
@@ -212,6 +242,7 @@ impl<'a> Review<'a> {
                 answer.patch_ops = mutation.patch.0.len();
                 answer.warnings.extend(mutation.warnings.into_vec());
                 answer.reason = mutation.explanation.decision.reason.clone();
+                answer.cause = mutation.explanation.decision.cause.as_str();
                 answer.decision = match (answer.patch_ops, mutation.explanation.decision.inject) {
                     (0, true) => Decision::Unchanged,
                     (0, false) => Decision::Skipped,

@@ -23,6 +23,7 @@ use crate::cluster::namespaces::Fetched;
 use crate::engine::policy::{NamespaceMeta, clip};
 use crate::engine::values;
 use crate::telemetry::metrics::AdmissionLabels;
+use crate::telemetry::traces;
 
 /// Bodies above this size are parsed with the worker thread's other tasks moved away.
 const LARGE: usize = 512 * 1024;
@@ -138,22 +139,36 @@ fn deadline_of(query: Option<&str>) -> Result<Option<Duration>, RequestError> {
     Ok(found)
 }
 
-/// The `/mutate` handler.
+/// The `/mutate` handler: one server span per review (continuing the caller's `traceparent`), its attributes
+/// recorded as they become known.
 pub async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let span = tracing::info_span!(
         "admission",
-        uid = Empty,
-        kind = Empty,
-        namespace = Empty,
-        name = Empty,
-        operation = Empty,
-        dry_run = Empty,
-        decision = Empty,
-        containers = Empty,
-        patch_ops = Empty
+        "otel.kind" = "server",
+        "otel.status_code" = Empty,
+        trace_id = Empty,
+        span_id = Empty,
+        "k8s.namespace.name" = Empty,
+        "k8s.object.kind" = Empty,
+        "k8s.object.name" = Empty,
+        "admission.uid" = Empty,
+        "admission.operation" = Empty,
+        "admission.dry_run" = Empty,
+        "admission.decision" = Empty,
+        "admission.reason" = Empty,
+        "admission.containers" = Empty,
+        "admission.sidecar" = Empty,
+        "admission.patch_operations" = Empty,
+        "admission.warnings" = Empty,
+        "http.response.status_code" = Empty,
+        "error.type" = Empty,
     );
     let (parts, body) = request.into_parts();
+    if let Some((trace_id, span_id)) = traces::start_server_span(&span, &parts.headers, state.trace_ids) {
+        span.record("trace_id", trace_id.to_string());
+        span.record("span_id", span_id.to_string());
+    }
     match answer(&state, parts.uri.query(), &parts.headers, body, started).instrument(span.clone()).await {
         Ok(answer) => {
             record(&span, &answer);
@@ -161,12 +176,17 @@ pub async fn mutate(State(state): State<AppState>, request: Request) -> Response
                 kind: metric_kind(&answer.kind),
                 operation: answer.operation.to_owned(),
                 decision: answer.decision.as_str().to_owned(),
+                reason: answer.cause,
             };
-            state.metrics.admitted(labels, answer.warnings.len(), started.elapsed());
+            let patch_bytes = answer.patch.as_ref().map(Vec::len);
+            state.metrics.admitted(labels, answer.warnings.len(), patch_bytes, started.elapsed());
             ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
         }
         Err(e) => {
             state.metrics.rejected(e.label());
+            span.record("otel.status_code", "error");
+            span.record("error.type", e.label());
+            span.record("http.response.status_code", i64::from(e.status().as_u16()));
             span.in_scope(|| tracing::warn!(status = e.status().as_u16(), error = %e, "review rejected"));
             e.into_response()
         }
@@ -207,6 +227,7 @@ async fn answer(
     let _working = limits.in_flight.clone().try_acquire_owned().map_err(|_| RequestError::Overloaded)?;
     let large = bytes.len() > LARGE;
     let review = heavy(large, || Review::parse(&bytes, &config))?;
+    describe(&review, state.trace_ids);
     let (ns, notes) = match review.policy_namespace() {
         Some(name) => namespace_policy(state, name, deadline).await,
         None => (Arc::default(), Vec::new()),
@@ -253,17 +274,38 @@ async fn namespace_policy(
     (Arc::default(), vec![warning])
 }
 
+/// What the review was about, as soon as the envelope is read.
+fn describe(review: &Review<'_>, ids: traces::TraceIds) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::Span::current();
+    if ids == traces::TraceIds::Tracer {
+        // Named for the operation (`CREATE Pod`); the span has started, so the name goes to it directly.
+        span.context().span().update_name(format!("{} {}", review.operation(), review.kind()));
+    }
+    span.record("admission.uid", review.uid());
+    span.record("admission.operation", review.operation());
+    span.record("admission.dry_run", review.dry_run());
+    span.record("k8s.object.kind", review.kind());
+    if let Some(namespace) = review.namespace() {
+        span.record("k8s.namespace.name", namespace);
+    }
+}
+
+/// What was decided; then the review's one log line.
 fn record(span: &tracing::Span, a: &Answer) {
-    span.record("uid", a.uid.as_str());
-    span.record("kind", a.kind.as_str());
-    span.record("namespace", a.namespace.as_str());
-    span.record("name", a.name.as_str());
-    span.record("operation", a.operation);
-    span.record("dry_run", a.dry_run);
-    span.record("decision", a.decision.as_str());
-    span.record("patch_ops", a.patch_ops);
+    if !a.name.is_empty() {
+        span.record("k8s.object.name", a.name.as_str());
+    }
+    span.record("admission.decision", a.decision.as_str());
+    span.record("admission.reason", a.cause);
+    // Counts as i64: the tracer turns unsigned values into strings.
+    span.record("admission.patch_operations", i64::try_from(a.patch_ops).unwrap_or(i64::MAX));
+    span.record("admission.warnings", i64::try_from(a.warnings.len()).unwrap_or(i64::MAX));
+    span.record("http.response.status_code", 200_i64);
     if let Some(explanation) = &a.explanation {
-        span.record("containers", explanation.instrumented().collect::<Vec<_>>().join(",").as_str());
+        span.record("admission.containers", explanation.instrumented().collect::<Vec<_>>().join(",").as_str());
+        span.record("admission.sidecar", explanation.sidecar.as_str());
     }
     span.in_scope(|| {
         if a.decision == Decision::Ignored {

@@ -37,6 +37,7 @@ use crate::cluster::namespaces::Namespaces;
 use crate::cluster::version::ServerVersion;
 use crate::engine::config::Config;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::TraceIds;
 
 /// Bytes one connection may buffer ahead of the handler: the HTTP/1.1 read buffer, the HTTP/2 connection window.
 const CONN_BUFFER: usize = 128 * 1024;
@@ -113,6 +114,8 @@ pub struct AppState {
     accept_error: Arc<Mutex<Option<String>>>,
     /// Time and memory limits of reviews.
     pub limits: Arc<Limits>,
+    /// Where each admission's trace ids come from.
+    pub trace_ids: TraceIds,
 }
 
 impl AppState {
@@ -129,6 +132,7 @@ impl AppState {
             draining: Arc::new(AtomicBool::new(false)),
             accept_error: Arc::default(),
             limits: Arc::new(Limits::new(Duration::from_secs(10), 16 * 1024 * 1024, 256)),
+            trace_ids: TraceIds::default(),
         }
     }
 

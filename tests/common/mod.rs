@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod corpus;
+pub mod otlp;
 pub mod serve;
 
 use std::sync::Arc;
@@ -86,6 +87,20 @@ impl TestServer {
             serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
         )
     }
+}
+
+/// A tool the tests need: `env` if set, else `default`; a clear failure saying how to `install` it otherwise.
+pub fn tool(env: &str, default: &std::path::Path, install: &str) -> std::path::PathBuf {
+    let path = std::env::var_os(env).map(std::path::PathBuf::from).unwrap_or_else(|| default.to_owned());
+    let runs = || std::process::Command::new(&path).arg("--help").output().is_ok();
+    assert!(path.exists() || runs(), "{} not found: {install} (or set {env})", path.display());
+    path
+}
+
+/// The Python of `.venv` (kubernetes-validate, prometheus-client), installed by `make test`.
+pub fn python() -> std::path::PathBuf {
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    tool("OTEL_INJECTOR_TEST_PYTHON", &default, "run `make test`, which installs it into .venv")
 }
 
 /// GET `url` with curl: status and body (status 0 when there was no answer).

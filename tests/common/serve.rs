@@ -35,6 +35,10 @@ impl Serve {
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let home = tempfile::tempdir().expect("tempdir");
         let mut command = Command::new(BIN);
+        // The developer's own OpenTelemetry settings stay out of the test.
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+            command.env_remove(key);
+        }
         command
             .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(args)

@@ -1,12 +1,12 @@
 //! Checks run on every (original, patched) pair of the corpus.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::preserved;
+use crate::common::{preserved, tool};
 
 /// One object before and after the webhook's patch.
 pub struct Pair {
@@ -124,16 +124,6 @@ pub fn valid_pod_spec(original: &Value, patched: &Value) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn tool(env: &str, default: &Path, install: &str) -> PathBuf {
-    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| default.to_owned());
-    assert!(path.exists() || which(&path), "{} not found: {install} (or set {env})", path.display());
-    path
-}
-
-fn which(name: &Path) -> bool {
-    Command::new(name).arg("--help").output().is_ok()
 }
 
 /// Runs kubectl, returning stdout, panicking with stderr on failure.

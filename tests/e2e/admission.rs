@@ -258,3 +258,43 @@ fn after_a_config_change_metadata_updates_neither_fail_nor_roll_out() {
     assert_eq!(env_of(app)["OTEL_TRACES_SAMPLER_ARG"], "0.5", "the new config's ratio");
     assert!(env_of(app)["OTEL_RESOURCE_ATTRIBUTES"].contains("service.version=2.5.0"), "the new image's version");
 }
+
+#[test]
+fn pods_created_through_the_api_server_produce_one_server_span_each() {
+    use super::common::otlp::{Receiver, Transport};
+    let cluster = Cluster::shared();
+    let receiver = Receiver::start(Transport::Grpc);
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let hook = Webhook::start_with_env(cluster, "default: inject\n", &Registration::default(), &env);
+    let ns = hook.namespace(&[]);
+    for name in ["traced-a", "traced-b"] {
+        cluster.create(&ns, &pod(name, &[], &["app"]));
+    }
+    let named = |spans: &[super::common::otlp::Received], name: &str| {
+        spans.iter().any(|s| s.attr("k8s.object.name").as_deref() == Some(name))
+    };
+    receiver.wait_until(Duration::from_secs(20), |s| named(s, "traced-a") && named(s, "traced-b"));
+    // A duplicate would have arrived by now.
+    std::thread::sleep(Duration::from_millis(300));
+    let spans = receiver.spans();
+    for name in ["traced-a", "traced-b"] {
+        let mine: Vec<_> = spans
+            .iter()
+            .filter(|s| s.kind == 2 && s.attr("k8s.object.name").as_deref() == Some(name))
+            .filter(|s| s.attr("admission.dry_run").as_deref() == Some("false"))
+            .collect();
+        assert_eq!(mine.len(), 1, "one server span for {name}: {spans:#?}");
+        let span = mine[0];
+        assert_eq!(span.name, "CREATE Pod");
+        assert_eq!(span.attr("k8s.namespace.name").as_deref(), Some(ns.as_str()));
+        assert_eq!(span.attr("admission.decision").as_deref(), Some("instrumented"));
+        assert_eq!(span.parent_span_id, "", "the 1.20 API server sends no traceparent: a root");
+        let uid = span.attr("admission.uid").expect("uid");
+        let stored = cluster.get(&["pod", name, "-n", &ns]);
+        assert!(!uid.is_empty() && stored["metadata"]["uid"].is_string(), "{stored}");
+    }
+}

@@ -247,6 +247,8 @@ pub struct Webhook<'c> {
     pub config: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     registration: Registration,
+    /// Extra environment (the `OTEL_*` of the test's own are never inherited).
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -259,6 +261,16 @@ impl<'c> Webhook<'c> {
 
     /// [`Webhook::start`] with a registration of one's own.
     pub fn start_with(cluster: &'c Cluster, config_yaml: &str, registration: &Registration) -> Self {
+        Self::start_with_env(cluster, config_yaml, registration, &[])
+    }
+
+    /// [`Webhook::start_with`] with environment variables (e.g. where to export its traces).
+    pub fn start_with_env(
+        cluster: &'c Cluster,
+        config_yaml: &str,
+        registration: &Registration,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, config_yaml).expect("write config");
@@ -271,6 +283,7 @@ impl<'c> Webhook<'c> {
             config,
             logs: Arc::default(),
             registration: registration.clone(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             _dir: dir,
         };
         hook.run();
@@ -287,7 +300,12 @@ impl<'c> Webhook<'c> {
     /// Spawns `serve`, waits until it is ready, registers it, and waits until the API server calls it.
     fn run(&mut self) {
         let pki = pki();
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+            command.env_remove(key);
+        }
+        let mut child = command
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .arg("--config")
             .arg(&self.config)

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::engine::config::{Config, SidecarMode};
 use crate::engine::object::{Container, PodView};
 use crate::engine::patch::{self, Ops};
-use crate::engine::policy::{self, NamespaceMeta, Settings, keys};
+use crate::engine::policy::{self, Cause, NamespaceMeta, Settings, keys};
 use crate::engine::report::{ContainerOutcome, ContainerReport, Explanation};
 use crate::engine::values::Signal;
 use crate::engine::values::{self, KubeVersion};
@@ -90,7 +90,8 @@ pub fn mutate_json(object: &str, target: &Target<'_>) -> Mutation {
         Err(e) => {
             let mut warnings = Warnings::default();
             warnings.push(format!("otel-injector left this {} unchanged: {e}", target.kind));
-            return Mutation::unchanged(Explanation::skipped(format!("cannot read the object: {e}")), warnings);
+            let explanation = Explanation::skipped(Cause::Unreadable, format!("cannot read the object: {e}"));
+            return Mutation::unchanged(explanation, warnings);
         }
     };
     let name = view.name.as_deref().or(view.generate_name.as_deref()).map(str::to_owned);
@@ -98,18 +99,22 @@ pub fn mutate_json(object: &str, target: &Target<'_>) -> Mutation {
 }
 
 /// The decision and the patch for an object already read.
+/// Traced (when a tracer listens) as two steps: `policy` (the decision and the settings in force) and `patch`.
 fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     let config = target.config;
     let mut warnings = Warnings::default();
-    if let Some(reason) = left_alone(view, target) {
-        return Mutation::unchanged(Explanation::skipped(reason), warnings);
+    let policy_span = tracing::info_span!("policy").entered();
+    if let Some((cause, reason)) = left_alone(view, target) {
+        return Mutation::unchanged(Explanation::skipped(cause, reason), warnings);
     }
     let decision = policy::decide(view, target.namespace, target.ns, config, &mut warnings);
     if !decision.inject {
-        return Mutation::unchanged(Explanation::skipped(decision.reason), warnings);
+        return Mutation::unchanged(Explanation::skipped(decision.cause, decision.reason), warnings);
     }
     let settings = policy::settings(view, target.ns, config, &mut warnings);
     let service = service_name::resolve(view, &settings);
+    policy_span.exit();
+    let _patch_span = tracing::info_span!("patch").entered();
     let placement = sidecar::placement(config.sidecar.mode, target.server_version);
     let service_value = service.as_ref().map(|s| s.value.as_str());
     let hash = status::settings_hash(&settings, config, placement.0, target.namespace, service_value);
@@ -208,15 +213,17 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
 /// Why an object the webhook could instrument must not be changed by this request, if so: a workload a controller
 /// owns (its owner's template is instrumented, and mutating it makes the controller fight back), a Job's immutable
 /// template, or an UPDATE that leaves the pod template alone (patching it would roll every pod for nothing).
-fn left_alone(view: &PodView<'_>, target: &Target<'_>) -> Option<String> {
+fn left_alone(view: &PodView<'_>, target: &Target<'_>) -> Option<(Cause, String)> {
     if let Some((kind, name)) = view.controller.as_ref().filter(|_| view.kind != WorkloadKind::Pod) {
-        return Some(format!("owned by {kind} {name}: the owner's template is instrumented, not this one"));
+        let reason = format!("owned by {kind} {name}: the owner's template is instrumented, not this one");
+        return Some((Cause::ControllerOwned, reason));
     }
     let old = target.old_template?;
     if view.kind == WorkloadKind::Job {
-        return Some("a Job's pod template is immutable: an UPDATE is never patched".to_owned());
+        return Some((Cause::JobUpdate, "a Job's pod template is immutable: an UPDATE is never patched".to_owned()));
     }
-    same_json(old, view.template).then(|| "the UPDATE leaves the pod template unchanged".to_owned())
+    same_json(old, view.template)
+        .then(|| (Cause::TemplateUnchanged, "the UPDATE leaves the pod template unchanged".to_owned()))
 }
 
 /// Whether two JSON texts hold the same value. The API server serialises `object` and `oldObject` the same way,

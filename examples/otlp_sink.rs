@@ -1,0 +1,17 @@
+//! An OTLP trace receiver for the load test (`scripts/loadtest.sh`): gRPC on 127.0.0.1, port of its own choosing.
+//! Writes its endpoint to the file given, then, every 200 ms, the number of spans received to `<file>.count`.
+#![allow(missing_docs)]
+
+#[path = "../tests/common/otlp.rs"]
+#[allow(dead_code)]
+mod otlp;
+
+fn main() {
+    let out = std::env::args().nth(1).expect("usage: otlp_sink FILE");
+    let receiver = otlp::Receiver::start(otlp::Transport::Grpc);
+    std::fs::write(&out, &receiver.endpoint).expect("write the endpoint");
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::fs::write(format!("{out}.count"), receiver.count().to_string()).expect("write the count");
+    }
+}

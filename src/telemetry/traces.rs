@@ -1,0 +1,381 @@
+//! The webhook's own traces: one server span per admission (continuing the caller's W3C `traceparent` and
+//! `baggage`), exported over OTLP when the standard variables configure an endpoint.
+//!
+//! Exporting never slows admission down: ended spans go into a bounded queue that a background thread sends in
+//! batches (the SDK's `BatchSpanProcessor`); when the queue is full, because the collector is slow or gone, spans
+//! are dropped and counted (`otel_injector_spans_dropped_total`), as are spans whose export failed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use http::HeaderMap;
+use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry::{Context, Key, KeyValue};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
+};
+
+use super::metrics::SpanDrops;
+use crate::engine::values::{self, Protocol as Transport};
+
+/// Span fields that exist for the logs (each line carries them) and are not exported as attributes.
+pub const LOG_ONLY_FIELDS: [&str; 2] = ["trace_id", "span_id"];
+
+/// Spans waiting for export at most (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048).
+const DEFAULT_QUEUE: usize = 2048;
+
+/// What the standard variables ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setup {
+    /// `OTEL_SDK_DISABLED=true`: no spans at all (and no trace ids in logs).
+    Disabled,
+    /// No tracer; the logs still carry trace ids: the caller's trace, else a new one (no endpoint, or
+    /// `OTEL_TRACES_EXPORTER=none`).
+    Local,
+    /// Spans exported to `endpoint` over `transport`.
+    Export {
+        /// Where spans are sent: the endpoint as configured, with `/v1/traces` added for HTTP when it came from
+        /// the variable for all signals.
+        endpoint: String,
+        /// gRPC or HTTP/protobuf.
+        transport: Transport,
+    },
+}
+
+impl Setup {
+    /// Reads `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER`, `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` and
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` through `var`. Without a protocol, the endpoint's port decides (4317
+    /// gRPC, 4318 HTTP), else HTTP/protobuf, the specification's default.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let set = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Ok(Self::Disabled);
+        }
+        match set("OTEL_TRACES_EXPORTER").as_deref() {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(Self::Local),
+            Some(other) => return Err(format!("OTEL_TRACES_EXPORTER={other:?} is not supported: use otlp or none")),
+        }
+        let (endpoint_var, endpoint) = match ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+            .into_iter()
+            .find_map(|name| set(name).map(|v| (name, v)))
+        {
+            Some(found) => found,
+            None => return Ok(Self::Local),
+        };
+        let url = url::Url::parse(&endpoint).map_err(|e| format!("{endpoint_var}={endpoint:?}: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{endpoint_var}={endpoint:?}: use http://host:port or https://host:port"));
+        }
+        let protocol = ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
+            .into_iter()
+            .find_map(|name| set(name).map(|v| (name, v)));
+        let transport = match protocol {
+            Some((_, p)) if p == "grpc" => Transport::Grpc,
+            Some((_, p)) if p == "http/protobuf" => Transport::HttpProtobuf,
+            Some((name, p)) => return Err(format!("{name}={p:?} is not supported: use grpc or http/protobuf")),
+            None => values::transport_of(&endpoint).unwrap_or(Transport::HttpProtobuf),
+        };
+        let endpoint = match (transport, endpoint_var) {
+            (Transport::HttpProtobuf, "OTEL_EXPORTER_OTLP_ENDPOINT") => {
+                format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+            }
+            _ => endpoint,
+        };
+        Ok(Self::Export { endpoint, transport })
+    }
+}
+
+/// The tracer provider for `setup` (`None` when disabled), counting dropped spans in `drops`. Must be called
+/// inside the Tokio runtime (the gRPC client lives there).
+pub fn provider(setup: &Setup, drops: &SpanDrops) -> Result<Option<SdkTracerProvider>, String> {
+    let builder = SdkTracerProvider::builder().with_resource(resource());
+    let (endpoint, transport) = match setup {
+        Setup::Disabled | Setup::Local => return Ok(None),
+        Setup::Export { endpoint, transport } => (endpoint, *transport),
+    };
+    // The exporters read headers and timeout from the standard variables themselves.
+    let exporter = match transport {
+        Transport::Grpc => {
+            let mut grpc = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint);
+            if endpoint.starts_with("https://") {
+                grpc = grpc.with_tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots());
+            }
+            grpc.build()
+        }
+        Transport::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoint)
+            .build(),
+    }
+    .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+    let capacity = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_QUEUE);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let exporter = Dequeued::new(exporter, queued.clone(), drops.clone());
+    let batch = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(BatchConfigBuilder::default().with_max_queue_size(capacity).build())
+        .build();
+    let bounded = Bounded { inner: batch, queued, capacity, drops: drops.clone() };
+    Ok(Some(builder.with_span_processor(bounded).build()))
+}
+
+/// `service.name` from `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`, else `otel-injector`; the other
+/// attributes of `OTEL_RESOURCE_ATTRIBUTES`; `service.version`.
+fn resource() -> Resource {
+    let version = KeyValue::new("service.version", env!("CARGO_PKG_VERSION"));
+    let detected = Resource::builder().with_attribute(version.clone()).build();
+    let named =
+        detected.get(&Key::from_static_str("service.name")).is_some_and(|n| !n.as_str().starts_with("unknown_service"));
+    if named {
+        detected
+    } else {
+        Resource::builder().with_service_name("otel-injector").with_attribute(version).build()
+    }
+}
+
+/// Where an admission's trace ids come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TraceIds {
+    /// Nowhere: no tracer, no ids in the logs (`OTEL_SDK_DISABLED=true`).
+    #[default]
+    None,
+    /// The tracer: the exported span's ids.
+    Tracer,
+    /// Made for the logs alone: the caller's trace id (else a new one) and a new span id.
+    LogsOnly,
+}
+
+impl TraceIds {
+    /// What `setup` gives.
+    pub fn of(setup: Option<&Setup>) -> Self {
+        match setup {
+            Some(Setup::Export { .. }) => Self::Tracer,
+            Some(Setup::Local) => Self::LogsOnly,
+            Some(Setup::Disabled) | None => Self::None,
+        }
+    }
+}
+
+/// Starts `span` as the server span of a request with `headers`: parented on the caller's trace context (a new
+/// root without one); returns its trace and span ids for the logs.
+pub fn start_server_span(span: &tracing::Span, headers: &HeaderMap, ids: TraceIds) -> Option<(TraceId, SpanId)> {
+    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    match ids {
+        TraceIds::None => None,
+        TraceIds::Tracer => {
+            span.set_parent(parent_from(headers)).ok()?;
+            let cx = span.context();
+            let context = cx.span().span_context().clone();
+            context.is_valid().then(|| (context.trace_id(), context.span_id()))
+        }
+        TraceIds::LogsOnly => {
+            let parent = parent_from(headers);
+            let caller = parent.span().span_context().trace_id();
+            let generator = RandomIdGenerator::default();
+            let trace = if caller == TraceId::INVALID { generator.new_trace_id() } else { caller };
+            Some((trace, generator.new_span_id()))
+        }
+    }
+}
+
+/// The caller's trace context from `traceparent`/`tracestate` and `baggage` (an empty context, so a new root,
+/// when absent or malformed).
+pub fn parent_from(headers: &HeaderMap) -> Context {
+    struct Headers<'a>(&'a HeaderMap);
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(http::HeaderName::as_str).collect()
+        }
+    }
+    static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(|| {
+        TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ])
+    });
+    PROPAGATOR.extract(&Headers(headers))
+}
+
+/// Admits ended spans to the batch queue while it has room, counting the rest as dropped; strips the fields that
+/// exist only for the logs.
+#[derive(Debug)]
+struct Bounded<P> {
+    inner: P,
+    /// Spans handed to the batch processor and not yet to the exporter.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+    drops: SpanDrops,
+}
+
+impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, mut span: SpanData) {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.drops.dropped("queue_full", 1);
+            return;
+        }
+        span.attributes.retain(|kv| !LOG_ONLY_FIELDS.contains(&kv.key.as_str()));
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The exporter, taking spans off the queue count as they are sent, and counting those whose export failed. After
+/// a failed export it backs off (1 s, doubling to 30 s): batches in between are dropped and counted without being
+/// encoded or sent, so a collector that is down costs no CPU.
+#[derive(Debug)]
+struct Dequeued<E> {
+    inner: E,
+    queued: Arc<AtomicUsize>,
+    drops: SpanDrops,
+    backoff: std::sync::Mutex<Backoff>,
+}
+
+/// When to try the collector again.
+#[derive(Debug, Default)]
+struct Backoff {
+    until: Option<std::time::Instant>,
+    wait: Duration,
+}
+
+impl<E> Dequeued<E> {
+    fn new(inner: E, queued: Arc<AtomicUsize>, drops: SpanDrops) -> Self {
+        Self { inner, queued, drops, backoff: std::sync::Mutex::default() }
+    }
+
+    fn backing_off(&self) -> bool {
+        let backoff = self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        backoff.until.is_some_and(|until| std::time::Instant::now() < until)
+    }
+
+    fn exported(&self, ok: bool) {
+        let mut backoff = self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ok {
+            *backoff = Backoff::default();
+        } else {
+            backoff.wait = (backoff.wait * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+            backoff.until = Some(std::time::Instant::now() + backoff.wait);
+        }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Dequeued<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        if self.backing_off() {
+            self.drops.dropped("export_failed", n as u64);
+            return Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("collector backoff".to_owned()));
+        }
+        let result = self.inner.export(batch).await;
+        self.exported(result.is_ok());
+        if result.is_err() {
+            self.drops.dropped("export_failed", n as u64);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn setup(vars: &[(&str, &str)]) -> Result<Setup, String> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Setup::from_vars(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    fn export(endpoint: &str, transport: Transport) -> Result<Setup, String> {
+        Ok(Setup::Export { endpoint: endpoint.to_owned(), transport })
+    }
+
+    #[rstest]
+    #[case(&[], Ok(Setup::Local))]
+    #[case(&[("OTEL_SDK_DISABLED", "TRUE"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")], Ok(Setup::Disabled))]
+    #[case(&[("OTEL_SDK_DISABLED", "false")], Ok(Setup::Local))]
+    #[case(&[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")], Ok(Setup::Local))]
+    #[case(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")], export("http://c:4317", Transport::Grpc))]
+    #[case(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")], export("http://c:4318/v1/traces", Transport::HttpProtobuf))]
+    #[case(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example/")], export("https://otlp.example/v1/traces", Transport::HttpProtobuf))]
+    #[case(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+        export("http://c:4318", Transport::Grpc)
+    )]
+    #[case(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4317"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:4318/v1/traces"),
+          ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")],
+        export("http://b:4318/v1/traces", Transport::HttpProtobuf)
+    )]
+    #[case(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")], Ok(Setup::Local))]
+    fn the_standard_variables_decide(#[case] vars: &[(&str, &str)], #[case] want: Result<Setup, String>) {
+        assert_eq!(setup(vars), want);
+    }
+
+    #[rstest]
+    #[case(&[("OTEL_TRACES_EXPORTER", "zipkin")], "OTEL_TRACES_EXPORTER=\"zipkin\" is not supported: use otlp or none")]
+    #[case(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")], "use http://host:port or https://host:port")]
+    #[case(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")], "OTEL_EXPORTER_OTLP_ENDPOINT=\"not a url\": relative URL")]
+    #[case(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+        "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not supported: use grpc or http/protobuf"
+    )]
+    fn a_bad_variable_is_named(#[case] vars: &[(&str, &str)], #[case] want: &str) {
+        let e = setup(vars).expect_err("refused");
+        assert!(e.contains(want), "{e}");
+    }
+
+    #[test]
+    fn a_traceparent_is_continued_and_a_malformed_one_starts_a_root() {
+        use opentelemetry::trace::TraceContextExt;
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().expect("h"));
+        headers.insert("baggage", "tenant=shop".parse().expect("h"));
+        let cx = parent_from(&headers);
+        assert_eq!(cx.span().span_context().trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(cx.span().span_context().is_remote());
+        use opentelemetry::baggage::BaggageExt;
+        assert_eq!(cx.baggage().get("tenant").map(|v| v.as_str().to_owned()), Some("shop".to_owned()));
+        headers.insert("traceparent", "00-zz-00f067aa0ba902b7-01".parse().expect("h"));
+        assert!(!parent_from(&headers).span().span_context().is_valid());
+    }
+}
