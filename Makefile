@@ -20,7 +20,7 @@ TEST_THREADS ?= 6
 
 test: tools fmt-check lint ## formatting, clippy, unit, property, integration, corpus and end-to-end tests
 	KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) OTEL_INJECTOR_TEST_PYTHON=$(CURDIR)/$(VENV)/bin/python \
-	  RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --locked
+	  RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --locked --no-fail-fast
 
 tools: $(VENV_STAMP) kubectl go kube-apiserver ## what the tests need: kubernetes-validate, kubectl, Go, the API server
 

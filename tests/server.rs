@@ -258,7 +258,7 @@ async fn health_readiness_and_metrics_on_the_plain_port() {
     assert_eq!(status, 200);
     assert!(
         metrics.contains(
-            r#"otel_injector_admission_requests_total{kind="Pod",operation="CREATE",decision="instrumented"} 1"#
+            r#"otel_injector_admission_requests_total{kind="Pod",operation="CREATE",decision="instrumented",reason="default"} 1"#
         ),
         "{metrics}"
     );

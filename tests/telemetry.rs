@@ -183,9 +183,15 @@ async fn one_server_span_per_admission_over_grpc_continuing_the_callers_trace() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_also_go_over_http_protobuf() {
+async fn spans_also_go_over_http_protobuf_with_the_standard_headers_name_and_resource() {
     let receiver = Receiver::start(Transport::Http);
-    let webhook = Webhook::start(&exporting(&receiver.endpoint, "http/protobuf"));
+    let mut env = exporting(&receiver.endpoint, "http/protobuf");
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=platform%20team"),
+        ("OTEL_SERVICE_NAME", "injector-eu1"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,k8s.cluster.name=eu1"),
+    ]);
+    let webhook = Webhook::start(&env);
     assert_eq!(webhook.admit("over-http", Some(TRACEPARENT)).await.0, 200);
     let spans = receiver.wait_for("CREATE Pod", 1, Duration::from_secs(10));
     let span = by_uid(&spans, "over-http");
@@ -194,6 +200,36 @@ async fn spans_also_go_over_http_protobuf() {
         ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
     );
     assert_eq!(span.attr("k8s.namespace.name").as_deref(), Some("shop"));
+    assert_eq!(span.tenant.as_deref(), Some("platform team"), "OTEL_EXPORTER_OTLP_HEADERS sent, URL-decoded");
+    assert_eq!(span.resource.get("service.name"), Some(&Value::from("injector-eu1")));
+    assert_eq!(span.resource.get("k8s.cluster.name"), Some(&Value::from("eu1")));
+    assert_eq!(span.resource.get("deployment.environment.name"), Some(&Value::from("prod")));
+    assert!(span.resource.contains_key("service.version"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_sampler_variables_decide_which_admissions_are_traced() {
+    let receiver = Receiver::start(Transport::Grpc);
+    let mut env = exporting(&receiver.endpoint, "grpc");
+    env.extend([
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=grpc"),
+    ]);
+    let webhook = Webhook::start(&env);
+    // Ratio 0: a root is never sampled; a caller's sampled trace is followed; a caller's unsampled one is not.
+    assert_eq!(webhook.admit("root", None).await.0, 200);
+    assert_eq!(webhook.admit("unsampled-parent", Some(&TRACEPARENT.replace("-01", "-00"))).await.0, 200);
+    assert_eq!(webhook.admit("sampled-parent", Some(TRACEPARENT)).await.0, 200);
+    receiver.wait_until(Duration::from_secs(10), |spans| {
+        spans.iter().any(|s| s.attr("admission.uid").as_deref() == Some("sampled-parent"))
+    });
+    // Spans are batched in order: anything sent for the earlier admissions would have arrived by now.
+    std::thread::sleep(Duration::from_millis(300));
+    let spans = receiver.spans();
+    let uids: BTreeSet<_> = server_spans(&spans).iter().filter_map(|s| s.attr("admission.uid")).collect();
+    assert_eq!(uids, BTreeSet::from(["sampled-parent".to_owned()]));
+    assert!(spans.iter().all(|s| s.tenant.as_deref() == Some("grpc")), "headers go as gRPC metadata too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

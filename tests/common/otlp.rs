@@ -27,6 +27,8 @@ pub struct Received {
     pub status: i32,
     pub attributes: BTreeMap<String, Value>,
     pub resource: BTreeMap<String, Value>,
+    /// The `x-tenant` header (HTTP) or metadata (gRPC) of the export request that brought it.
+    pub tenant: Option<String>,
 }
 
 impl Received {
@@ -55,7 +57,7 @@ pub struct Receiver {
 struct Sink(Arc<Mutex<Vec<Received>>>);
 
 impl Sink {
-    fn take(&self, request: ExportTraceServiceRequest) {
+    fn take(&self, request: ExportTraceServiceRequest, tenant: Option<String>) {
         let mut spans = self.0.lock().expect("spans");
         for resource_spans in request.resource_spans {
             let resource = resource_spans.resource.map(|r| attributes(&r.attributes)).unwrap_or_default();
@@ -70,6 +72,7 @@ impl Sink {
                         status: s.status.map_or(0, |st| st.code),
                         attributes: attributes(&s.attributes),
                         resource: resource.clone(),
+                        tenant: tenant.clone(),
                     });
                 }
             }
@@ -83,7 +86,8 @@ impl TraceService for Sink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.take(request.into_inner());
+        let tenant = request.metadata().get("x-tenant").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self.take(request.into_inner(), tenant);
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
@@ -133,12 +137,13 @@ impl Receiver {
                     Transport::Http => {
                         let app = axum::Router::new().route(
                             "/v1/traces",
-                            axum::routing::post(move |body: axum::body::Bytes| {
+                            axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                                 let sink = sink.clone();
+                                let tenant = headers.get("x-tenant").and_then(|v| v.to_str().ok()).map(str::to_owned);
                                 async move {
                                     match ExportTraceServiceRequest::decode(body) {
                                         Ok(request) => {
-                                            sink.take(request);
+                                            sink.take(request, tenant);
                                             let ok = ExportTraceServiceResponse { partial_success: None };
                                             (
                                                 axum::http::StatusCode::OK,

@@ -129,7 +129,7 @@ async fn a_sigterm_of_one_replica_loses_no_admission() {
     assert!(
         staying
             .metric(
-                "otel_injector_admission_requests_total{kind=\"Pod\",operation=\"CREATE\",decision=\"instrumented\"}"
+                "otel_injector_admission_requests_total{kind=\"Pod\",operation=\"CREATE\",decision=\"instrumented\",reason=\"default\"}"
             )
             .unwrap_or(0.0)
             > 0.0
