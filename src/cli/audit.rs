@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{AuditArgs, AuditFormat, load_config};
-use crate::cluster::read;
+use crate::cluster::read::{self, Listing};
 use crate::engine::audit::{Finding, assess};
 use crate::engine::config::Config;
 use crate::engine::inject::Target;
@@ -71,11 +71,17 @@ async fn collect(args: &AuditArgs) -> anyhow::Result<Report> {
     let mut report = Report::default();
     for kind in kinds {
         match read::list(&client, kind, args.namespace.as_deref()).await? {
-            None => {
+            Listing::NotServed => {
                 let (group, version, _) = kind.api_resource();
                 report.skipped.push(format!("{kind}: this API server does not serve {group}/{version}"));
             }
-            Some(objects) => {
+            // Pods are what the audit is for; the workload kinds are extra, for whoever may list them.
+            Listing::Forbidden(why) if kind == WorkloadKind::Pod => anyhow::bail!("{why}"),
+            Listing::Forbidden(why) => {
+                let (_, _, plural) = kind.api_resource();
+                report.skipped.push(format!("{kind}: not allowed to list {plural} ({why})"));
+            }
+            Listing::Items(objects) => {
                 for object in objects.iter().filter(|o| !finished(o)) {
                     report.audited += 1;
                     report.rows.extend(judge(object, kind, &namespaces, &config, version));

@@ -111,13 +111,19 @@ pub async fn config_text(client: &kube::Client, namespace: &str, name: &str) -> 
     }
 }
 
-/// Every object of `kind` (in `namespace`, or in all), as raw JSON; `None` when this API server does not serve the
-/// kind's API (e.g. `batch/v1` CronJob before Kubernetes 1.21).
-pub async fn list(
-    client: &kube::Client,
-    kind: WorkloadKind,
-    namespace: Option<&str>,
-) -> Result<Option<Vec<Value>>, ReadError> {
+/// What listing a kind gave.
+#[derive(Debug)]
+pub enum Listing {
+    /// Every object, as raw JSON.
+    Items(Vec<Value>),
+    /// This API server does not serve the kind's API (e.g. `batch/v1` CronJob before Kubernetes 1.21).
+    NotServed,
+    /// The credentials may not list it: the API server's message.
+    Forbidden(String),
+}
+
+/// Every object of `kind` (in `namespace`, or in all).
+pub async fn list(client: &kube::Client, kind: WorkloadKind, namespace: Option<&str>) -> Result<Listing, ReadError> {
     let (group, version, plural) = kind.api_resource();
     let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind.as_str()), plural);
     let api: Api<DynamicObject> = match namespace {
@@ -128,7 +134,8 @@ pub async fn list(
     let mut params = ListParams::default().limit(PAGE);
     loop {
         let page = match api.list(&params).await {
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Listing::NotServed),
+            Err(kube::Error::Api(status)) if status.code == 403 => return Ok(Listing::Forbidden(status.message)),
             other => other.map_err(api_error(format!("listing {plural}")))?,
         };
         for item in page.items {
@@ -141,7 +148,7 @@ pub async fn list(
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(Some(out)),
+            None => return Ok(Listing::Items(out)),
         }
     }
 }
