@@ -10,5 +10,6 @@ mod admission;
 mod commands;
 mod corpus;
 mod harness;
+mod install;
 mod lifecycle;
 mod namespace_policy;

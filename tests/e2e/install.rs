@@ -1,0 +1,310 @@
+//! The install manifests against a real API server (an API server of its own: the manifests' webhook selects
+//! every namespace): every object accepted, the webhook they register instrumenting a pod, and the webhook running
+//! with exactly the permissions of the manifests' ServiceAccount (kubeconfig impersonation), each of which it needs.
+//!
+//! The test overlay swaps the Service reference for `clientConfig.url` on 127.0.0.1 (no pods run here) and leaves
+//! out what Kubernetes 1.20 lacks: `matchConditions`, and `policy/v1` (its PodDisruptionBudget is served as
+//! `policy/v1beta1`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::harness::{BIN, Cluster, eventually, pki, repo, status_of};
+
+/// The ServiceAccount the manifests run the webhook as.
+const SERVICE_ACCOUNT: &str = "system:serviceaccount:otel-injector:otel-injector";
+
+/// The test overlay over `manifests/base`, registering `https://127.0.0.1:<port>/mutate`.
+fn overlay(dir: &Path, port: u16) {
+    let pki = pki();
+    for file in ["tls.crt", "tls.key"] {
+        std::fs::copy(pki.dir.join(file), dir.join(file)).expect("copy the pair");
+    }
+    let mut ops = Vec::new();
+    for i in 0..2 {
+        ops.push(json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig"),
+            "value": {"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": pki.ca_bundle}}));
+    }
+    ops.push(json!({"op": "remove", "path": "/webhooks/0/matchConditions"}));
+    std::os::unix::fs::symlink(repo().join("manifests/base"), dir.join("base")).expect("link the base");
+    let pdb = json!([{"op": "replace", "path": "/apiVersion", "value": "policy/v1beta1"}]);
+    let kustomization = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["base"],
+        "secretGenerator": [{"name": "otel-injector-tls", "namespace": "otel-injector", "type": "kubernetes.io/tls",
+            "files": ["tls.crt", "tls.key"], "options": {"disableNameSuffixHash": true}}],
+        "patches": [
+            {"target": {"kind": "MutatingWebhookConfiguration", "name": "otel-injector"},
+             "patch": serde_json::to_string(&ops).expect("json")},
+            {"target": {"kind": "PodDisruptionBudget", "name": "otel-injector"},
+             "patch": serde_json::to_string(&pdb).expect("json")},
+        ],
+    });
+    std::fs::write(dir.join("kustomization.yaml"), serde_json::to_string_pretty(&kustomization).expect("json"))
+        .expect("write kustomization");
+}
+
+/// The admin kubeconfig, impersonating the manifests' ServiceAccount.
+fn impersonating(cluster: &Cluster, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(&cluster.kubeconfig).expect("kubeconfig");
+    let token_line = text.lines().find(|l| l.trim_start().starts_with("token:")).expect("token");
+    let text = text.replace(token_line, &format!("{token_line}\n    as: {SERVICE_ACCOUNT}"));
+    let path = dir.join("service-account.kubeconfig");
+    std::fs::write(&path, text).expect("write kubeconfig");
+    path
+}
+
+/// A free port on 127.0.0.1 (the registration must name it before the webhook starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// `otel-injector serve` as the manifests run it, with `kubeconfig`.
+struct Served {
+    child: Child,
+    metrics: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    fn start(kubeconfig: &Path, config: &Path, port: u16) -> Self {
+        let pki = pki();
+        let mut command = Command::new(BIN);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+            command.env_remove(key);
+        }
+        let mut child = command
+            .args(["serve", "--log-format", "json", "--metrics-listen", "127.0.0.1:0", "--webhook-namespace"])
+            .arg("otel-injector")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--config")
+            .arg(config)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--tls-cert")
+            .arg(pki.dir.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(pki.dir.join("tls.key"))
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn({
+            let logs = logs.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["message"] == "serving"
+                    {
+                        let _ = tx.send(v["metrics_addr"].as_str().unwrap_or_default().to_owned());
+                    }
+                    logs.lock().expect("logs").push(line);
+                }
+            }
+        });
+        let metrics = rx.recv_timeout(Duration::from_secs(20)).expect("serving");
+        Self { child, metrics: format!("http://{metrics}"), logs }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        super::common::curl_get(&format!("{}{path}", self.metrics))
+    }
+
+    /// Ready within `within`?
+    fn ready_within(&self, within: Duration) -> bool {
+        eventually(within, || (self.get("/readyz").0 == 200).then_some(())).is_some()
+    }
+
+    fn metric(&self, series: &str) -> Option<f64> {
+        super::common::metric_in(&self.get("/metrics").1, series)
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POSTs a Pod CREATE review for `namespace` straight to the webhook on `port`: whether it was instrumented.
+fn review_in(namespace: &str, port: u16) -> bool {
+    let review = otel_injector::fixtures::review(
+        &otel_injector::fixtures::pod("direct").container(otel_injector::fixtures::container("app")).build(),
+        "CREATE",
+        namespace,
+    );
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", "--cacert"])
+        .arg(pki().dir.join("ca.crt"))
+        .args(["-H", "content-type: application/json", "--data-binary", "@-"])
+        .arg(format!("https://127.0.0.1:{port}/mutate"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(review.to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("curl runs");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("an AdmissionReview");
+    assert_eq!(answer["response"]["allowed"], true);
+    answer["response"].get("patch").is_some()
+}
+
+/// The ClusterRole of the manifests without `verb` on `resource`, applied.
+fn role_without(cluster: &Cluster, rbac: &Value, resource: &str, verb: &str) {
+    let mut role = rbac.clone();
+    let rules = role["rules"].as_array_mut().expect("rules");
+    for rule in rules.iter_mut() {
+        if rule["resources"].as_array().is_some_and(|r| r.iter().any(|x| x == resource)) {
+            let verbs = rule["verbs"].as_array_mut().expect("verbs");
+            verbs.retain(|v| v != verb);
+        }
+    }
+    rules.retain(|rule| rule["verbs"].as_array().is_some_and(|v| !v.is_empty()));
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&role.to_string()));
+    // RBAC takes effect once the API server's informer has it: wait until the ServiceAccount lost the verb.
+    let denied = eventually(Duration::from_secs(10), || {
+        let out = cluster.kubectl_with(&["auth", "can-i", verb, resource, "--as", SERVICE_ACCOUNT], None);
+        (!out.status.success()).then_some(())
+    });
+    assert!(denied.is_some(), "{verb} {resource} still allowed");
+}
+
+fn audit(kubeconfig: &Path, config: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["audit", "-o", "json", "--webhook-namespace", "otel-injector", "--config"])
+        .arg(config)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("audit runs")
+}
+
+#[test]
+fn the_manifests_apply_and_the_webhook_needs_exactly_the_permissions_they_grant() {
+    let cluster = Cluster::dedicated();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    overlay(dir.path(), port);
+    let out = Command::new("kubectl").arg("kustomize").arg(dir.path()).output().expect("kubectl runs");
+    assert!(out.status.success(), "the test overlay renders: {}", String::from_utf8_lossy(&out.stderr));
+    let objects = super::common::corpus::objects(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+
+    // Every object is accepted.
+    let applied = cluster.kubectl_ok(&["apply", "-k", dir.path().to_str().expect("utf-8")], None);
+    assert_eq!(applied.lines().filter(|l| l.ends_with(" created")).count(), objects.len(), "{applied}");
+    for object in &objects {
+        let kind = object["kind"].as_str().expect("kind");
+        let name = object["metadata"]["name"].as_str().expect("name");
+        let mut args = vec!["get", kind, name];
+        if let Some(ns) = object["metadata"]["namespace"].as_str() {
+            args.extend(["-n", ns]);
+        }
+        cluster.kubectl(&args);
+    }
+
+    // The webhook as the ServiceAccount, with the shipped config.
+    let config = dir.path().join("config.yaml");
+    let map = objects.iter().find(|o| o["kind"] == "ConfigMap").expect("the config");
+    std::fs::write(&config, map["data"]["config.yaml"].as_str().expect("config.yaml")).expect("write");
+    let kubeconfig = impersonating(&cluster, dir.path());
+    let served = Served::start(&kubeconfig, &config, port);
+    assert!(
+        served.ready_within(Duration::from_secs(20)),
+        "namespace cache synced as the ServiceAccount: {}",
+        served.logs()
+    );
+
+    // The registration of the manifests instruments a pod in an opted-in namespace, and the namespaceSelector
+    // keeps the webhook out of a namespace labelled inject=false.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "app", "image": "shop/web:1.2"}]}});
+    cluster.namespace("shop", &[], &[("otel-injector.io/inject", "true")]);
+    let instrumented = cluster.dry_run_until("shop", &pod, |p| status_of(p).is_some());
+    assert!(instrumented.is_some(), "the manifests' webhook instrumented a pod: {}", served.logs());
+    cluster.namespace("quiet", &[("otel-injector.io/inject", "false")], &[("otel-injector.io/inject", "true")]);
+    let mut opted_in = pod.clone();
+    opted_in["metadata"]["annotations"] = json!({"otel-injector.io/inject": "true"});
+    let calls = served.metric("otel_injector_admission_duration_seconds_count").unwrap_or(0.0);
+    let created = cluster.kubectl_ok(
+        &["create", "--dry-run=server", "-o", "json", "-n", "quiet", "-f", "-"],
+        Some(&opted_in.to_string()),
+    );
+    let created: Value = serde_json::from_str(&created).expect("json");
+    assert!(status_of(&created).is_none(), "not called for a namespace labelled inject=false");
+    assert_eq!(served.metric("otel_injector_admission_duration_seconds_count").unwrap_or(0.0), calls);
+
+    // A namespace the cache has not seen: looked up with `get`, not found.
+    assert!(!review_in("never-created", port));
+    assert_eq!(served.metric("otel_injector_namespace_lookups_total{outcome=\"not_found\"}"), Some(1.0));
+    assert_eq!(served.metric("otel_injector_namespace_watch_errors_total").unwrap_or(0.0), 0.0, "{}", served.logs());
+
+    // audit, as the ServiceAccount: pods listed; the workload kinds it may not list are named and skipped.
+    let out = audit(&kubeconfig, &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "audit ran: {stderr}");
+    assert!(stderr.contains("Deployment: not allowed to list deployments"), "{stderr}");
+    drop(served);
+
+    // Each verb is needed: one less, and something breaks.
+    let rbac = objects.iter().find(|o| o["kind"] == "ClusterRole").expect("the ClusterRole").clone();
+    role_without(&cluster, &rbac, "pods", "list");
+    let out = audit(&kubeconfig, &config);
+    assert_eq!(out.status.code(), Some(2), "audit without list on pods: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+
+    role_without(&cluster, &rbac, "namespaces", "get");
+    let served = Served::start(&kubeconfig, &config, port);
+    assert!(served.ready_within(Duration::from_secs(20)), "{}", served.logs());
+    assert!(!review_in("never-created", port));
+    assert_eq!(served.metric("otel_injector_namespace_lookups_total{outcome=\"error\"}"), Some(1.0), "without get");
+    assert_eq!(served.metric("otel_injector_namespace_lookups_total{outcome=\"not_found\"}"), None);
+    drop(served);
+
+    // Without list the cache never fills: not ready, so the replica gets no traffic.
+    role_without(&cluster, &rbac, "namespaces", "list");
+    let served = Served::start(&kubeconfig, &config, port);
+    assert!(!served.ready_within(Duration::from_secs(4)), "ready without list on namespaces");
+    let (status, body) = served.get("/readyz");
+    assert_eq!((status, body.contains("namespace cache not synced")), (503, true), "{body}");
+    drop(served);
+
+    // Without watch it fills once and then goes stale: a namespace's new policy never arrives.
+    role_without(&cluster, &rbac, "namespaces", "watch");
+    let served = Served::start(&kubeconfig, &config, port);
+    assert!(served.ready_within(Duration::from_secs(20)), "{}", served.logs());
+    assert!(review_in("shop", port), "shop opted in");
+    cluster.kubectl(&["annotate", "namespace", "shop", "--overwrite", "otel-injector.io/inject=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(review_in("shop", port), "without watch, the opt-out of shop is not seen");
+    assert!(served.metric("otel_injector_namespace_watch_errors_total").unwrap_or(0.0) > 0.0, "{}", served.logs());
+    drop(served);
+
+    // With the role as shipped, the opt-out is followed.
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&rbac.to_string()));
+    let served = Served::start(&kubeconfig, &config, port);
+    assert!(served.ready_within(Duration::from_secs(20)), "{}", served.logs());
+    assert!(!review_in("shop", port), "shop opted out");
+    cluster.kubectl(&["annotate", "namespace", "shop", "--overwrite", "otel-injector.io/inject=true"]);
+    let followed = eventually(Duration::from_secs(5), || review_in("shop", port).then_some(()));
+    assert!(followed.is_some(), "the watch brings shop's opt-in back");
+}
