@@ -6,11 +6,14 @@
 #   local no endpoint: a tracer for the logs' trace ids, nothing exported (the default)
 #   dead  exporting over gRPC to a port that refuses
 #   live  exporting over gRPC to an in-process receiver (examples/otlp_sink.rs)
-# Prints latency, throughput, RSS idle and after load. Usage: scripts/loadtest.sh [requests] [connections]
+# Prints throughput, latency at a fixed rate (RATE, default 500 reviews/s, for SECONDS_AT_RATE), RSS idle and after
+# load. Usage: scripts/loadtest.sh [requests] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-40000}
 connections=${2:-25}
+rate=${RATE:-500}        # reviews/s of the fixed-rate latency run
+seconds=${SECONDS_AT_RATE:-10}
 modes=${TRACING:-all}
 [ "$modes" = all ] && modes="off local dead live"
 corpus=${OTEL_INJECTOR_CORPUS:-../shared/corpus}
@@ -52,7 +55,21 @@ for mode in $modes; do
   echo "== tracing $mode: idle $(grep VmRSS /proc/$pid/status | tr -s ' \t' ' ')"
   h2load --h1 -n "$requests" -c "$connections" -t 2 -d "$work/review.json" \
     -H 'content-type: application/json' "https://127.0.0.1:$port/mutate?timeout=10s" \
-    | grep -E "^(finished|requests|status codes|req/s)|^ +(min|time for request)"
+    | grep -E "^(finished|requests|status codes)"
+  # Latency at a fixed rate (the admission latency a cluster sees), from h2load's per-request log.
+  rm -f "$work/latency.log"
+  h2load --h1 -c "$connections" -t 1 --rps $((rate / connections)) -D "$seconds" -d "$work/review.json" \
+    -H 'content-type: application/json' --log-file "$work/latency.log" \
+    "https://127.0.0.1:$port/mutate?timeout=10s" >/dev/null
+  python3 - "$work/latency.log" "$rate" <<'PY'
+import sys
+rows = [line.split("\t") for line in open(sys.argv[1]) if line.strip()]
+ok = sorted(int(r[2]) for r in rows if r[1] == "200")
+def q(p):
+    return ok[min(len(ok) - 1, int(p * len(ok)))] / 1000
+print(f"at {sys.argv[2]} reviews/s: {len(ok)}/{len(rows)} ok, latency ms p50 {q(0.5):.3f} p99 {q(0.99):.3f} "
+      f"p99.9 {q(0.999):.3f} max {ok[-1] / 1000:.3f}")
+PY
   echo "after load $(grep -E 'VmRSS|VmHWM' /proc/$pid/status | tr -s ' \t\n' ' ')"
   curl -s "http://127.0.0.1:$metrics/metrics" | grep -E '^otel_injector_(admission_requests_total|spans_dropped_total)' || true
   kill -TERM $pid; wait $pid 2>/dev/null || true
