@@ -28,7 +28,7 @@ TEST_THREADS ?= 6
 test: tools fmt-check lint ## formatting, clippy, unit, property, integration, corpus, install-file and end-to-end tests
 	KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) OTEL_INJECTOR_TEST_PYTHON=$(CURDIR)/$(VENV)/bin/python \
 	  OTEL_INJECTOR_TOOLS=$(TOOLS_DIR) \
-	  RUST_TEST_THREADS=$(TEST_THREADS) $(CARGO) test --locked --no-fail-fast
+	  RUST_TEST_THREADS=$(TEST_THREADS) CARGO=$(CARGO) scripts/test.sh --locked
 
 tools: $(VENV_STAMP) kubectl go kube-apiserver install-tools ## what the tests need: Python packages, kubectl, Go, the API server, helm
 

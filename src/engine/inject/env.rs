@@ -255,12 +255,16 @@ pub fn plan(
 
     match (ora, current) {
         (Some(i), Some(current)) => {
-            // The user's own pairs stay exactly as written; the webhook's are rendered anew after them.
-            let base = if ours.is_empty() { current.trim_end().to_owned() } else { users.join(",") };
-            let merged = match (base.as_str(), rendered.is_empty()) {
+            // The user's own pairs stay exactly as written (only separators trailing them are dropped, so the
+            // next pass finds the same text); the webhook's are rendered anew after them.
+            let owned_pair = |seg: &str| !seg.trim().is_empty() && previous.is_some_and(|r| r.owns_pair(seg.trim()));
+            let theirs: Vec<&str> = current.split(',').filter(|seg| !owned_pair(seg)).collect();
+            let joined = theirs.join(",");
+            let base = joined.trim_end_matches(|c: char| c == ',' || c.is_whitespace());
+            let merged = match (base, rendered.is_empty()) {
+                _ if ours.is_empty() && rendered.is_empty() => current.to_owned(),
                 (b, true) => b.to_owned(),
                 ("", false) => rendered.join(","),
-                (b, false) if b.ends_with(',') => format!("{b}{}", rendered.join(",")),
                 (b, false) => format!("{b},{}", rendered.join(",")),
             };
             if users.is_empty() {
