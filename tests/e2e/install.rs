@@ -6,21 +6,20 @@
 //! out what Kubernetes 1.20 lacks: `matchConditions`, and `policy/v1` (its PodDisruptionBudget is served as
 //! `policy/v1beta1`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::common::serve::Serve;
 use super::harness::{BIN, Cluster, eventually, pki, repo, status_of};
 
 /// The ServiceAccount the manifests run the webhook as.
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:otel-injector:otel-injector";
 
-/// The test overlay over `manifests/base`, registering `https://127.0.0.1:<port>/mutate`.
-fn overlay(dir: &Path, port: u16) {
+/// The test overlay over `manifests/base`, registering `url`.
+fn overlay(dir: &Path, url: &str) {
     let pki = pki();
     for file in ["tls.crt", "tls.key"] {
         std::fs::copy(pki.dir.join(file), dir.join(file)).expect("copy the pair");
@@ -28,7 +27,7 @@ fn overlay(dir: &Path, port: u16) {
     let mut ops = Vec::new();
     for i in 0..2 {
         ops.push(json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig"),
-            "value": {"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": pki.ca_bundle}}));
+            "value": {"url": url, "caBundle": pki.ca_bundle}}));
     }
     ops.push(json!({"op": "remove", "path": "/webhooks/0/matchConditions"}));
     std::os::unix::fs::symlink(repo().join("manifests/base"), dir.join("base")).expect("link the base");
@@ -60,90 +59,25 @@ fn impersonating(cluster: &Cluster, dir: &Path) -> PathBuf {
     path
 }
 
-/// A free port on 127.0.0.1 (the registration must name it before the webhook starts).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+/// `otel-injector serve` as the manifests run it (own namespace excluded), with `kubeconfig`.
+fn serve(kubeconfig: &Path, config: &Path) -> Serve {
+    let pki = pki();
+    let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    let (cert, key) = (path(&pki.dir.join("tls.crt")), path(&pki.dir.join("tls.key")));
+    let (kubeconfig, config) = (path(kubeconfig), path(config));
+    let args = ["--webhook-namespace", "otel-injector", "--config", &config, "--kubeconfig", &kubeconfig];
+    let mut args = args.to_vec();
+    args.extend(["--tls-cert", &cert, "--tls-key", &key]);
+    Serve::start(&args)
 }
 
-/// `otel-injector serve` as the manifests run it, with `kubeconfig`.
-struct Served {
-    child: Child,
-    metrics: String,
-    logs: Arc<Mutex<Vec<String>>>,
+/// Whether `serve` is ready within `within`.
+fn ready_within(serve: &Serve, within: Duration) -> bool {
+    eventually(within, || (serve.get("/readyz").0 == 200).then_some(())).is_some()
 }
 
-impl Served {
-    fn start(kubeconfig: &Path, config: &Path, port: u16) -> Self {
-        let pki = pki();
-        let mut command = Command::new(BIN);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
-            command.env_remove(key);
-        }
-        let mut child = command
-            .args(["serve", "--log-format", "json", "--metrics-listen", "127.0.0.1:0", "--webhook-namespace"])
-            .arg("otel-injector")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--config")
-            .arg(config)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .arg("--tls-cert")
-            .arg(pki.dir.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(pki.dir.join("tls.key"))
-            .env_remove("KUBECONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn({
-            let logs = logs.clone();
-            move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line)
-                        && v["message"] == "serving"
-                    {
-                        let _ = tx.send(v["metrics_addr"].as_str().unwrap_or_default().to_owned());
-                    }
-                    logs.lock().expect("logs").push(line);
-                }
-            }
-        });
-        let metrics = rx.recv_timeout(Duration::from_secs(20)).expect("serving");
-        Self { child, metrics: format!("http://{metrics}"), logs }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        super::common::curl_get(&format!("{}{path}", self.metrics))
-    }
-
-    /// Ready within `within`?
-    fn ready_within(&self, within: Duration) -> bool {
-        eventually(within, || (self.get("/readyz").0 == 200).then_some(())).is_some()
-    }
-
-    fn metric(&self, series: &str) -> Option<f64> {
-        super::common::metric_in(&self.get("/metrics").1, series)
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().expect("logs").join("\n")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// POSTs a Pod CREATE review for `namespace` straight to the webhook on `port`: whether it was instrumented.
-fn review_in(namespace: &str, port: u16) -> bool {
+/// POSTs a Pod CREATE review for `namespace` straight to `serve`: whether it was instrumented.
+fn review_in(namespace: &str, serve: &Serve) -> bool {
     let review = otel_injector::fixtures::review(
         &otel_injector::fixtures::pod("direct").container(otel_injector::fixtures::container("app")).build(),
         "CREATE",
@@ -153,7 +87,7 @@ fn review_in(namespace: &str, port: u16) -> bool {
         .args(["-s", "-m", "5", "--cacert"])
         .arg(pki().dir.join("ca.crt"))
         .args(["-H", "content-type: application/json", "--data-binary", "@-"])
-        .arg(format!("https://127.0.0.1:{port}/mutate"))
+        .arg(serve.url())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -203,8 +137,8 @@ fn audit(kubeconfig: &Path, config: &Path) -> std::process::Output {
 fn the_manifests_apply_and_the_webhook_needs_exactly_the_permissions_they_grant() {
     let cluster = Cluster::dedicated();
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    overlay(dir.path(), port);
+    // Registered on a port nothing listens on until the webhook has one of its own (below).
+    overlay(dir.path(), "https://127.0.0.1:9/mutate");
     let out = Command::new("kubectl").arg("kustomize").arg(dir.path()).output().expect("kubectl runs");
     assert!(out.status.success(), "the test overlay renders: {}", String::from_utf8_lossy(&out.stderr));
     let objects = super::common::corpus::objects(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
@@ -227,12 +161,18 @@ fn the_manifests_apply_and_the_webhook_needs_exactly_the_permissions_they_grant(
     let map = objects.iter().find(|o| o["kind"] == "ConfigMap").expect("the config");
     std::fs::write(&config, map["data"]["config.yaml"].as_str().expect("config.yaml")).expect("write");
     let kubeconfig = impersonating(&cluster, dir.path());
-    let served = Served::start(&kubeconfig, &config, port);
+    let served = serve(&kubeconfig, &config);
     assert!(
-        served.ready_within(Duration::from_secs(20)),
+        ready_within(&served, Duration::from_secs(20)),
         "namespace cache synced as the ServiceAccount: {}",
         served.logs()
     );
+    let url = json!(served.url()).to_string();
+    let repoint = format!(
+        r#"[{{"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": {url}}},
+            {{"op": "replace", "path": "/webhooks/1/clientConfig/url", "value": {url}}}]"#
+    );
+    cluster.kubectl(&["patch", "mutatingwebhookconfiguration", "otel-injector", "--type=json", "-p", &repoint]);
 
     // The registration of the manifests instruments a pod in an opted-in namespace, and the namespaceSelector
     // keeps the webhook out of a namespace labelled inject=false.
@@ -254,7 +194,7 @@ fn the_manifests_apply_and_the_webhook_needs_exactly_the_permissions_they_grant(
     assert_eq!(served.metric("otel_injector_admission_duration_seconds_count").unwrap_or(0.0), calls);
 
     // A namespace the cache has not seen: looked up with `get`, not found.
-    assert!(!review_in("never-created", port));
+    assert!(!review_in("never-created", &served));
     assert_eq!(served.metric("otel_injector_namespace_lookups_total{outcome=\"not_found\"}"), Some(1.0));
     assert_eq!(served.metric("otel_injector_namespace_watch_errors_total").unwrap_or(0.0), 0.0, "{}", served.logs());
 
@@ -273,38 +213,38 @@ fn the_manifests_apply_and_the_webhook_needs_exactly_the_permissions_they_grant(
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
 
     role_without(&cluster, &rbac, "namespaces", "get");
-    let served = Served::start(&kubeconfig, &config, port);
-    assert!(served.ready_within(Duration::from_secs(20)), "{}", served.logs());
-    assert!(!review_in("never-created", port));
+    let served = serve(&kubeconfig, &config);
+    assert!(ready_within(&served, Duration::from_secs(20)), "{}", served.logs());
+    assert!(!review_in("never-created", &served));
     assert_eq!(served.metric("otel_injector_namespace_lookups_total{outcome=\"error\"}"), Some(1.0), "without get");
     assert_eq!(served.metric("otel_injector_namespace_lookups_total{outcome=\"not_found\"}"), None);
     drop(served);
 
     // Without list the cache never fills: not ready, so the replica gets no traffic.
     role_without(&cluster, &rbac, "namespaces", "list");
-    let served = Served::start(&kubeconfig, &config, port);
-    assert!(!served.ready_within(Duration::from_secs(4)), "ready without list on namespaces");
+    let served = serve(&kubeconfig, &config);
+    assert!(!ready_within(&served, Duration::from_secs(4)), "ready without list on namespaces");
     let (status, body) = served.get("/readyz");
     assert_eq!((status, body.contains("namespace cache not synced")), (503, true), "{body}");
     drop(served);
 
     // Without watch it fills once and then goes stale: a namespace's new policy never arrives.
     role_without(&cluster, &rbac, "namespaces", "watch");
-    let served = Served::start(&kubeconfig, &config, port);
-    assert!(served.ready_within(Duration::from_secs(20)), "{}", served.logs());
-    assert!(review_in("shop", port), "shop opted in");
+    let served = serve(&kubeconfig, &config);
+    assert!(ready_within(&served, Duration::from_secs(20)), "{}", served.logs());
+    assert!(review_in("shop", &served), "shop opted in");
     cluster.kubectl(&["annotate", "namespace", "shop", "--overwrite", "otel-injector.io/inject=false"]);
     std::thread::sleep(Duration::from_secs(2));
-    assert!(review_in("shop", port), "without watch, the opt-out of shop is not seen");
+    assert!(review_in("shop", &served), "without watch, the opt-out of shop is not seen");
     assert!(served.metric("otel_injector_namespace_watch_errors_total").unwrap_or(0.0) > 0.0, "{}", served.logs());
     drop(served);
 
     // With the role as shipped, the opt-out is followed.
     cluster.kubectl_ok(&["apply", "-f", "-"], Some(&rbac.to_string()));
-    let served = Served::start(&kubeconfig, &config, port);
-    assert!(served.ready_within(Duration::from_secs(20)), "{}", served.logs());
-    assert!(!review_in("shop", port), "shop opted out");
+    let served = serve(&kubeconfig, &config);
+    assert!(ready_within(&served, Duration::from_secs(20)), "{}", served.logs());
+    assert!(!review_in("shop", &served), "shop opted out");
     cluster.kubectl(&["annotate", "namespace", "shop", "--overwrite", "otel-injector.io/inject=true"]);
-    let followed = eventually(Duration::from_secs(5), || review_in("shop", port).then_some(()));
+    let followed = eventually(Duration::from_secs(5), || review_in("shop", &served).then_some(()));
     assert!(followed.is_some(), "the watch brings shop's opt-in back");
 }

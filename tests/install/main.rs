@@ -21,9 +21,11 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared`, beside the repository.
+/// The team's shared files (charts, schemas): `OTEL_INJECTOR_SHARED`, else `../shared` beside the repository.
 fn shared() -> PathBuf {
-    repo().join("../shared")
+    let dir = std::env::var_os("OTEL_INJECTOR_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
+    assert!(dir.join("charts").is_dir(), "shared files not found at {} (set OTEL_INJECTOR_SHARED)", dir.display());
+    dir
 }
 
 /// Where `make install-tools` put helm, helmfile and hadolint.

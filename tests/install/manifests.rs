@@ -53,11 +53,11 @@ fn every_variant_validates_strictly_against_the_kubernetes_schema() {
 
 #[test]
 fn the_mutating_webhook_configuration_registers_both_entries_safely() {
-    let (_variant, objects) = plain();
+    let (variant, objects) = plain();
     let config = find(&objects, "MutatingWebhookConfiguration", Some("otel-injector"));
     let hooks = config["webhooks"].as_array().expect("webhooks");
     assert_eq!(hooks.len(), 2);
-    let ca = std::fs::read(_variant.certs().join("ca.crt")).expect("ca.crt");
+    let ca = std::fs::read(variant.certs().join("ca.crt")).expect("ca.crt");
     for hook in hooks {
         let name = hook["name"].as_str().expect("name");
         assert_eq!(hook["admissionReviewVersions"], json!(["v1"]), "{name}");
