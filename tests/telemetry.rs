@@ -267,6 +267,53 @@ async fn with_the_collector_away_admissions_succeed_and_lost_spans_are_counted()
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_collector_is_away_no_span_is_recorded_the_logs_keep_ids_and_spans_resume_when_it_is_back() {
+    let endpoint = refusing();
+    let webhook = Webhook::start(&exporting(&endpoint, "grpc"));
+    let dropped = || webhook.serve.metric("otel_injector_spans_dropped_total{reason=\"export_failed\"}").unwrap_or(0.0);
+    // The first batch fails to export: the exporter backs off (1 s, then 2 s, ...).
+    assert_eq!(webhook.admit("first", None).await.0, 200);
+    let started = Instant::now();
+    while dropped() == 0.0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the failed export is counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = dropped();
+    assert_eq!(webhook.admit("away", Some(TRACEPARENT)).await.0, 200);
+    assert_eq!(
+        dropped() - before,
+        3.0,
+        "the server span and its two children are not recorded, and counted as dropped at once"
+    );
+    let lines = strict_json_lines(&webhook.serve.logs());
+    let away = lines
+        .iter()
+        .find(|l| l["message"] == "admitted" && l.get("admission.uid") == Some(&Value::from("away")))
+        .expect("the admitted line");
+    assert_eq!(away["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "the logs still carry the caller's trace");
+    assert_eq!(away["span_id"].as_str().map(str::len), Some(16));
+
+    // The collector comes back on the same address: once the backoff ends, admissions are traced again.
+    let receiver = Receiver::start_at(Transport::Grpc, endpoint.trim_start_matches("http://"));
+    let started = Instant::now();
+    let mut i = 0;
+    while receiver.spans().iter().all(|s| s.kind != 2) {
+        assert!(started.elapsed() < Duration::from_secs(15), "spans resume after the backoff");
+        assert_eq!(webhook.admit(&format!("back-{i}"), None).await.0, 200);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let spans = receiver.wait_for("", 3, Duration::from_secs(5));
+    let server = server_spans(&spans)[0];
+    let children = spans.iter().filter(|s| s.parent_span_id == server.span_id).count();
+    assert_eq!(children, 2, "a resumed server span has its children: {spans:#?}");
+    assert!(
+        spans.iter().filter(|s| s.parent_span_id.is_empty()).all(|s| s.kind == 2),
+        "no child span is ever exported without its parent: {spans:#?}"
+    );
+}
+
 /// The stderr of `serve --dev-certs` with text logs after 1.5 s, with `env`.
 fn text_logs(env: &[(&str, &str)]) -> String {
     let home = tempfile::tempdir().expect("tempdir");

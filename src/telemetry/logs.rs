@@ -1,18 +1,16 @@
 //! JSON log lines: one flat object per event, each key once.
 //!
-//! `timestamp`, `level`, `target`, `span` (the innermost span's name) and `message` come first in meaning; then the
-//! fields of every span the event is in (outermost first, an inner span's value winning), which inside an
-//! admission include `trace_id`, `span_id` and the object's `k8s.*` attributes; then the event's own fields. A key
-//! is written once: a field that would replace one of the five fixed keys is written as `fields.<key>`.
+//! `timestamp`, `level`, `target`, `span` (the innermost span's name) and `message` come first; then the fields of
+//! every span the event is in (outermost first, an inner span's value winning), which inside an admission include
+//! `trace_id`, `span_id` and the object's `k8s.*` attributes; then the event's own fields (winning over a span's).
+//! A key is written once: a field that would replace one of the five fixed keys is written as `fields.<key>`.
 //! Fields meant for the tracer only (`otel.*`) are left out.
 //!
-//! Span fields are kept by [`JsonFields`] as JSON text that a recorded field is appended to, never re-parsed (the
-//! `tracing-subscriber` one re-parses and re-writes the whole object on every `record`, which cost a quarter of an
-//! admission); a key recorded twice is written once, with its last value, when a line is formatted.
+//! Cheap on the admission path: a span's fields are kept as already-encoded JSON values, appended to as fields are
+//! recorded and never parsed again; a line is written straight from them.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::Record;
 use tracing::{Event, Subscriber};
@@ -24,34 +22,32 @@ use tracing_subscriber::registry::LookupSpan;
 /// Keys every line has, which no field may replace.
 const FIXED: [&str; 5] = ["timestamp", "level", "target", "span", "message"];
 
-/// Span fields as a JSON object, appended to as fields are recorded.
+/// Between a field's name and its encoded value. Compact JSON never holds a raw control character, and field names
+/// are identifiers, so neither separator can occur inside an entry.
+const KEY_END: char = '\x1e';
+/// After each entry.
+const ENTRY_END: char = '\x1f';
+
+/// Span fields as `name␞json␟` entries, appended to as fields are recorded.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct JsonFields;
 
 impl<'w> FormatFields<'w> for JsonFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut map = Map::new();
-        fields.record(&mut Fields(&mut map));
-        write!(writer, "{}", Value::Object(map))
+        let mut entries = String::new();
+        fields.record(&mut Entries(&mut entries));
+        writer.write_str(&entries)
     }
 
     fn add_fields(&self, current: &'w mut FormattedFields<Self>, fields: &Record<'_>) -> fmt::Result {
-        let mut map = Map::new();
-        fields.record(&mut Fields(&mut map));
-        if map.is_empty() {
-            return Ok(());
-        }
-        let added = Value::Object(map).to_string();
-        if current.fields.len() <= 2 {
-            current.fields = added;
-        } else {
-            // `{"a":1}` + `{"b":2}` = `{"a":1,"b":2}`.
-            current.fields.pop();
-            current.fields.push(',');
-            current.fields.push_str(&added[1..]);
-        }
+        fields.record(&mut Entries(&mut current.fields));
         Ok(())
     }
+}
+
+/// The entries of `text`, as (name, encoded value).
+fn entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.split_terminator(ENTRY_END).filter_map(|entry| entry.split_once(KEY_END))
 }
 
 /// The JSON event format (with [`JsonFields`] for span fields).
@@ -65,73 +61,123 @@ where
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
-        let mut line = Map::new();
+        let mut own = String::new();
+        event.record(&mut Entries(&mut own));
+        let spans: Vec<_> = ctx.event_scope().map(|scope| scope.from_root().collect()).unwrap_or_default();
+        let extensions: Vec<_> = spans.iter().map(|span| span.extensions()).collect();
+        // Outermost span first, then the event: a later entry replaces an earlier one of the same name.
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(32);
+        let span_fields = extensions.iter().filter_map(|e| e.get::<FormattedFields<N>>()).map(|f| f.as_str());
+        for (key, value) in span_fields.chain(std::iter::once(own.as_str())).flat_map(entries) {
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some(entry) => entry.1 = value,
+                None => fields.push((key, value)),
+            }
+        }
         let now = time::OffsetDateTime::now_utc();
         let timestamp = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        line.insert("timestamp".into(), Value::String(timestamp));
-        line.insert("level".into(), Value::String(meta.level().as_str().to_owned()));
-        line.insert("target".into(), Value::String(meta.target().to_owned()));
-        if let Some(scope) = ctx.event_scope() {
-            let mut innermost = None;
-            for span in scope.from_root() {
-                innermost = Some(span.name());
-                let extensions = span.extensions();
-                let Some(fields) = extensions.get::<FormattedFields<N>>() else { continue };
-                let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields.as_str()) else { continue };
-                for (key, value) in fields.into_iter().filter(|(key, _)| !key.starts_with("otel.")) {
-                    line.insert(if FIXED.contains(&key.as_str()) { format!("fields.{key}") } else { key }, value);
-                }
-            }
-            if let Some(name) = innermost {
-                line.insert("span".into(), Value::String(name.to_owned()));
-            }
+        let mut line = String::with_capacity(256 + own.len());
+        line.push_str("{\"timestamp\":");
+        push_str(&mut line, &timestamp);
+        line.push_str(",\"level\":");
+        push_str(&mut line, meta.level().as_str());
+        line.push_str(",\"target\":");
+        push_str(&mut line, meta.target());
+        if let Some(span) = spans.last() {
+            line.push_str(",\"span\":");
+            push_str(&mut line, span.name());
         }
-        let mut fields = Map::new();
-        event.record(&mut Fields(&mut fields));
-        for (key, value) in fields {
-            let key = if key != "message" && FIXED.contains(&key.as_str()) { format!("fields.{key}") } else { key };
-            line.insert(key, value);
+        if let Some((_, message)) = fields.iter().find(|(k, _)| *k == "message") {
+            let _ = write!(line, ",\"message\":{message}");
         }
-        writeln!(writer, "{}", Value::Object(line))
+        for (key, value) in fields.iter().filter(|(k, _)| *k != "message" && !k.starts_with("otel.")) {
+            line.push(',');
+            if FIXED.contains(key) {
+                push_str(&mut line, &format!("fields.{key}"));
+            } else {
+                push_str(&mut line, key);
+            }
+            line.push(':');
+            line.push_str(value);
+        }
+        line.push('}');
+        writeln!(writer, "{line}")
     }
 }
 
-/// Collects fields as JSON values.
-struct Fields<'a>(&'a mut Map<String, Value>);
+/// Appends `s` as a JSON string.
+fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escaped);
+        }
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
+    out.push('"');
+}
 
-impl Fields<'_> {
-    fn put(&mut self, field: &Field, value: Value) {
-        self.0.insert(field.name().to_owned(), value);
+/// Writes fields as `name␞json␟` entries.
+struct Entries<'a>(&'a mut String);
+
+impl Entries<'_> {
+    fn put(&mut self, field: &Field, value: impl fmt::Display) {
+        let _ = write!(self.0, "{}{KEY_END}{value}{ENTRY_END}", field.name());
+    }
+
+    fn put_str(&mut self, field: &Field, value: &str) {
+        self.0.push_str(field.name());
+        self.0.push(KEY_END);
+        push_str(self.0, value);
+        self.0.push(ENTRY_END);
     }
 }
 
-impl Visit for Fields<'_> {
+impl Visit for Entries<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, Value::String(value.to_owned()));
+        self.put_str(field, value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, Value::Bool(value));
+        self.put(field, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, Value::from(value));
+        self.put(field, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, Value::from(value));
+        self.put(field, value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number));
+        if value.is_finite() {
+            self.put(field, value);
+        } else {
+            self.put(field, "null");
+        }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, Value::String(value.to_string()));
+        self.put_str(field, &value.to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, Value::String(format!("{value:?}")));
+        self.put_str(field, &format!("{value:?}"));
     }
 }
 
@@ -140,6 +186,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use serde_json::{Map, Value};
     use tracing_subscriber::fmt::MakeWriter;
 
     #[derive(Clone, Default)]
@@ -193,5 +240,34 @@ mod tests {
         assert_eq!(line["fields.level"], 1);
         assert!(!line.contains_key("otel.kind"), "{line:?}");
         assert_eq!(text.matches("\"target\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"k8s.object.name\"").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn strings_are_escaped_and_numbers_stay_numbers() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
+            .with_writer(buffer.clone())
+            .finish();
+        let tricky = "a \"quoted\" \\ back\nslash\u{1}\u{1e}\u{1f} é ✓";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("admission", reason = tracing::field::Empty);
+            span.record("reason", tricky);
+            let _span = span.enter();
+            tracing::warn!(ratio = 0.25, count = -3_i64, big = u64::MAX, nan = f64::NAN, error = %tricky, "said {tricky}");
+        });
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: Map<String, Value> = serde_json::from_str(text.trim()).expect("one JSON object");
+        assert_eq!(line["reason"], tricky);
+        assert_eq!(line["error"], tricky);
+        assert_eq!(line["message"], format!("said {tricky}"));
+        assert_eq!(
+            (&line["ratio"], &line["count"], &line["big"], &line["nan"]),
+            (&0.25.into(), &(-3).into(), &u64::MAX.into(), &Value::Null)
+        );
+        assert_eq!(line["level"], "WARN");
     }
 }

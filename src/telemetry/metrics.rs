@@ -15,11 +15,11 @@ use prometheus_client::registry::Registry;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
     /// Object kind (`Pod`, `Deployment`, … or `other`).
-    pub kind: String,
+    pub kind: &'static str,
     /// `CREATE`, `UPDATE`, `DELETE` or `CONNECT`.
-    pub operation: String,
+    pub operation: &'static str,
     /// What the webhook did (see [`crate::webhook::admission::Decision`]).
-    pub decision: String,
+    pub decision: &'static str,
     /// Why, as a code (see [`crate::engine::policy::Cause`]).
     pub reason: &'static str,
 }
@@ -249,12 +249,7 @@ mod tests {
     #[test]
     fn counts_admissions_errors_latency_and_patch_sizes() {
         let m = Metrics::default();
-        let labels = AdmissionLabels {
-            kind: "Pod".into(),
-            operation: "CREATE".into(),
-            decision: "instrumented".into(),
-            reason: "default",
-        };
+        let labels = AdmissionLabels { kind: "Pod", operation: "CREATE", decision: "instrumented", reason: "default" };
         m.admitted(labels.clone(), 2, Some(900), Duration::from_micros(40));
         m.admitted(labels, 0, Some(900), Duration::from_micros(3_000));
         m.rejected("malformed");

@@ -13,7 +13,7 @@ use clap::ValueEnum;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{DynFilterFn, Targets};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -91,11 +91,30 @@ pub fn subscriber(
             .boxed(),
     };
     let spans_dropped = SpanDrops::default();
-    let provider = match &traces {
-        Some(setup) => traces::provider(setup, &spans_dropped)?,
-        None => None,
+    let (provider, gate) = match &traces {
+        Some(setup) => traces::provider(setup, &spans_dropped)?.unzip(),
+        None => (None, None),
     };
-    let tracer = provider.as_ref().map(|p| {
+    let tracer = provider.as_ref().zip(gate).map(|(p, gate)| {
+        // The webhook's own spans at INFO: a root (server) span only while the gate says it can be delivered, a
+        // child only inside a recorded parent (never an orphan root).
+        let exported = Targets::new().with_target("otel_injector", LevelFilter::INFO);
+        let filter = DynFilterFn::new(move |meta, cx| {
+            if !exported.would_enable(meta.target(), meta.level()) {
+                return false;
+            }
+            if !meta.is_span() {
+                return true;
+            }
+            match cx.current_span().id() {
+                None => gate.admit(),
+                Some(parent) if cx.lookup_current().is_some_and(|recorded| recorded.id() == *parent) => true,
+                Some(_) => {
+                    gate.refused_child();
+                    false
+                }
+            }
+        });
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("otel-injector"))
             .with_location(false)
@@ -105,7 +124,7 @@ pub fn subscriber(
             .with_tracked_inactivity(false)
             // Spans are parented through tracing's own context; no OpenTelemetry context is attached on every poll.
             .with_context_activation(false)
-            .with_filter(Targets::new().with_target("otel_injector", LevelFilter::INFO))
+            .with_filter(filter)
     });
     let subscriber = tracing_subscriber::registry().with(logs).with(tracer);
     Ok((subscriber, Telemetry { provider, spans_dropped, setup: traces }))

@@ -5,9 +5,9 @@
 //! batches (the SDK's `BatchSpanProcessor`); when the queue is full, because the collector is slow or gone, spans
 //! are dropped and counted (`otel_injector_spans_dropped_total`), as are spans whose export failed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
@@ -92,9 +92,10 @@ impl Setup {
     }
 }
 
-/// The tracer provider for `setup` (`None` when disabled), counting dropped spans in `drops`. Must be called
-/// inside the Tokio runtime (the gRPC client lives there).
-pub fn provider(setup: &Setup, drops: &SpanDrops) -> Result<Option<SdkTracerProvider>, String> {
+/// The tracer provider for `setup` (`None` without an exporter), counting dropped spans in `drops`, and the
+/// [`Gate`] that says whether a new span can be delivered. Must be called inside the Tokio runtime (the gRPC client
+/// lives there).
+pub fn provider(setup: &Setup, drops: &SpanDrops) -> Result<Option<(SdkTracerProvider, Gate)>, String> {
     let builder = SdkTracerProvider::builder().with_resource(resource());
     let (endpoint, transport) = match setup {
         Setup::Disabled | Setup::Local => return Ok(None),
@@ -117,13 +118,13 @@ pub fn provider(setup: &Setup, drops: &SpanDrops) -> Result<Option<SdkTracerProv
     }
     .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
     let capacity = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_QUEUE);
-    let queued = Arc::new(AtomicUsize::new(0));
-    let exporter = Dequeued::new(exporter, queued.clone(), drops.clone());
+    let pressure = Arc::new(Pressure::new(capacity, drops.clone()));
+    let exporter = Dequeued { inner: exporter, pressure: pressure.clone() };
     let batch = BatchSpanProcessor::builder(exporter)
         .with_batch_config(BatchConfigBuilder::default().with_max_queue_size(capacity).build())
         .build();
-    let bounded = Bounded { inner: batch, queued, capacity, drops: drops.clone() };
-    Ok(Some(builder.with_span_processor(bounded).build()))
+    let bounded = Bounded { inner: batch, pressure: pressure.clone() };
+    Ok(Some((builder.with_span_processor(bounded).build(), Gate(pressure))))
 }
 
 /// `service.name` from `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`, else `otel-injector`; the other
@@ -164,27 +165,31 @@ impl TraceIds {
 }
 
 /// Starts `span` as the server span of a request with `headers`: parented on the caller's trace context (a new
-/// root without one); returns its trace and span ids for the logs.
+/// root without one); returns its trace and span ids for the logs. A span the tracer does not record (its [`Gate`]
+/// was shut) gets ids made for the logs alone.
 pub fn start_server_span(span: &tracing::Span, headers: &HeaderMap, ids: TraceIds) -> Option<(TraceId, SpanId)> {
     use opentelemetry::trace::TraceContextExt;
     use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    match ids {
-        TraceIds::None => None,
+    let parent = match ids {
+        TraceIds::None => return None,
         TraceIds::Tracer => {
-            span.set_parent(parent_from(headers)).ok()?;
-            let cx = span.context();
-            let context = cx.span().span_context().clone();
-            context.is_valid().then(|| (context.trace_id(), context.span_id()))
-        }
-        TraceIds::LogsOnly => {
             let parent = parent_from(headers);
-            let caller = parent.span().span_context().trace_id();
-            let generator = RandomIdGenerator::default();
-            let trace = if caller == TraceId::INVALID { generator.new_trace_id() } else { caller };
-            Some((trace, generator.new_span_id()))
+            if span.set_parent(parent.clone()).is_ok() {
+                let cx = span.context();
+                let context = cx.span().span_context().clone();
+                if context.is_valid() {
+                    return Some((context.trace_id(), context.span_id()));
+                }
+            }
+            parent
         }
-    }
+        TraceIds::LogsOnly => parent_from(headers),
+    };
+    let caller = parent.span().span_context().trace_id();
+    let generator = RandomIdGenerator::default();
+    let trace = if caller == TraceId::INVALID { generator.new_trace_id() } else { caller };
+    Some((trace, generator.new_span_id()))
 }
 
 /// The caller's trace context from `traceparent`/`tracestate` and `baggage` (an empty context, so a new root,
@@ -208,15 +213,93 @@ pub fn parent_from(headers: &HeaderMap) -> Context {
     PROPAGATOR.extract(&Headers(headers))
 }
 
+/// Whether spans can reach the collector now: how full the export queue is, and whether the exporter is backing
+/// off after a failed export. Shared by the [`Gate`], the queue and the exporter; every span not delivered is
+/// counted.
+#[derive(Debug)]
+struct Pressure {
+    /// Spans handed to the batch processor and not yet to the exporter.
+    queued: AtomicUsize,
+    capacity: usize,
+    /// Until when the exporter backs off, in nanoseconds after `epoch` (0: not backing off).
+    backoff_until: AtomicU64,
+    /// The current backoff, doubling from 1 s to 30 s while exports keep failing.
+    backoff: std::sync::Mutex<Duration>,
+    epoch: Instant,
+    drops: SpanDrops,
+}
+
+impl Pressure {
+    fn new(capacity: usize, drops: SpanDrops) -> Self {
+        Self {
+            queued: AtomicUsize::new(0),
+            capacity,
+            backoff_until: AtomicU64::new(0),
+            backoff: std::sync::Mutex::new(Duration::ZERO),
+            epoch: Instant::now(),
+            drops,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Why a span would be dropped if it were recorded now, if it would.
+    fn blocked(&self) -> Option<&'static str> {
+        let until = self.backoff_until.load(Ordering::Relaxed);
+        if until != 0 && self.now() < until {
+            Some("export_failed")
+        } else if self.queued.load(Ordering::Relaxed) >= self.capacity {
+            Some("queue_full")
+        } else {
+            None
+        }
+    }
+
+    fn exported(&self, ok: bool) {
+        let mut backoff = self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ok {
+            *backoff = Duration::ZERO;
+            self.backoff_until.store(0, Ordering::Relaxed);
+        } else {
+            *backoff = (*backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let until = self.now().saturating_add(u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX));
+            self.backoff_until.store(until, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether a new span can be delivered: not while the exporter backs off after a failed export, nor while the
+/// queue is full. The tracer's layer records no span the gate refuses (each is counted as dropped), so a collector
+/// that is slow or gone costs an admission next to nothing; the logs still carry trace ids.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<Pressure>);
+
+impl Gate {
+    /// Whether a span started now would be delivered; a refused one is counted as dropped.
+    pub fn admit(&self) -> bool {
+        match self.0.blocked() {
+            None => true,
+            Some(reason) => {
+                self.0.drops.dropped(reason, 1);
+                false
+            }
+        }
+    }
+
+    /// Counts a child span not recorded because its parent was not.
+    pub fn refused_child(&self) {
+        self.0.drops.dropped(self.0.blocked().unwrap_or("queue_full"), 1);
+    }
+}
+
 /// Admits ended spans to the batch queue while it has room, counting the rest as dropped; strips the fields that
 /// exist only for the logs.
 #[derive(Debug)]
 struct Bounded<P> {
     inner: P,
-    /// Spans handed to the batch processor and not yet to the exporter.
-    queued: Arc<AtomicUsize>,
-    capacity: usize,
-    drops: SpanDrops,
+    pressure: Arc<Pressure>,
 }
 
 impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
@@ -225,9 +308,9 @@ impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
     }
 
     fn on_end(&self, mut span: SpanData) {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            self.drops.dropped("queue_full", 1);
+        if self.pressure.queued.fetch_add(1, Ordering::AcqRel) >= self.pressure.capacity {
+            self.pressure.queued.fetch_sub(1, Ordering::AcqRel);
+            self.pressure.drops.dropped("queue_full", 1);
             return;
         }
         span.attributes.retain(|kv| !LOG_ONLY_FIELDS.contains(&kv.key.as_str()));
@@ -249,55 +332,25 @@ impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
 
 /// The exporter, taking spans off the queue count as they are sent, and counting those whose export failed. After
 /// a failed export it backs off (1 s, doubling to 30 s): batches in between are dropped and counted without being
-/// encoded or sent, so a collector that is down costs no CPU.
+/// encoded or sent, and the [`Gate`] lets no new span be recorded, so a collector that is down costs no CPU.
 #[derive(Debug)]
 struct Dequeued<E> {
     inner: E,
-    queued: Arc<AtomicUsize>,
-    drops: SpanDrops,
-    backoff: std::sync::Mutex<Backoff>,
-}
-
-/// When to try the collector again.
-#[derive(Debug, Default)]
-struct Backoff {
-    until: Option<std::time::Instant>,
-    wait: Duration,
-}
-
-impl<E> Dequeued<E> {
-    fn new(inner: E, queued: Arc<AtomicUsize>, drops: SpanDrops) -> Self {
-        Self { inner, queued, drops, backoff: std::sync::Mutex::default() }
-    }
-
-    fn backing_off(&self) -> bool {
-        let backoff = self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        backoff.until.is_some_and(|until| std::time::Instant::now() < until)
-    }
-
-    fn exported(&self, ok: bool) {
-        let mut backoff = self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ok {
-            *backoff = Backoff::default();
-        } else {
-            backoff.wait = (backoff.wait * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-            backoff.until = Some(std::time::Instant::now() + backoff.wait);
-        }
-    }
+    pressure: Arc<Pressure>,
 }
 
 impl<E: SpanExporter> SpanExporter for Dequeued<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
-        self.queued.fetch_sub(n, Ordering::AcqRel);
-        if self.backing_off() {
-            self.drops.dropped("export_failed", n as u64);
+        self.pressure.queued.fetch_sub(n, Ordering::AcqRel);
+        if self.pressure.blocked() == Some("export_failed") {
+            self.pressure.drops.dropped("export_failed", n as u64);
             return Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure("collector backoff".to_owned()));
         }
         let result = self.inner.export(batch).await;
-        self.exported(result.is_ok());
+        self.pressure.exported(result.is_ok());
         if result.is_err() {
-            self.drops.dropped("export_failed", n as u64);
+            self.pressure.drops.dropped("export_failed", n as u64);
         }
         result
     }

@@ -166,16 +166,15 @@ pub async fn mutate(State(state): State<AppState>, request: Request) -> Response
     );
     let (parts, body) = request.into_parts();
     if let Some((trace_id, span_id)) = traces::start_server_span(&span, &parts.headers, state.trace_ids) {
-        span.record("trace_id", trace_id.to_string());
-        span.record("span_id", span_id.to_string());
+        tracing::record_all!(span, trace_id = %trace_id, span_id = %span_id);
     }
     match answer(&state, parts.uri.query(), &parts.headers, body, started).instrument(span.clone()).await {
         Ok(answer) => {
             record(&span, &answer);
             let labels = AdmissionLabels {
                 kind: metric_kind(&answer.kind),
-                operation: answer.operation.to_owned(),
-                decision: answer.decision.as_str().to_owned(),
+                operation: answer.operation,
+                decision: answer.decision.as_str(),
                 reason: answer.cause,
             };
             let patch_bytes = answer.patch.as_ref().map(Vec::len);
@@ -184,9 +183,12 @@ pub async fn mutate(State(state): State<AppState>, request: Request) -> Response
         }
         Err(e) => {
             state.metrics.rejected(e.label());
-            span.record("otel.status_code", "error");
-            span.record("error.type", e.label());
-            span.record("http.response.status_code", i64::from(e.status().as_u16()));
+            tracing::record_all!(
+                span,
+                "otel.status_code" = "error",
+                "error.type" = e.label(),
+                "http.response.status_code" = i64::from(e.status().as_u16()),
+            );
             span.in_scope(|| tracing::warn!(status = e.status().as_u16(), error = %e, "review rejected"));
             e.into_response()
         }
@@ -274,7 +276,7 @@ async fn namespace_policy(
     (Arc::default(), vec![warning])
 }
 
-/// What the review was about, as soon as the envelope is read.
+/// What the review was about, as soon as the envelope is read (one call into the subscriber for all of it).
 fn describe(review: &Review<'_>, ids: traces::TraceIds) {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -283,30 +285,32 @@ fn describe(review: &Review<'_>, ids: traces::TraceIds) {
         // Named for the operation (`CREATE Pod`); the span has started, so the name goes to it directly.
         span.context().span().update_name(format!("{} {}", review.operation(), review.kind()));
     }
-    span.record("admission.uid", review.uid());
-    span.record("admission.operation", review.operation());
-    span.record("admission.dry_run", review.dry_run());
-    span.record("k8s.object.kind", review.kind());
-    if let Some(namespace) = review.namespace() {
-        span.record("k8s.namespace.name", namespace);
-    }
+    tracing::record_all!(
+        span,
+        "admission.uid" = review.uid(),
+        "admission.operation" = review.operation(),
+        "admission.dry_run" = review.dry_run(),
+        "k8s.object.kind" = review.kind(),
+        "k8s.namespace.name" = review.namespace(),
+    );
 }
 
-/// What was decided; then the review's one log line.
+/// What was decided (one call into the subscriber); then the review's one log line.
 fn record(span: &tracing::Span, a: &Answer) {
-    if !a.name.is_empty() {
-        span.record("k8s.object.name", a.name.as_str());
-    }
-    span.record("admission.decision", a.decision.as_str());
-    span.record("admission.reason", a.cause);
     // Counts as i64: the tracer turns unsigned values into strings.
-    span.record("admission.patch_operations", i64::try_from(a.patch_ops).unwrap_or(i64::MAX));
-    span.record("admission.warnings", i64::try_from(a.warnings.len()).unwrap_or(i64::MAX));
-    span.record("http.response.status_code", 200_i64);
-    if let Some(explanation) = &a.explanation {
-        span.record("admission.containers", explanation.instrumented().collect::<Vec<_>>().join(",").as_str());
-        span.record("admission.sidecar", explanation.sidecar.as_str());
-    }
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let containers = a.explanation.as_ref().map(|e| e.instrumented().collect::<Vec<_>>().join(","));
+    tracing::record_all!(
+        span,
+        "k8s.object.name" = Some(a.name.as_str()).filter(|n| !n.is_empty()),
+        "admission.decision" = a.decision.as_str(),
+        "admission.reason" = a.cause,
+        "admission.patch_operations" = count(a.patch_ops),
+        "admission.warnings" = count(a.warnings.len()),
+        "http.response.status_code" = 200_i64,
+        "admission.containers" = containers.as_deref(),
+        "admission.sidecar" = a.explanation.as_ref().map(|e| e.sidecar.as_str()),
+    );
     span.in_scope(|| {
         if a.decision == Decision::Ignored {
             tracing::debug!(reason = %a.reason, "admitted");
@@ -317,9 +321,8 @@ fn record(span: &tracing::Span, a: &Answer) {
 }
 
 /// Bounded `kind` label values.
-fn metric_kind(kind: &str) -> String {
-    let known = crate::engine::workload::WorkloadKind::ALL.iter().any(|k| k.as_str() == kind);
-    if known { kind.to_owned() } else { "other".to_owned() }
+fn metric_kind(kind: &str) -> &'static str {
+    crate::engine::workload::WorkloadKind::ALL.iter().find(|k| k.as_str() == kind).map_or("other", |k| k.as_str())
 }
 
 #[cfg(test)]

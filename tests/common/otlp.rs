@@ -114,6 +114,12 @@ fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
 impl Receiver {
     /// Starts a receiver speaking `transport` on 127.0.0.1.
     pub fn start(transport: Transport) -> Self {
+        Self::start_at(transport, "127.0.0.1:0")
+    }
+
+    /// Starts a receiver speaking `transport` on `addr` (e.g. where a collector was down).
+    pub fn start_at(transport: Transport, addr: &str) -> Self {
+        let at = addr.to_owned();
         let spans = Arc::new(Mutex::new(Vec::new()));
         let sink = Sink(spans.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -121,7 +127,7 @@ impl Receiver {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let listener = tokio::net::TcpListener::bind(&at).await.expect("bind");
                 bound.send(listener.local_addr().expect("addr")).expect("send");
                 let stopped = async {
                     let _ = stopped.await;
