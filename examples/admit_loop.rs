@@ -1,6 +1,6 @@
 //! Runs the `/mutate` handler N times in-process on the load test's review, for profilers (`perf record`,
-//! `valgrind --tool=callgrind --toggle-collect=admit_loop::run`): `admit_loop MODE N` with MODE `off`, `local` or
-//! `dead` (exporting over gRPC to a port that refuses).
+//! `valgrind --tool=callgrind --toggle-collect='admit_loop::run*'`): `admit_loop MODE N` with MODE `off`, `local` or
+//! `dead` (exporting over gRPC to a port that refuses), or `engine` (the engine alone, on the review's object).
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -42,11 +42,41 @@ fn run(rt: &tokio::runtime::Runtime, state: &AppState, dispatch: &tracing::Dispa
     }
 }
 
+#[inline(never)]
+fn run_engine(object: &str, target: &otel_injector::engine::inject::Target<'_>, n: usize) {
+    for _ in 0..n {
+        let mutation = otel_injector::engine::inject::mutate_json(std::hint::black_box(object), target);
+        assert!(!mutation.patch.0.is_empty());
+    }
+}
+
+fn engine(n: usize) {
+    use otel_injector::engine::inject::Target;
+    use otel_injector::engine::policy::NamespaceMeta;
+    use otel_injector::engine::workload::WorkloadKind;
+    let review: serde_json::Value = serde_json::from_slice(&body()).expect("JSON");
+    let object = review["request"]["object"].to_string();
+    let config = Config { default: DefaultMode::Inject, ..Config::default() };
+    let ns = NamespaceMeta::default();
+    let target = Target::new(WorkloadKind::Pod, "shop", &ns, &config);
+    run_engine(&object, &target, 1000);
+    let started = std::time::Instant::now();
+    run_engine(&object, &target, n);
+    eprintln!(
+        "engine: {:.2} µs per object of {} bytes",
+        started.elapsed().as_secs_f64() * 1e6 / n as f64,
+        object.len()
+    );
+}
+
 fn main() {
     otel_injector::webhook::tls::install_crypto_provider();
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "off".to_owned());
     let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    if mode == "engine" {
+        return engine(n);
+    }
     let setup = match mode.as_str() {
         "off" => Setup::Disabled,
         "local" => Setup::Local,

@@ -180,10 +180,10 @@ fn run(object: &Value, kind: WorkloadKind, sidecar: SidecarCase) -> (Value, json
     let server_version = sidecar.and_then(|(_, v)| v);
     let m = mutate(object, &Target { server_version, ..Target::new(kind, "prop", &ns, &config) });
     let mut out = object.clone();
-    if let Err(e) = json_patch::patch(&mut out, &m.patch) {
+    if let Err(e) = json_patch::patch(&mut out, &m.patch.to_json_patch()) {
         panic!("the patch does not apply: {e}\nobject: {object}\npatch: {:?}", m.patch);
     }
-    (out, m.patch)
+    (out, m.patch.to_json_patch())
 }
 
 /// The only places the engine may write: container env lists, the template's metadata/annotations, and the end of
@@ -319,10 +319,10 @@ fn admit(object: &Value, old: Option<&Value>, kind: WorkloadKind, config: &Confi
     let old = old.map(Value::to_string);
     let m = mutate(object, &Target { old_template: old.as_deref(), ..Target::new(kind, "prop", &ns, config) });
     let mut out = object.clone();
-    if let Err(e) = json_patch::patch(&mut out, &m.patch) {
+    if let Err(e) = json_patch::patch(&mut out, &m.patch.to_json_patch()) {
         panic!("the patch does not apply: {e}\nobject: {object}\npatch: {:?}", m.patch);
     }
-    (out, m.patch)
+    (out, m.patch.to_json_patch())
 }
 
 /// A container's variables with literal values.

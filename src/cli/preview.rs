@@ -335,8 +335,8 @@ fn preview(item: Item, options: &Options) -> Outcome {
     };
     let mutation = inject::mutate(&object, &target);
     outcome.warnings.extend(mutation.warnings.into_vec());
-    outcome.patch = serde_json::to_vec(&mutation.patch).unwrap_or_default();
-    if let Err(e) = json_patch::patch(&mut outcome.after, &mutation.patch) {
+    outcome.patch = mutation.patch.to_json();
+    if let Err(e) = json_patch::patch(&mut outcome.after, &mutation.patch.to_json_patch()) {
         outcome.warnings.push(format!("internal error: the patch does not apply: {e}"));
     }
     let mut explanation = mutation.explanation;

@@ -83,7 +83,7 @@ mod tests {
         let object = pod("web").container(container("app")).build();
         let ns = NamespaceMeta::default();
         let mut out = object.clone();
-        json_patch::patch(&mut out, &mutate(&object, &target(config, &ns)).patch).expect("applies");
+        json_patch::patch(&mut out, &mutate(&object, &target(config, &ns)).patch.to_json_patch()).expect("applies");
         out
     }
 

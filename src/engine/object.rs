@@ -119,6 +119,45 @@ impl<'a> Env<'a> {
     }
 }
 
+/// Reads an `env` list in one pass, every entry deserialized where it stands and only those the engine reads kept;
+/// fails on the first entry that is not a valid env var (then [`EnvScan`] names it).
+struct EnvRead<'a> {
+    len: usize,
+    read: Vec<(usize, EnvVar<'a>)>,
+}
+
+impl<'de> Deserialize<'de> for EnvRead<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Read;
+        impl<'de> Visitor<'de> for Read {
+            type Value = EnvRead<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence of env vars")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut env = EnvRead { len: 0, read: Vec::new() };
+                while let Some(Obj(entry)) = seq.next_element::<Obj<EnvRaw<'de>>>()? {
+                    let i = env.len;
+                    env.len += 1;
+                    let name = entry.name.ok_or_else(|| de::Error::missing_field("name"))?;
+                    let refers = entry.value.as_ref().is_some_and(|v| v.0.contains("$(OTEL_"));
+                    if engine_reads(&name.0) || refers {
+                        let var = EnvVar {
+                            name: name.0,
+                            value: entry.value.map(|s| s.0),
+                            value_from: entry.value_from.is_some(),
+                        };
+                        env.read.push((i, var));
+                    }
+                }
+                Ok(env)
+            }
+        }
+        d.deserialize_seq(Read)
+    }
+}
+
+/// Scans an `env` list in one pass: every entry is checked, only those the engine reads are kept.
 /// Scans an `env` list in one pass: every entry is checked, only those the engine reads are kept.
 struct EnvScan<'a> {
     len: usize,
@@ -140,7 +179,7 @@ impl<'de> Deserialize<'de> for EnvScan<'de> {
                 while let Some(raw) = seq.next_element::<&'de RawValue>()? {
                     let i = scan.len;
                     scan.len += 1;
-                    match typed::<Obj<EnvRaw<'de>>>(raw.get(), "") {
+                    match typed_slowly::<Obj<EnvRaw<'de>>>(raw.get(), "") {
                         Ok(Obj(EnvRaw { name: Some(name), value, value_from })) => {
                             let refers = value.as_ref().is_some_and(|v| v.0.contains("$(OTEL_"));
                             if engine_reads(&name.0) || refers {
@@ -233,7 +272,7 @@ impl<'a> PodView<'a> {
             .ok_or_else(|| shape(at("spec.containers"), "is missing"))?
             .into_iter()
             .enumerate()
-            .map(|(i, c)| c.0.read(i, &at(&format!("spec.containers[{i}]"))))
+            .map(|(i, c)| c.0.read(i, || at(&format!("spec.containers[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
         let has_init_containers = spec.init_containers.is_some();
         let init_containers = spec
@@ -241,7 +280,7 @@ impl<'a> PodView<'a> {
             .unwrap_or_default()
             .into_iter()
             .enumerate()
-            .map(|(i, c)| c.0.read(i, &at(&format!("spec.initContainers[{i}]"))))
+            .map(|(i, c)| c.0.read(i, || at(&format!("spec.initContainers[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
 
         let refs: Vec<OwnerRef<'_>> = meta
@@ -317,8 +356,19 @@ pub fn template_json(json: &str, kind: WorkloadKind) -> Option<&str> {
     Some(raw.get())
 }
 
-/// Deserializes `json` as `T`, turning serde's complaint into a path and a plain problem.
+/// Deserializes `json` as `T`, turning serde's complaint into a path and a plain problem. Objects are read without
+/// tracking where the reader is; only when one is refused is it read again with the path tracked, to name it.
 fn typed<'a, T: Deserialize<'a>>(json: &'a str, prefix: &str) -> Result<T, ShapeError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    match T::deserialize(&mut de) {
+        Ok(value) => Ok(value),
+        Err(_) => Err(typed_slowly::<T>(json, prefix).err().unwrap_or_else(|| shape(prefix, "is not valid"))),
+    }
+}
+
+/// [`typed`] with the path tracked: slower, and only for naming what is wrong.
+#[cold]
+fn typed_slowly<'a, T: Deserialize<'a>>(json: &'a str, prefix: &str) -> Result<T, ShapeError> {
     let mut de = serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner().to_string();
@@ -607,27 +657,37 @@ struct EnvRaw<'a> {
 }
 
 impl<'a> ContainerRaw<'a> {
-    fn read(self, index: usize, path: &str) -> Result<Container<'a>, ShapeError> {
-        let name = self
-            .name
+    /// The container at `index`; `path` names it (`spec.containers[0]`) when something is wrong.
+    fn read(self, index: usize, path: impl Fn() -> String) -> Result<Container<'a>, ShapeError> {
+        let ContainerRaw { name, image, env, ports } = self;
+        let name = name
             .map(|s| s.0)
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| shape(format!("{path}.name"), "is missing"))?;
-        let env = match self.env {
+            .ok_or_else(|| shape(format!("{}.name", path()), "is missing"))?;
+        let env = match env {
             None => None,
-            Some(raw) => {
-                let at = format!("{path}.env");
-                let scan: EnvScan<'a> = typed(raw.get(), &at)?;
-                if let Some((i, e)) = scan.problem {
-                    let entry = format!("{at}[{i}]");
-                    let path = if e.path == "object" { entry } else { format!("{entry}.{}", e.path) };
-                    return Err(shape(path, e.problem));
-                }
-                Some(Env { len: scan.len, read: scan.read, raw })
-            }
+            Some(raw) => match serde_json::from_str::<EnvRead<'a>>(raw.get()) {
+                Ok(env) => Some(Env { len: env.len, read: env.read, raw }),
+                Err(_) => return Err(Self::env_problem(raw, &path())),
+            },
         };
-        let ports = self.ports.unwrap_or_default().into_iter().map(|p| p.0.container_port).collect();
-        Ok(Container { index, name, image: self.image.map(|s| s.0), env, ports })
+        let ports = ports.unwrap_or_default().into_iter().map(|p| p.0.container_port).collect();
+        Ok(Container { index, name, image: image.map(|s| s.0), env, ports })
+    }
+
+    /// What is wrong with the `env` list at `path`.
+    #[cold]
+    fn env_problem(raw: &'a RawValue, path: &str) -> ShapeError {
+        let at = format!("{path}.env");
+        match typed_slowly::<EnvScan<'a>>(raw.get(), &at) {
+            Err(e) => e,
+            Ok(EnvScan { problem: Some((i, e)), .. }) => {
+                let entry = format!("{at}[{i}]");
+                let path = if e.path == "object" { entry } else { format!("{entry}.{}", e.path) };
+                shape(path, e.problem)
+            }
+            Ok(EnvScan { problem: None, .. }) => shape(at, "is not valid"),
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! RFC 6902 operations against the raw object: pointers built from tokens, missing parents created.
 
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use jsonptr::{PointerBuf, Token};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A JSON Pointer from unescaped tokens (`/` and `~` become `~1` and `~0`).
 pub fn pointer<'t, T: Into<Token<'t>>>(tokens: impl IntoIterator<Item = T>) -> PointerBuf {
@@ -23,42 +26,220 @@ pub fn child<'t, T: Into<Token<'t>>>(path: &PointerBuf, tokens: impl IntoIterato
     p
 }
 
+/// A JSON value the engine writes into a patch, already encoded (so a patch is written out, never built as
+/// `serde_json::Value`s and serialised). Made only by the constructors here, which always produce valid JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json(Cow<'static, str>);
+
+impl Json {
+    /// A JSON string.
+    pub fn str(s: &str) -> Self {
+        let mut out = String::with_capacity(s.len() + 2);
+        push_str(&mut out, s);
+        Self(Cow::Owned(out))
+    }
+
+    /// A constant that is valid JSON (checked in debug builds).
+    pub fn constant(text: &'static str) -> Self {
+        debug_assert!(serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(), "{text}");
+        Self(Cow::Borrowed(text))
+    }
+
+    /// A value held as `serde_json::Value` (the sidecar container, a rebuilt env entry).
+    pub fn value(v: &Value) -> Self {
+        Self(Cow::Owned(v.to_string()))
+    }
+
+    /// JSON text taken as it is: a member of the object the API server sent (already valid JSON).
+    pub fn raw(raw: &serde_json::value::RawValue) -> Self {
+        Self(Cow::Owned(raw.get().to_owned()))
+    }
+
+    /// `{"name": name, "value": value}`: an env entry.
+    pub fn env(name: &str, value: &str) -> Self {
+        let mut out = String::with_capacity(name.len() + value.len() + 24);
+        out.push_str("{\"name\":");
+        push_str(&mut out, name);
+        out.push_str(",\"value\":");
+        push_str(&mut out, value);
+        out.push('}');
+        Self(Cow::Owned(out))
+    }
+
+    /// `{key: value}`.
+    pub fn member(key: &str, value: &Json) -> Self {
+        let mut out = String::with_capacity(key.len() + value.0.len() + 4);
+        out.push('{');
+        push_str(&mut out, key);
+        out.push(':');
+        out.push_str(&value.0);
+        out.push('}');
+        Self(Cow::Owned(out))
+    }
+
+    /// `[items…]`.
+    pub fn array<'j>(items: impl IntoIterator<Item = &'j Json>) -> Self {
+        let mut out = String::from("[");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&item.0);
+        }
+        out.push(']');
+        Self(Cow::Owned(out))
+    }
+
+    /// The encoded text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value, parsed (for tests and `preview`, not the webhook's path).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+/// Appends `s` as a JSON string.
+pub fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escaped);
+        }
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
+    out.push('"');
+}
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `add`: inserts into arrays, sets object members.
+    Add,
+    /// `replace`: an existing value.
+    Replace,
+}
+
+/// One RFC 6902 operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    /// `add` or `replace`.
+    pub kind: Kind,
+    /// Where.
+    pub path: PointerBuf,
+    /// The value.
+    pub value: Json,
+}
+
+impl Op {
+    /// Where it applies.
+    pub fn path(&self) -> &PointerBuf {
+        &self.path
+    }
+}
+
+/// A JSON Patch (RFC 6902): the operations, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Patch(pub Vec<Op>);
+
+impl Patch {
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The patch document, as sent to the API server.
+    pub fn to_json(&self) -> Vec<u8> {
+        let size: usize = self.0.iter().map(|op| op.path.as_str().len() + op.value.0.len() + 40).sum();
+        let mut out = String::with_capacity(size + 2);
+        out.push('[');
+        for (i, op) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(match op.kind {
+                Kind::Add => "{\"op\":\"add\",\"path\":",
+                Kind::Replace => "{\"op\":\"replace\",\"path\":",
+            });
+            push_str(&mut out, op.path.as_str());
+            out.push_str(",\"value\":");
+            out.push_str(&op.value.0);
+            out.push('}');
+        }
+        out.push(']');
+        out.into_bytes()
+    }
+
+    /// The same patch as the `json-patch` crate's type, to apply it (tests, `preview`).
+    pub fn to_json_patch(&self) -> json_patch::Patch {
+        let op = |op: &Op| match op.kind {
+            Kind::Add => PatchOperation::Add(AddOperation { path: op.path.clone(), value: op.value.to_value() }),
+            Kind::Replace => {
+                PatchOperation::Replace(ReplaceOperation { path: op.path.clone(), value: op.value.to_value() })
+            }
+        };
+        json_patch::Patch(self.0.iter().map(op).collect())
+    }
+}
+
 /// A list of operations under construction, applied in order.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Ops(Vec<PatchOperation>);
+pub struct Ops(Vec<Op>);
 
 impl Ops {
     /// `add` (inserts into arrays, sets object members).
-    pub fn add(&mut self, path: PointerBuf, value: Value) {
-        self.0.push(PatchOperation::Add(AddOperation { path, value }));
+    pub fn add(&mut self, path: PointerBuf, value: Json) {
+        self.0.push(Op { kind: Kind::Add, path, value });
     }
 
     /// `replace` of an existing value.
-    pub fn replace(&mut self, path: PointerBuf, value: Value) {
-        self.0.push(PatchOperation::Replace(ReplaceOperation { path, value }));
+    pub fn replace(&mut self, path: PointerBuf, value: Json) {
+        self.0.push(Op { kind: Kind::Replace, path, value });
     }
 
     /// Sets `key` in the object at `parent` (tokens from the root), of which the first `existing` tokens lead to
     /// objects that exist; the missing (or null) rest is created with one `add` of the nested value, so the patch
     /// applies whatever the document lacks.
-    pub fn set_member(&mut self, existing: usize, parent: &[&str], key: &str, value: Value) {
+    pub fn set_member(&mut self, existing: usize, parent: &[&str], key: &str, value: Json) {
         if existing >= parent.len() {
             self.add(pointer(parent.iter().copied().chain([key])), value);
             return;
         }
         // Build {parent[existing+1]: {... {key: value}}} and add it at parent[..=existing].
-        let nested = parent[existing + 1..].iter().rev().fold(single(key, value), |acc, t| single(t, acc));
+        let nested =
+            parent[existing + 1..].iter().rev().fold(Json::member(key, &value), |acc, t| Json::member(t, &acc));
         self.add(pointer(parent[..=existing].iter().copied()), nested);
     }
 
     /// Appends `value` to the list at `path` (tokens from the root), creating the list when it does not `exist`
     /// (absent or null).
-    pub fn append(&mut self, exists: bool, path: &[&str], value: Value) {
+    pub fn append(&mut self, exists: bool, path: &[&str], value: Json) {
         let pointer = pointer(path.iter().copied());
         if exists {
             self.add(child(&pointer, ["-"]), value);
         } else {
-            self.add(pointer, Value::Array(vec![value]));
+            self.add(pointer, Json::array([&value]));
         }
     }
 
@@ -83,10 +264,6 @@ impl Ops {
     }
 }
 
-fn single(key: &str, value: Value) -> Value {
-    Value::Object(Map::from_iter([(key.to_owned(), value)]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,7 +272,7 @@ mod tests {
 
     fn apply(doc: &Value, ops: Ops) -> Value {
         let mut doc = doc.clone();
-        json_patch::patch(&mut doc, &ops.into_patch()).expect("patch applies");
+        json_patch::patch(&mut doc, &ops.into_patch().to_json_patch()).expect("patch applies");
         doc
     }
 
@@ -121,7 +298,7 @@ mod tests {
         ];
         for (doc, existing, path) in cases {
             let mut ops = Ops::default();
-            ops.set_member(existing, &["metadata", "annotations"], "a/b", json!("v"));
+            ops.set_member(existing, &["metadata", "annotations"], "a/b", Json::str("v"));
             assert_eq!(ops.0[0].path().as_str(), path, "{doc}");
             let out = apply(&doc, ops);
             assert_eq!(out["metadata"]["annotations"]["a/b"], "v");
@@ -137,7 +314,7 @@ mod tests {
             (json!({"spec": {"initContainers": [{"name": "a"}]}}), true, "/spec/initContainers/-"),
         ] {
             let mut ops = Ops::default();
-            ops.append(exists, &["spec", "initContainers"], json!({"name": "b"}));
+            ops.append(exists, &["spec", "initContainers"], Json::value(&json!({"name": "b"})));
             assert_eq!(ops.0[0].path().as_str(), want);
             let out = apply(&doc, ops);
             assert_eq!(out["spec"]["initContainers"].as_array().and_then(|l| l.last()), Some(&json!({"name": "b"})));
@@ -148,17 +325,40 @@ mod tests {
     fn set_member_keeps_siblings() {
         let doc = json!({"metadata": {"annotations": {"x": "y"}, "labels": {"l": "1"}}});
         let mut ops = Ops::default();
-        ops.set_member(2, &["metadata", "annotations"], "k", json!("v"));
+        ops.set_member(2, &["metadata", "annotations"], "k", Json::str("v"));
         assert_eq!(apply(&doc, ops), json!({"metadata": {"annotations": {"x": "y", "k": "v"}, "labels": {"l": "1"}}}));
     }
 
+    #[test]
+    fn a_patch_is_written_as_the_json_patch_crate_reads_it() {
+        let tricky = "q\"uote\\ new\nline \u{1} tab\t é";
+        let mut ops = Ops::default();
+        ops.add(pointer(["a", "b~c/d"]), Json::env(tricky, tricky));
+        ops.replace(pointer(["x"]), Json::str(tricky));
+        ops.set_member(0, &["m", "n"], tricky, Json::array([&Json::str("1"), &Json::constant("null")]));
+        let patch = ops.into_patch();
+        let parsed: json_patch::Patch = serde_json::from_slice(&patch.to_json()).expect("a JSON Patch");
+        assert_eq!(parsed, patch.to_json_patch());
+        let doc = apply(&json!({"a": {}, "x": 1}), Ops(patch.0.clone()));
+        assert_eq!(doc["a"]["b~c/d"], json!({"name": tricky, "value": tricky}));
+        assert_eq!(doc["x"], tricky);
+        assert_eq!(doc["m"]["n"][tricky], json!(["1", null]));
+    }
+
     proptest! {
+        /// Any string, however it must be escaped, is written as valid JSON that reads back the same.
+        #[test]
+        fn strings_round_trip(s in "\\PC*|[\\x00-\\x7f]{0,20}") {
+            let written = Json::str(&s);
+            prop_assert_eq!(serde_json::from_str::<String>(written.as_str()).expect("valid JSON"), s);
+        }
+
         /// Any key, however many `/` and `~` it holds, lands exactly where it was meant to.
         #[test]
         fn escaping_round_trips(key in "[a-z/~0-9.]{1,12}", parent in "[a-z/~]{1,6}") {
             let doc = json!({});
             let mut ops = Ops::default();
-            ops.set_member(0, &[parent.as_str()], &key, json!(1));
+            ops.set_member(0, &[parent.as_str()], &key, Json::constant("1"));
             let out = apply(&doc, ops);
             prop_assert_eq!(&out[parent.as_str()][key.as_str()], &json!(1));
         }

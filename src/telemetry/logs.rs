@@ -19,6 +19,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::engine::patch::push_str;
+
 /// Keys every line has, which no field may replace.
 const FIXED: [&str; 5] = ["timestamp", "level", "target", "span", "message"];
 
@@ -103,32 +105,6 @@ where
         line.push('}');
         writeln!(writer, "{line}")
     }
-}
-
-/// Appends `s` as a JSON string.
-fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut from = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escaped = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[from..i]);
-        if escaped.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(escaped);
-        }
-        from = i + 1;
-    }
-    out.push_str(&s[from..]);
-    out.push('"');
 }
 
 /// Writes fields as `name␞json␟` entries.

@@ -250,13 +250,7 @@ impl<'a> Review<'a> {
                 };
                 answer.explanation = Some(mutation.explanation);
                 if answer.patch_ops > 0 {
-                    match serde_json::to_vec(&mutation.patch) {
-                        Ok(bytes) => answer.patch = Some(bytes),
-                        Err(e) => {
-                            answer.decision = Decision::Skipped;
-                            answer.warnings.push(format!("otel-injector: patch not sent: {e}"));
-                        }
-                    }
+                    answer.patch = Some(mutation.patch.to_json());
                 }
             }
         }

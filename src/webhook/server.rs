@@ -212,7 +212,18 @@ pub struct Server {
 
 impl Server {
     /// Binds both listeners and starts serving.
-    pub async fn start(options: ServeOptions, mut state: AppState) -> Result<Self, ServeError> {
+    pub async fn start(options: ServeOptions, state: AppState) -> Result<Self, ServeError> {
+        Self::start_serving(options, state, webhook_router).await
+    }
+
+    /// Like [`Server::start`], with the webhook listener serving the router `webhook` makes instead of
+    /// [`webhook_router`]; every connection, TLS and timeout setting stays the same (the benchmark's baseline, a
+    /// webhook that does nothing, runs on this).
+    pub async fn start_serving(
+        options: ServeOptions,
+        mut state: AppState,
+        webhook: impl FnOnce(AppState) -> Router,
+    ) -> Result<Self, ServeError> {
         let bind = |addr: SocketAddr| {
             let listener = std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
             listener.set_nonblocking(true).map_err(|source| ServeError::Bind { addr, source })?;
@@ -239,7 +250,7 @@ impl Server {
             .keep_alive_timeout(Duration::from_secs(10));
         let timeouts = Timeouts { idle: options.idle_timeout, header: options.read_timeout };
         let edge = Edge {
-            router: webhook_router(state.clone()),
+            router: webhook(state.clone()),
             tls: Some(TlsAcceptor::from(options.tls.clone())),
             state: state.clone(),
             builder: Arc::new(builder),

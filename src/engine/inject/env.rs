@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::record::Record;
 use crate::engine::object::{Container, Env, EnvVar};
-use crate::engine::patch::{Ops, child};
+use crate::engine::patch::{Json, Ops, child};
 use crate::engine::values;
 
 /// `OTEL_RESOURCE_ATTRIBUTES`, the one variable merged rather than left alone.
@@ -44,6 +44,21 @@ impl Helper {
     /// The env entry defining the helper from the downward API.
     pub fn entry(self) -> Value {
         json!({"name": self.var(), "valueFrom": {"fieldRef": {"fieldPath": self.field_path()}}})
+    }
+
+    /// [`Helper::entry`], encoded for a patch.
+    pub fn json(self) -> Json {
+        Json::constant(match self {
+            Self::PodName => {
+                r#"{"name":"OTEL_RESOURCE_ATTRIBUTES_POD_NAME","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}"#
+            }
+            Self::PodUid => {
+                r#"{"name":"OTEL_RESOURCE_ATTRIBUTES_POD_UID","valueFrom":{"fieldRef":{"fieldPath":"metadata.uid"}}}"#
+            }
+            Self::NodeName => {
+                r#"{"name":"OTEL_RESOURCE_ATTRIBUTES_NODE_NAME","valueFrom":{"fieldRef":{"fieldPath":"spec.nodeName"}}}"#
+            }
+        })
     }
 }
 
@@ -130,7 +145,7 @@ struct Insert {
     /// Canonical order among inserts at the same position.
     rank: usize,
     name: &'static str,
-    entry: Value,
+    entry: Json,
 }
 
 const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -189,7 +204,7 @@ pub fn plan(
         match last_def(name) {
             None => {
                 out.record.set(name, &value);
-                let entry = json!({"name": name, "value": value});
+                let entry = Json::env(name, &value);
                 inserts.push(Insert { pos: first_ref(name), rank: 3 + rank, name, entry });
             }
             Some(i) if owned(name, i) => {
@@ -243,7 +258,7 @@ pub fn plan(
                 None => {
                     if !inserts.iter().any(|i| i.name == h.var()) {
                         let pos = first_ref(h.var()).min(anchor);
-                        inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry: h.entry() });
+                        inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry: h.json() });
                     }
                     format!("{}=$({})", escape(key), h.var())
                 }
@@ -283,7 +298,7 @@ pub fn plan(
             }
         }
         _ if !rendered.is_empty() => {
-            let entry = json!({"name": RESOURCE_ATTRIBUTES, "value": rendered.join(",")});
+            let entry = Json::env(RESOURCE_ATTRIBUTES, &rendered.join(","));
             inserts.push(Insert { pos: anchor, rank: usize::MAX, name: RESOURCE_ATTRIBUTES, entry });
         }
         _ => {}
@@ -317,29 +332,33 @@ fn finish(
             if removals.contains(&i) {
                 continue;
             }
-            let mut entry: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-            if let (Some((_, value)), Some(map)) = (changes.iter().find(|(at, _)| *at == i), entry.as_object_mut()) {
-                map.insert("value".to_owned(), Value::String(value.clone()));
+            match changes.iter().find(|(at, _)| *at == i) {
+                Some((_, value)) => {
+                    let mut entry: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+                    if let Some(map) = entry.as_object_mut() {
+                        map.insert("value".to_owned(), Value::String(value.clone()));
+                    }
+                    list.push(Json::value(&entry));
+                }
+                None => list.push(Json::raw(raw)),
             }
-            list.push(entry);
         }
         list.extend(pending.map(|insert| insert.entry));
-        out.ops.replace(child(path, ["env"]), Value::Array(list));
+        out.ops.replace(child(path, ["env"]), Json::array(&list));
         return out;
     }
     for (i, value) in changes {
         let value_path = child(path, ["env".to_owned(), i.to_string(), "value".to_owned()]);
         match c.env.as_ref().and_then(|env| env.get(i)).and_then(|e| e.value.as_ref()) {
-            Some(_) => out.ops.replace(value_path, Value::String(value)),
-            None => out.ops.add(value_path, Value::String(value)),
+            Some(_) => out.ops.replace(value_path, Json::str(&value)),
+            None => out.ops.add(value_path, Json::str(&value)),
         }
     }
     if inserts.is_empty() {
         return out;
     }
     if c.env.is_none() {
-        let list = inserts.into_iter().map(|i| i.entry).collect();
-        out.ops.add(child(path, ["env"]), Value::Array(list));
+        out.ops.add(child(path, ["env"]), Json::array(inserts.iter().map(|i| &i.entry)));
         return out;
     }
     for (shift, insert) in inserts.into_iter().enumerate() {
@@ -381,7 +400,7 @@ mod tests {
         let encode = |s: &str| s.replace(',', "%2C");
         let plan = plan(&view.containers[0], &path, &vars(), &attrs(), encode, None);
         let mut out = pod.clone();
-        json_patch::patch(&mut out, &plan.ops.clone().into_patch()).expect("applies");
+        json_patch::patch(&mut out, &plan.ops.clone().into_patch().to_json_patch()).expect("applies");
         let list = out["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
         let pairs = list
             .iter()
@@ -423,7 +442,7 @@ mod tests {
         let json = pod.to_string();
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let plan = plan(&view.containers[0], &container(&[], "containers", 0), &vars(), &[], str::to_owned, None);
-        json_patch::patch(&mut pod, &plan.ops.into_patch()).expect("applies");
+        json_patch::patch(&mut pod, &plan.ops.into_patch().to_json_patch()).expect("applies");
         assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));
     }
 

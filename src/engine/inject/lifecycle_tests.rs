@@ -13,7 +13,7 @@ fn config() -> Config {
 
 fn apply(object: &Value, m: &Mutation) -> Value {
     let mut out = object.clone();
-    json_patch::patch(&mut out, &m.patch).expect("the patch applies");
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("the patch applies");
     out
 }
 

@@ -12,12 +12,11 @@ pub mod status;
 
 use std::collections::BTreeMap;
 
-use json_patch::Patch;
 use serde_json::Value;
 
 use crate::engine::config::{Config, SidecarMode};
 use crate::engine::object::{Container, PodView};
-use crate::engine::patch::{self, Ops};
+use crate::engine::patch::{self, Json, Ops, Patch};
 use crate::engine::policy::{self, Cause, NamespaceMeta, Settings, keys};
 use crate::engine::report::{ContainerOutcome, ContainerReport, Explanation};
 use crate::engine::values::Signal;
@@ -69,7 +68,7 @@ pub struct Mutation {
 
 impl Mutation {
     fn unchanged(explanation: Explanation, warnings: Warnings) -> Self {
-        Self { name: None, patch: Patch(Vec::new()), warnings, explanation }
+        Self { name: None, patch: Patch::default(), warnings, explanation }
     }
 }
 
@@ -163,7 +162,8 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
                 Placement::Native => view.has_init_containers,
                 Placement::Classic => true,
             };
-            ops.append(exists, &path, sidecar::container(view, &settings, config, target.namespace, *placement));
+            let container = sidecar::container(view, &settings, config, target.namespace, *placement);
+            ops.append(exists, &path, Json::value(&container));
         }
         Sidecar::Present(placement, index) if matches!(earlier, Earlier::Stale(_)) => {
             let wanted = sidecar::container(view, &settings, config, target.namespace, *placement);
@@ -202,7 +202,7 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
         } else {
             let parent: Vec<&str> = view.base.iter().copied().chain(["metadata", "annotations"]).collect();
             let existing = view.base.len() + usize::from(view.has_metadata) + usize::from(view.annotations.is_some());
-            ops.set_member(existing, &parent, keys::STATUS, Value::String(text));
+            ops.set_member(existing, &parent, keys::STATUS, Json::str(&text));
         }
     }
     explanation.patch_ops = ops.len();

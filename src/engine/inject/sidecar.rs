@@ -7,7 +7,7 @@ use super::env::{self, Helper};
 use super::status::Status;
 use crate::engine::config::{Config, SidecarMode};
 use crate::engine::object::{Container, PodView};
-use crate::engine::patch::{self, Ops};
+use crate::engine::patch::{self, Json, Ops};
 use crate::engine::policy::Settings;
 use crate::engine::values::{self, KubeVersion, Protocol};
 
@@ -157,7 +157,7 @@ pub fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &
     let Some(c) = list.iter().find(|c| c.index == index) else { return ops };
     let path = patch::container(view.base, placement.list(), index);
     if let Some(image) = wanted["image"].as_str().filter(|image| c.image.as_deref() != Some(*image)) {
-        ops.replace(patch::child(&path, ["image"]), Value::String(image.to_owned()));
+        ops.replace(patch::child(&path, ["image"]), Json::str(image));
     }
     let wanted_env = wanted["env"].as_array().into_iter().flatten();
     for (name, value) in wanted_env.filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?))) {
@@ -166,7 +166,7 @@ pub fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &
         if let Some(i) =
             first.filter(|&i| env.and_then(|env| env.get(i)).and_then(|e| e.value.as_deref()) != Some(value))
         {
-            ops.replace(patch::child(&path, ["env".to_owned(), i.to_string(), "value".to_owned()]), value.into());
+            ops.replace(patch::child(&path, ["env".to_owned(), i.to_string(), "value".to_owned()]), Json::str(value));
         }
     }
     ops

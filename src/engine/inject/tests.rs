@@ -13,7 +13,7 @@ fn inject_all() -> Config {
 fn run_with(object: &Value, kind: WorkloadKind, config: &Config, ns: &NamespaceMeta) -> (Value, Mutation) {
     let m = mutate(object, &Target::new(kind, "shop", ns, config));
     let mut out = object.clone();
-    json_patch::patch(&mut out, &m.patch).expect("the patch applies");
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("the patch applies");
     (out, m)
 }
 
@@ -322,7 +322,7 @@ fn patches_are_deterministic() {
         .annotation("resource.opentelemetry.io/a", "1")
         .container(container("app").env("X", "$(OTEL_SERVICE_NAME)"))
         .build();
-    let bytes = |o: &Value| serde_json::to_vec(&run(o, WorkloadKind::Pod).1.patch).expect("serialises");
+    let bytes = |o: &Value| run(o, WorkloadKind::Pod).1.patch.to_json();
     assert_eq!(bytes(&object), bytes(&object.clone()));
 }
 

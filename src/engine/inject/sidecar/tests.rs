@@ -23,7 +23,7 @@ fn run_with(object: &Value, kind: WorkloadKind, config: &Config) -> (Value, crat
     let ns = NamespaceMeta::default();
     let m = mutate(object, &Target::new(kind, "shop", &ns, config));
     let mut out = object.clone();
-    json_patch::patch(&mut out, &m.patch).expect("the patch applies");
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("the patch applies");
     (out, m)
 }
 
@@ -267,7 +267,7 @@ fn run_on(object: &Value, config: &Config, version: Option<(u32, u32)>) -> (Valu
     let server_version = version.map(|(major, minor)| KubeVersion { major, minor });
     let m = mutate(object, &Target { server_version, ..Target::new(WorkloadKind::Pod, "shop", &ns, config) });
     let mut out = object.clone();
-    json_patch::patch(&mut out, &m.patch).expect("the patch applies");
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("the patch applies");
     (out, m)
 }
 
