@@ -1,6 +1,7 @@
 //! Runs the `/mutate` handler N times in-process on the load test's review, for profilers (`perf record`,
 //! `valgrind --tool=callgrind --toggle-collect='admit_loop::run*'`): `admit_loop MODE N` with MODE `off`, `local` or
-//! `dead` (exporting over gRPC to a port that refuses), or `engine` (the engine alone, on the review's object).
+//! `dead` (exporting over gRPC to a port that refuses), or `engine` (the engine alone, on the benches' ~10 KB pod, or
+//! with `OBJECT=review` on the review's object).
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -54,8 +55,13 @@ fn engine(n: usize) {
     use otel_injector::engine::inject::Target;
     use otel_injector::engine::policy::NamespaceMeta;
     use otel_injector::engine::workload::WorkloadKind;
-    let review: serde_json::Value = serde_json::from_slice(&body()).expect("JSON");
-    let object = review["request"]["object"].to_string();
+    // The benches' ~10 KB production pod, or the load test review's object.
+    let object = match std::env::var("OBJECT").as_deref() {
+        Ok("review") => {
+            serde_json::from_slice::<serde_json::Value>(&body()).expect("JSON")["request"]["object"].to_string()
+        }
+        _ => otel_injector::fixtures::production_pod().to_string(),
+    };
     let config = Config { default: DefaultMode::Inject, ..Config::default() };
     let ns = NamespaceMeta::default();
     let target = Target::new(WorkloadKind::Pod, "shop", &ns, &config);

@@ -173,3 +173,46 @@ pub fn review(object: &Value, operation: &str, namespace: &str) -> Value {
         }
     })
 }
+
+/// A ReplicaSet-created pod as the API server sends it: managedFields, last-applied annotation, three containers
+/// with env, probes, resources and mounts, an init container, projected volumes. About 10 KB of JSON.
+pub fn production_pod() -> Value {
+    let app = |name: &str, port: u16| {
+        let mut c = container(name).image(&format!("registry.example.com/shop/{name}:2.14.3")).port(port);
+        for i in 0..16 {
+            c = c.env(&format!("{}_SETTING_{i}", name.to_uppercase()), &format!("value-{i}-$(POD_NAME)"));
+        }
+        c.env_field("POD_NAME", "metadata.name")
+            .field("resources", json!({"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}))
+            .field("readinessProbe", json!({"httpGet": {"path": "/ready", "port": port}, "periodSeconds": 5}))
+            .field("livenessProbe", json!({"httpGet": {"path": "/live", "port": port}, "failureThreshold": 6}))
+            .field("volumeMounts", json!([{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}]))
+            .field("terminationMessagePath", json!("/dev/termination-log"))
+            .field("imagePullPolicy", json!("IfNotPresent"))
+            .field("securityContext", json!({"runAsNonRoot": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}))
+    };
+    let managed: Vec<Value> = (0..6)
+        .map(|i| {
+            json!({"manager": format!("controller-{i}"), "operation": "Update", "apiVersion": "v1",
+                   "time": "2026-11-01T10:00:00Z", "fieldsType": "FieldsV1",
+                   "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}}},
+                                "f:spec": {"f:containers": {"k:{\"name\":\"checkout\"}": {".": {}, "f:env": {}, "f:image": {}}}}}})
+        })
+        .collect();
+    let builder: PodBuilder = pod("")
+        .meta("generateName", "checkout-7d9f8c6b5-".into())
+        .meta("namespace", "shop".into())
+        .meta("managedFields", managed.into())
+        .label("app", "checkout")
+        .label("pod-template-hash", "7d9f8c6b5")
+        .label("app.kubernetes.io/version", "2.14.3")
+        .annotation("kubectl.kubernetes.io/last-applied-configuration", &"x".repeat(2400))
+        .owner("ReplicaSet", "checkout-7d9f8c6b5")
+        .init_container(container("migrate").image("registry.example.com/shop/migrate:2.14.3"))
+        .container(app("checkout", 8080))
+        .container(app("worker", 8081))
+        .container(app("cache", 6379))
+        .spec("volumes", json!([{"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]}}]))
+        .spec("tolerations", json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]));
+    builder.build()
+}

@@ -134,8 +134,8 @@ pub fn references(value: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Escapes a literal so the kubelet leaves it alone: every `$` becomes `$$`.
-pub fn escape(literal: &str) -> String {
-    literal.replace('$', "$$")
+pub fn escape(literal: &str) -> std::borrow::Cow<'_, str> {
+    if literal.contains('$') { literal.replace('$', "$$").into() } else { literal.into() }
 }
 
 /// One variable to add, and where it goes.
@@ -246,7 +246,7 @@ pub fn plan(
     let anchor = ora.unwrap_or_else(|| first_ref(RESOURCE_ATTRIBUTES));
 
     let mut rendered = Vec::new();
-    for (key, value) in attributes.iter().filter(|(k, _)| !present.contains(&escape(k).as_str())) {
+    for (key, value) in attributes.iter().filter(|(k, _)| !present.contains(&escape(k).as_ref())) {
         let pair = match value {
             AttrValue::Literal(v) => format!("{}={}", escape(key), escape(&encode(v))),
             AttrValue::Helper(h) => match first_def(h.var()) {

@@ -365,16 +365,19 @@ fn standard_vars(
     sidecar: bool,
 ) -> Vec<(&'static str, String)> {
     let protocol = settings.protocol.value;
-    let endpoint =
-        if sidecar { sidecar::local_endpoint(protocol).to_owned() } else { env::escape(&settings.endpoint.value) };
+    let endpoint = if sidecar {
+        sidecar::local_endpoint(protocol).to_owned()
+    } else {
+        env::escape(&settings.endpoint.value).into_owned()
+    };
     let mut vars = vec![
-        ("OTEL_SERVICE_NAME", env::escape(service_name)),
+        ("OTEL_SERVICE_NAME", env::escape(service_name).into_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.as_str().to_owned()),
     ];
     if !config.headers.is_empty() && !sidecar {
         let headers: Vec<String> = config.headers.iter().map(|(k, v)| format!("{k}={}", resource::encode(v))).collect();
-        vars.push(("OTEL_EXPORTER_OTLP_HEADERS", env::escape(&headers.join(","))));
+        vars.push(("OTEL_EXPORTER_OTLP_HEADERS", env::escape(&headers.join(",")).into_owned()));
     }
     for signal in Signal::ALL {
         let exporter = if settings.signals.value.contains(&signal) { "otlp" } else { "none" };

@@ -5,7 +5,6 @@
 //! six hex digits of a 64-bit FNV-1a hash per value; for `OTEL_RESOURCE_ATTRIBUTES` one digest per `key=value` pair
 //! the webhook wrote, since that variable is merged with the user's pairs).
 
-use std::collections::BTreeMap;
 use std::hash::Hasher;
 
 use super::env::RESOURCE_ATTRIBUTES;
@@ -25,18 +24,47 @@ pub const CODES: [(&str, &str); 11] = [
     (RESOURCE_ATTRIBUTES, "RA"),
 ];
 
-/// Six hex digits of the 64-bit FNV-1a hash of `value`: stable across versions and platforms, and cheap.
-pub fn digest(value: &str) -> String {
+/// Six hex digits of the 64-bit FNV-1a hash of a value: stable across versions and platforms, and cheap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest(u32);
+
+impl Digest {
+    /// What a record holds that is not six hex digits (written by hand, or by a future version): matches nothing.
+    const UNREADABLE: Self = Self(u32::MAX);
+
+    fn parse(text: &str) -> Self {
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        match u32::from_str_radix(text, 16) {
+            Ok(d) if text.len() == 6 && text.bytes().all(lower_hex) => Self(d),
+            _ => Self::UNREADABLE,
+        }
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:06x}", self.0)
+    }
+}
+
+/// The [`Digest`] of `value`.
+pub fn digest(value: &str) -> Digest {
     let mut hasher = fnv::FnvHasher::default();
     hasher.write(value.as_bytes());
-    format!("{:06x}", hasher.finish() & 0xff_ffff)
+    Digest((hasher.finish() & 0xff_ffff) as u32)
+}
+
+/// Where `name` is in [`CODES`], for a variable recorded by itself (not `OTEL_RESOURCE_ATTRIBUTES`).
+fn slot(name: &str) -> Option<usize> {
+    CODES.iter().position(|(n, _)| *n == name && *n != RESOURCE_ATTRIBUTES)
 }
 
 /// The webhook's values in one container, as digests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
-    vars: BTreeMap<&'static str, String>,
-    pairs: Vec<String>,
+    /// By position in [`CODES`].
+    vars: [Option<Digest>; CODES.len()],
+    pairs: Vec<Digest>,
 }
 
 impl Record {
@@ -44,13 +72,11 @@ impl Record {
     pub fn parse(text: &str) -> Self {
         let mut record = Self::default();
         for (code, value) in text.split(',').filter_map(|entry| entry.split_once('=')) {
-            match CODES.iter().find(|(_, c)| *c == code) {
-                Some((name, _)) if *name == RESOURCE_ATTRIBUTES => {
-                    record.pairs = value.split('.').filter(|d| !d.is_empty()).map(str::to_owned).collect();
+            match CODES.iter().position(|(_, c)| *c == code) {
+                Some(i) if CODES[i].0 == RESOURCE_ATTRIBUTES => {
+                    record.pairs = value.split('.').filter(|d| !d.is_empty()).map(Digest::parse).collect();
                 }
-                Some((name, _)) => {
-                    record.vars.insert(name, value.to_owned());
-                }
+                Some(i) => record.vars[i] = Some(Digest::parse(value)),
                 None => {}
             }
         }
@@ -59,23 +85,25 @@ impl Record {
 
     /// The record's text, in the fixed order of [`CODES`].
     pub fn render(&self) -> String {
-        let mut parts = Vec::new();
-        for (name, code) in CODES {
-            if name == RESOURCE_ATTRIBUTES {
-                if !self.pairs.is_empty() {
-                    parts.push(format!("{code}={}", self.pairs.join(".")));
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(10 * CODES.len() + 7 * self.pairs.len());
+        for (i, (name, code)) in CODES.iter().enumerate() {
+            let sep = if out.is_empty() { "" } else { "," };
+            if *name == RESOURCE_ATTRIBUTES {
+                for (k, d) in self.pairs.iter().enumerate() {
+                    let _ = if k == 0 { write!(out, "{sep}{code}={d}") } else { write!(out, ".{d}") };
                 }
-            } else if let Some(d) = self.vars.get(name) {
-                parts.push(format!("{code}={d}"));
+            } else if let Some(d) = self.vars[i] {
+                let _ = write!(out, "{sep}{code}={d}");
             }
         }
-        parts.join(",")
+        out
     }
 
     /// Notes that the webhook set `name` to `value` (a name outside [`CODES`] is not recorded).
     pub fn set(&mut self, name: &str, value: &str) {
-        if let Some((name, _)) = CODES.iter().find(|(n, _)| *n == name && *n != RESOURCE_ATTRIBUTES) {
-            self.vars.insert(name, digest(value));
+        if let Some(i) = slot(name) {
+            self.vars[i] = Some(digest(value));
         }
     }
 
@@ -86,28 +114,27 @@ impl Record {
 
     /// Whether the webhook set `name`, whatever its value is now.
     pub fn recorded(&self, name: &str) -> bool {
-        self.vars.contains_key(name)
+        slot(name).is_some_and(|i| self.vars[i].is_some())
     }
 
     /// Whether `value` is exactly what the webhook set `name` to.
     pub fn owns(&self, name: &str, value: &str) -> bool {
-        self.vars.get(name).is_some_and(|d| *d == digest(value))
+        slot(name).and_then(|i| self.vars[i]).is_some_and(|d| d == digest(value))
     }
 
     /// Whether the webhook wrote this `OTEL_RESOURCE_ATTRIBUTES` pair.
     pub fn owns_pair(&self, pair: &str) -> bool {
-        let d = digest(pair);
-        self.pairs.contains(&d)
+        self.pairs.contains(&digest(pair))
     }
 
     /// The variables the webhook set.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.vars.keys().copied()
+        CODES.iter().zip(&self.vars).filter(|(_, d)| d.is_some()).map(|((name, _), _)| *name)
     }
 
     /// Whether nothing is recorded.
     pub fn is_empty(&self) -> bool {
-        self.vars.is_empty() && self.pairs.is_empty()
+        self.vars.iter().all(Option::is_none) && self.pairs.is_empty()
     }
 }
 
@@ -117,12 +144,16 @@ mod tests {
 
     #[test]
     fn digests_are_short_and_stable() {
-        assert_eq!(digest("checkout").len(), 6);
+        assert_eq!(digest("checkout").to_string().len(), 6);
         assert_eq!(digest("checkout"), digest("checkout"));
         assert_ne!(digest("checkout"), digest("checkouts"));
         // Pinned (64-bit FNV-1a, low 24 bits): a digest written by one version must be read by the next.
-        assert_eq!(digest(""), "222325");
-        assert_eq!(digest("a"), "01ec8c");
+        assert_eq!(digest("").to_string(), "222325");
+        assert_eq!(digest("a").to_string(), "01ec8c");
+        assert_eq!(Digest::parse("01ec8c"), digest("a"));
+        for unreadable in ["1ec8c", "01ec8cc", "zzzzzz", "", "+1ec8c", "01EC8C"] {
+            assert_eq!(Digest::parse(unreadable), Digest::UNREADABLE, "{unreadable}");
+        }
     }
 
     #[test]
