@@ -93,7 +93,8 @@ fn main() {
     let ids = TraceIds::of(Some(&setup));
     let (subscriber, telemetry) = {
         let _runtime = rt.enter();
-        telemetry::subscriber(LogFormat::Json, "info", false, BoxMakeWriter::new(std::io::sink), Some(setup))
+        let format = if std::env::var("LOG").as_deref() == Ok("text") { LogFormat::Text } else { LogFormat::Json };
+        telemetry::subscriber(format, "info", false, BoxMakeWriter::new(std::io::sink), Some(setup))
             .expect("subscriber")
     };
     let dispatch: tracing::Dispatch = subscriber.into();

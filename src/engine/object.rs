@@ -73,13 +73,12 @@ pub fn engine_reads(name: &str) -> bool {
     name.starts_with("OTEL_") || name == "GOMEMLIMIT"
 }
 
-/// A container's `env` list: its length, the entries the engine reads (by name, or because their value refers to
-/// such a variable with `$(…)`) with their indexes, and the list's raw JSON.
+/// A container's `env` list: its length, and the entries the engine reads (by name, or because their value refers
+/// to such a variable with `$(…)`) with their indexes. The whole list, as sent, is [`PodView::raw_env`].
 #[derive(Debug, Clone)]
 pub struct Env<'a> {
     len: usize,
     read: Vec<(usize, EnvVar<'a>)>,
-    raw: &'a RawValue,
 }
 
 impl<'a> Env<'a> {
@@ -112,93 +111,39 @@ impl<'a> Env<'a> {
     pub fn entries(&self) -> impl Iterator<Item = (usize, &EnvVar<'a>)> {
         self.read.iter().map(|(i, e)| (*i, e))
     }
-
-    /// Every entry as raw JSON, as the API server sent it (for rebuilding the list without losing a field).
-    pub fn raw_entries(&self) -> Vec<&'a RawValue> {
-        serde_json::from_str(self.raw.get()).unwrap_or_default()
-    }
 }
 
 /// Reads an `env` list in one pass, every entry deserialized where it stands and only those the engine reads kept;
-/// fails on the first entry that is not a valid env var (then [`EnvScan`] names it).
+/// fails on the first entry that is not a valid env var (then reading again with the path tracked names it).
 struct EnvRead<'a> {
     len: usize,
     read: Vec<(usize, EnvVar<'a>)>,
 }
 
-impl<'de> Deserialize<'de> for EnvRead<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for EnvRead<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Read;
-        impl<'de> Visitor<'de> for Read {
-            type Value = EnvRead<'de>;
+        struct Read<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Read<'a> {
+            type Value = EnvRead<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a sequence of env vars")
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut env = EnvRead { len: 0, read: Vec::new() };
-                while let Some(Obj(entry)) = seq.next_element::<Obj<EnvRaw<'de>>>()? {
+                while let Some(Obj(entry)) = seq.next_element::<Obj<EnvEntry<'a>>>()? {
                     let i = env.len;
                     env.len += 1;
-                    let name = entry.name.ok_or_else(|| de::Error::missing_field("name"))?;
                     let refers = entry.value.as_ref().is_some_and(|v| v.0.contains("$(OTEL_"));
-                    if engine_reads(&name.0) || refers {
-                        let var = EnvVar {
-                            name: name.0,
-                            value: entry.value.map(|s| s.0),
-                            value_from: entry.value_from.is_some(),
-                        };
-                        env.read.push((i, var));
+                    if engine_reads(&entry.name.0) || refers {
+                        let value = entry.value.map(|s| s.0);
+                        env.read
+                            .push((i, EnvVar { name: entry.name.0, value, value_from: entry.value_from.is_some() }));
                     }
                 }
                 Ok(env)
             }
         }
-        d.deserialize_seq(Read)
-    }
-}
-
-/// Scans an `env` list in one pass: every entry is checked, only those the engine reads are kept.
-/// Scans an `env` list in one pass: every entry is checked, only those the engine reads are kept.
-struct EnvScan<'a> {
-    len: usize,
-    read: Vec<(usize, EnvVar<'a>)>,
-    /// The first entry that is not a valid env var: its index and what is wrong.
-    problem: Option<(usize, ShapeError)>,
-}
-
-impl<'de> Deserialize<'de> for EnvScan<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Scan;
-        impl<'de> Visitor<'de> for Scan {
-            type Value = EnvScan<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a sequence of env vars")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut scan = EnvScan { len: 0, read: Vec::new(), problem: None };
-                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-                    let i = scan.len;
-                    scan.len += 1;
-                    match typed_slowly::<Obj<EnvRaw<'de>>>(raw.get(), "") {
-                        Ok(Obj(EnvRaw { name: Some(name), value, value_from })) => {
-                            let refers = value.as_ref().is_some_and(|v| v.0.contains("$(OTEL_"));
-                            if engine_reads(&name.0) || refers {
-                                let value = value.map(|s| s.0);
-                                scan.read.push((i, EnvVar { name: name.0, value, value_from: value_from.is_some() }));
-                            }
-                        }
-                        Ok(_) => {
-                            scan.problem.get_or_insert((i, shape("name", "is missing")));
-                        }
-                        Err(e) => {
-                            scan.problem.get_or_insert((i, e));
-                        }
-                    }
-                }
-                Ok(scan)
-            }
-        }
-        d.deserialize_seq(Scan)
+        d.deserialize_seq(Read(std::marker::PhantomData))
     }
 }
 
@@ -324,6 +269,19 @@ impl<'a> PodView<'a> {
             restart_policy: spec.restart_policy.map(|s| s.0),
             template: template_json,
         })
+    }
+
+    /// The `env` list of the container at `index` of `list` (`containers` or `initContainers`), every entry as the
+    /// API server sent it (for rebuilding the list without losing a field of the user's).
+    pub fn raw_env(&self, list: &str, index: usize) -> Vec<&'a RawValue> {
+        let entries = || -> Option<Vec<&'a RawValue>> {
+            let template: &'a RawValue = serde_json::from_str(self.template).ok()?;
+            let spec = field(template, "spec", "").ok()??;
+            let containers: Vec<&'a RawValue> = serde_json::from_str(field(spec, list, "").ok()??.get()).ok()?;
+            let env = field(containers.get(index)?, "env", "").ok()??;
+            serde_json::from_str(env.get()).ok()
+        };
+        entries().unwrap_or_default()
     }
 
     /// A template label's value.
@@ -635,7 +593,7 @@ struct ContainerRaw<'a> {
     #[serde(borrow, default)]
     image: Option<S<'a>>,
     #[serde(borrow, default)]
-    env: Option<&'a RawValue>,
+    env: Option<EnvRead<'a>>,
     #[serde(default)]
     ports: Option<Vec<Obj<Port>>>,
 }
@@ -646,10 +604,11 @@ struct Port {
     container_port: i64,
 }
 
+/// An env entry as [`EnvRead`] takes it: `name` required.
 #[derive(Deserialize)]
-struct EnvRaw<'a> {
-    #[serde(borrow, default)]
-    name: Option<S<'a>>,
+struct EnvEntry<'a> {
+    #[serde(borrow)]
+    name: S<'a>,
     #[serde(borrow, default)]
     value: Option<S<'a>>,
     #[serde(default, rename = "valueFrom")]
@@ -664,30 +623,9 @@ impl<'a> ContainerRaw<'a> {
             .map(|s| s.0)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| shape(format!("{}.name", path()), "is missing"))?;
-        let env = match env {
-            None => None,
-            Some(raw) => match serde_json::from_str::<EnvRead<'a>>(raw.get()) {
-                Ok(env) => Some(Env { len: env.len, read: env.read, raw }),
-                Err(_) => return Err(Self::env_problem(raw, &path())),
-            },
-        };
+        let env = env.map(|env| Env { len: env.len, read: env.read });
         let ports = ports.unwrap_or_default().into_iter().map(|p| p.0.container_port).collect();
         Ok(Container { index, name, image: image.map(|s| s.0), env, ports })
-    }
-
-    /// What is wrong with the `env` list at `path`.
-    #[cold]
-    fn env_problem(raw: &'a RawValue, path: &str) -> ShapeError {
-        let at = format!("{path}.env");
-        match typed_slowly::<EnvScan<'a>>(raw.get(), &at) {
-            Err(e) => e,
-            Ok(EnvScan { problem: Some((i, e)), .. }) => {
-                let entry = format!("{at}[{i}]");
-                let path = if e.path == "object" { entry } else { format!("{entry}.{}", e.path) };
-                shape(path, e.problem)
-            }
-            Ok(EnvScan { problem: None, .. }) => shape(at, "is not valid"),
-        }
     }
 }
 
@@ -746,7 +684,7 @@ mod tests {
         assert_eq!((env.first("OTEL_SERVICE_NAME"), env.last("OTEL_SERVICE_NAME")), (Some(1), Some(4)));
         assert!(env.get(0).is_none(), "A is counted, not kept");
         assert_eq!(view.containers[0].env_var("OTEL_SERVICE_NAME").and_then(|e| e.value.as_deref()), Some("shop"));
-        let raw: Vec<&str> = env.raw_entries().iter().map(|r| r.get()).collect();
+        let raw: Vec<&str> = view.raw_env("containers", 0).iter().map(|r| r.get()).collect();
         assert_eq!(raw[3], r#"{"name":"C","valueFrom":{}}"#, "every entry stays available, as sent");
     }
 

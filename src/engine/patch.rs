@@ -19,6 +19,21 @@ pub fn container(base: &[&str], list: &str, index: usize) -> PointerBuf {
     p
 }
 
+/// `path` with an array index appended (`-`, the end, for `None`); cheaper than [`child`] on the hot path.
+pub fn item(path: &PointerBuf, index: Option<usize>, suffix: &str) -> PointerBuf {
+    let mut text = String::with_capacity(path.as_str().len() + 8 + suffix.len());
+    text.push_str(path.as_str());
+    match index {
+        Some(i) => {
+            let _ = write!(text, "/{i}");
+        }
+        None => text.push_str("/-"),
+    }
+    text.push_str(suffix);
+    // An encoded pointer, a number and an encoded suffix: always a valid pointer.
+    PointerBuf::parse(text).unwrap_or_else(|_| path.clone())
+}
+
 /// `path` with more tokens appended.
 pub fn child<'t, T: Into<Token<'t>>>(path: &PointerBuf, tokens: impl IntoIterator<Item = T>) -> PointerBuf {
     let mut p = path.clone();
@@ -310,6 +325,9 @@ mod tests {
         assert_eq!(pointer(["a~b", "c/d~/e"]).as_str(), "/a~0b/c~1d~0~1e");
         assert_eq!(container(&["spec", "template"], "containers", 3).as_str(), "/spec/template/spec/containers/3");
         assert_eq!(child(&container(&[], "initContainers", 0), ["env", "-"]).as_str(), "/spec/initContainers/0/env/-");
+        let env = child(&container(&[], "containers", 1), ["env"]);
+        assert_eq!(item(&env, Some(12), "/value").as_str(), "/spec/containers/1/env/12/value");
+        assert_eq!(item(&env, None, ""), child(&env, ["-"]));
     }
 
     #[test]

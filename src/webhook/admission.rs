@@ -9,8 +9,8 @@ use std::fmt;
 
 use base64::Engine;
 use kube::core::admission::Operation;
+use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::cluster::namespaces::Namespaces;
@@ -114,15 +114,11 @@ impl<'a> Review<'a> {
     pub fn parse(body: &'a [u8], config: &Config) -> Result<Self, Malformed> {
         let text = std::str::from_utf8(body).map_err(|e| Malformed(format!("invalid JSON: not UTF-8 ({e})")))?;
         let mut de = serde_json::Deserializer::from_str(text);
-        let Obj(raw): Obj<ReviewRaw<'a>> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            if e.inner().is_data() && e.path().to_string() != "." {
-                Malformed(format!("{}: {}", e.path(), e.inner()))
-            } else if e.inner().is_data() {
-                Malformed("the body is not a JSON object".to_owned())
-            } else {
-                Malformed(format!("invalid JSON: {}", e.inner()))
-            }
-        })?;
+        // Read without tracking where the reader is; a review that is refused is read again to name the problem.
+        let Obj(raw) = match Obj::<ReviewRaw<'a>>::deserialize(&mut de) {
+            Ok(raw) => raw,
+            Err(_) => return Err(Self::malformed(text)),
+        };
         de.end().map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
         let api_version = raw.api_version.map(|s| s.0).unwrap_or_default();
         let kind = raw.kind.map(|s| s.0).unwrap_or_default();
@@ -161,6 +157,20 @@ impl<'a> Review<'a> {
             target,
             namespace,
         })
+    }
+
+    /// What is wrong with a review that could not be read, naming where.
+    #[cold]
+    fn malformed(text: &str) -> Malformed {
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, Obj<ReviewRaw<'_>>>(&mut de) {
+            Err(e) if e.inner().is_data() && e.path().to_string() != "." => {
+                Malformed(format!("{}: {}", e.path(), e.inner()))
+            }
+            Err(e) if e.inner().is_data() => Malformed("the body is not a JSON object".to_owned()),
+            Err(e) => Malformed(format!("invalid JSON: {}", e.inner())),
+            Ok(_) => Malformed("invalid JSON".to_owned()),
+        }
     }
 
     /// `request.uid`.
@@ -346,44 +356,35 @@ fn operation_name(op: &Operation) -> &'static str {
     }
 }
 
-/// The response review in the request's version, with `patch` as standard base64 (fields in a fixed order).
+/// The response review in the request's version, with `patch` as standard base64 (fields in a fixed order),
+/// written straight into the answer's bytes.
 fn encode(api_version: &str, answer: &Answer) -> Vec<u8> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Review<'a> {
-        api_version: &'a str,
-        kind: &'static str,
-        response: Response<'a>,
+    use crate::engine::patch::push_str;
+    let patch_len = answer.patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4);
+    let mut out = String::with_capacity(160 + answer.uid.len() + patch_len);
+    out.push_str("{\"apiVersion\":");
+    push_str(&mut out, api_version);
+    out.push_str(",\"kind\":\"AdmissionReview\",\"response\":{\"allowed\":true");
+    if let Some(patch) = &answer.patch {
+        // Base64 never needs escaping inside a JSON string.
+        out.push_str(",\"patch\":\"");
+        base64::engine::general_purpose::STANDARD.encode_string(patch, &mut out);
+        out.push_str("\",\"patchType\":\"JSONPatch\"");
     }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Response<'a> {
-        allowed: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch_type: Option<&'static str>,
-        status: Empty,
-        uid: &'a str,
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        warnings: &'a [String],
+    out.push_str(",\"status\":{},\"uid\":");
+    push_str(&mut out, &answer.uid);
+    if !answer.warnings.is_empty() {
+        out.push_str(",\"warnings\":[");
+        for (i, warning) in answer.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(&mut out, warning);
+        }
+        out.push(']');
     }
-    #[derive(Serialize)]
-    struct Empty {}
-    let patch = answer.patch.as_ref().map(|p| base64::engine::general_purpose::STANDARD.encode(p));
-    let review = Review {
-        api_version,
-        kind: "AdmissionReview",
-        response: Response {
-            allowed: true,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch,
-            status: Empty {},
-            uid: &answer.uid,
-            warnings: &answer.warnings,
-        },
-    };
-    serde_json::to_vec(&review).unwrap_or_default()
+    out.push_str("}}");
+    out.into_bytes()
 }
 
 #[cfg(test)]

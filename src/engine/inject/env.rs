@@ -2,11 +2,12 @@
 //! key by key, and place every new variable before its first `$(VAR)` reference (SPEC §4).
 
 use jsonptr::PointerBuf;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::record::Record;
 use crate::engine::object::{Container, Env, EnvVar};
-use crate::engine::patch::{Json, Ops, child};
+use crate::engine::patch::{Json, Ops, child, item};
 use crate::engine::values;
 
 /// `OTEL_RESOURCE_ATTRIBUTES`, the one variable merged rather than left alone.
@@ -163,8 +164,9 @@ const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 /// A container that sets its own `OTEL_EXPORTER_OTLP_ENDPOINT` owns its transport: it gets no
 /// `OTEL_EXPORTER_OTLP_HEADERS` (they are the gateway's) and an `OTEL_EXPORTER_OTLP_PROTOCOL` only when its
 /// endpoint's port says which (4317 grpc, 4318 http/protobuf).
-pub fn plan(
-    c: &Container<'_>,
+pub fn plan<'a>(
+    c: &Container<'a>,
+    raw_env: impl FnOnce() -> Vec<&'a RawValue>,
     path: &PointerBuf,
     vars: &[(&'static str, String)],
     attributes: &[(String, AttrValue)],
@@ -237,7 +239,7 @@ pub fn plan(
             "container {}: {RESOURCE_ATTRIBUTES} uses valueFrom; Kubernetes attributes not added",
             c.name
         ));
-        return finish(out, inserts, changes, removals, c, path, len);
+        return finish(out, inserts, changes, removals, c, raw_env, path, len);
     }
     let current = ora.map(|i| value_of(i).unwrap_or_default());
     let pairs: Vec<&str> = current.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
@@ -303,26 +305,28 @@ pub fn plan(
         }
         _ => {}
     }
-    finish(out, inserts, changes, removals, c, path, len)
+    finish(out, inserts, changes, removals, c, raw_env, path, len)
 }
 
 /// Turns the plan into operations. Without removals: a `replace` of each changed value at its original index, then
 /// one `add` of the whole list when `env` is absent, else one `add` per variable at its position, shifted by the
 /// inserts before it (operations apply in order). With removals (rare: the webhook takes back one of its own
 /// variables): one `replace` of the list, rebuilt from the raw entries so no field of the user's is lost.
-fn finish(
+#[allow(clippy::too_many_arguments)]
+fn finish<'a>(
     mut out: EnvPlan,
     mut inserts: Vec<Insert>,
     changes: Vec<(usize, String)>,
     removals: Vec<usize>,
-    c: &Container<'_>,
+    c: &Container<'a>,
+    raw_env: impl FnOnce() -> Vec<&'a RawValue>,
     path: &PointerBuf,
     len: usize,
 ) -> EnvPlan {
     inserts.sort_by_key(|i| (i.pos, i.rank));
     out.added = inserts.iter().map(|i| i.name).collect();
     if !removals.is_empty() {
-        let raw_entries = c.env.as_ref().map(Env::raw_entries).unwrap_or_default();
+        let raw_entries = raw_env();
         let mut list = Vec::with_capacity(raw_entries.len() + inserts.len());
         let mut pending = inserts.into_iter().peekable();
         for (i, raw) in raw_entries.iter().enumerate() {
@@ -347,8 +351,9 @@ fn finish(
         out.ops.replace(child(path, ["env"]), Json::array(&list));
         return out;
     }
+    let env_path = child(path, ["env"]);
     for (i, value) in changes {
-        let value_path = child(path, ["env".to_owned(), i.to_string(), "value".to_owned()]);
+        let value_path = item(&env_path, Some(i), "/value");
         match c.env.as_ref().and_then(|env| env.get(i)).and_then(|e| e.value.as_ref()) {
             Some(_) => out.ops.replace(value_path, Json::str(&value)),
             None => out.ops.add(value_path, Json::str(&value)),
@@ -358,12 +363,12 @@ fn finish(
         return out;
     }
     if c.env.is_none() {
-        out.ops.add(child(path, ["env"]), Json::array(inserts.iter().map(|i| &i.entry)));
+        out.ops.add(env_path, Json::array(inserts.iter().map(|i| &i.entry)));
         return out;
     }
     for (shift, insert) in inserts.into_iter().enumerate() {
-        let at = if insert.pos >= len { "-".to_owned() } else { (insert.pos + shift).to_string() };
-        out.ops.add(child(path, ["env".to_owned(), at]), insert.entry);
+        let at = (insert.pos < len).then_some(insert.pos + shift);
+        out.ops.add(item(&env_path, at, ""), insert.entry);
     }
     out
 }
@@ -398,7 +403,7 @@ mod tests {
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let path = container(&[], "containers", 0);
         let encode = |s: &str| s.replace(',', "%2C");
-        let plan = plan(&view.containers[0], &path, &vars(), &attrs(), encode, None);
+        let plan = plan(&view.containers[0], || view.raw_env("containers", 0), &path, &vars(), &attrs(), encode, None);
         let mut out = pod.clone();
         json_patch::patch(&mut out, &plan.ops.clone().into_patch().to_json_patch()).expect("applies");
         let list = out["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
@@ -441,7 +446,8 @@ mod tests {
         let mut pod = json!({"spec": {"containers": [{"name": "app", "env": null}]}});
         let json = pod.to_string();
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
-        let plan = plan(&view.containers[0], &container(&[], "containers", 0), &vars(), &[], str::to_owned, None);
+        let raw = || view.raw_env("containers", 0);
+        let plan = plan(&view.containers[0], raw, &container(&[], "containers", 0), &vars(), &[], str::to_owned, None);
         json_patch::patch(&mut pod, &plan.ops.into_patch().to_json_patch()).expect("applies");
         assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));
     }

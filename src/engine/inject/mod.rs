@@ -313,7 +313,8 @@ fn instrument_containers(
         let attrs = resource::attributes(view, target.namespace, c, settings, config.service_namespace.as_deref());
         let previous_record = recorded.map(|r| Record::parse(r));
         let path = patch::container(view.base, "containers", c.index);
-        let plan = env::plan(c, &path, vars, &attrs, resource::encode, previous_record.as_ref());
+        let raw_env = || view.raw_env("containers", c.index);
+        let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous_record.as_ref());
         done.ops.extend(plan.ops);
         done.warnings.extend(plan.warnings);
         done.instrumented.push(c.name.to_string());
