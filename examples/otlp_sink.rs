@@ -1,4 +1,4 @@
-//! An OTLP trace receiver for the load test (`scripts/loadtest.sh`): gRPC on 127.0.0.1, port of its own choosing.
+//! An OTLP trace receiver for the benchmark (`scripts/bench.py`): gRPC on 127.0.0.1, port of its own choosing.
 //! Writes its endpoint to the file given, then, every 200 ms, the number of spans received to `<file>.count`.
 #![allow(missing_docs)]
 

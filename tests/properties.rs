@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::preserve::owned;
 use common::preserved;
 use otel_injector::engine::config::{Config, DefaultMode, SidecarMode};
 use otel_injector::engine::inject::{Target, mutate};
@@ -184,21 +185,6 @@ fn run(object: &Value, kind: WorkloadKind, sidecar: SidecarCase) -> (Value, json
         panic!("the patch does not apply: {e}\nobject: {object}\npatch: {:?}", m.patch);
     }
     (out, m.patch.to_json_patch())
-}
-
-/// The only places the engine may write: container env lists, the template's metadata/annotations, and the end of
-/// the container lists (the sidecar).
-fn owned(path: &str, kind: WorkloadKind) -> bool {
-    let base = kind.template_path().iter().map(|t| format!("/{t}")).collect::<String>();
-    let Some(rest) = path.strip_prefix(&base) else { return false };
-    let env = rest.strip_prefix("/spec/containers/").and_then(|r| r.split_once('/'));
-    let in_env = env.is_some_and(|(i, r)| i.parse::<usize>().is_ok() && (r == "env" || r.starts_with("env/")));
-    let sidecar = ["/spec/initContainers", "/spec/initContainers/-", "/spec/containers/-"].contains(&rest);
-    in_env
-        || sidecar
-        || rest == "/metadata"
-        || rest == "/metadata/annotations"
-        || rest == "/metadata/annotations/otel-injector.io~1status"
 }
 
 proptest! {

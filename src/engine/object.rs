@@ -228,6 +228,10 @@ impl<'a> PodView<'a> {
             .map(|(i, c)| c.0.read(i, || at(&format!("spec.initContainers[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
 
+        if let Some((list, i, first)) = duplicate_name(&init_containers, &containers) {
+            let path = format!("{} {first:?}", at(&format!("spec.{list}[{i}].name")));
+            return Err(ShapeError { path, problem: "repeats another container's name (names must be unique)" });
+        }
         let refs: Vec<OwnerRef<'_>> = meta
             .owner_references
             .iter()
@@ -298,6 +302,13 @@ impl<'a> PodView<'a> {
     pub fn annotations(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
         self.annotations.iter().flatten().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
+}
+
+/// The first container whose name an earlier one (init containers first) already has: its list, index and name.
+fn duplicate_name<'c>(init: &'c [Container<'_>], app: &'c [Container<'_>]) -> Option<(&'static str, usize, &'c str)> {
+    let all = init.iter().map(|c| ("initContainers", c)).chain(app.iter().map(|c| ("containers", c)));
+    let mut seen = std::collections::HashSet::with_capacity(init.len() + app.len());
+    all.into_iter().find(|(_, c)| !seen.insert(c.name.as_ref())).map(|(list, c)| (list, c.index, c.name.as_ref()))
 }
 
 /// `generateName` without its trailing dash: the stem the API server appends a suffix to.
@@ -722,6 +733,8 @@ mod tests {
     #[case(json!({"metadata": {"annotations": {"x": true}}, "spec": {"containers": []}}), "metadata.annotations.x is not a string")]
     #[case(json!({"spec": {"hostNetwork": "yes", "containers": []}}), "spec.hostNetwork is not a boolean")]
     #[case(json!({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": "80"}]}]}}), "spec.containers[0].ports[0].containerPort is not a number")]
+    #[case(json!({"spec": {"containers": [{"name": "a"}, {"name": "a"}]}}), "spec.containers[1].name \"a\" repeats another container's name (names must be unique)")]
+    #[case(json!({"spec": {"initContainers": [{"name": "a"}], "containers": [{"name": "b"}, {"name": "a"}]}}), "spec.containers[1].name \"a\" repeats another container's name (names must be unique)")]
     fn pod_shape_errors_name_the_path(#[case] pod: Value, #[case] message: &str) {
         let json = pod.to_string();
         let err = PodView::parse(&json, WorkloadKind::Pod).expect_err("bad shape");

@@ -3,7 +3,10 @@
 
 pub mod corpus;
 pub mod otlp;
+pub mod preserve;
 pub mod serve;
+
+pub use preserve::preserved;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,48 +141,4 @@ pub fn apply(object: &Value, patch: &json_patch::Patch) -> Value {
     let mut out = object.clone();
     json_patch::patch(&mut out, patch).unwrap_or_else(|e| panic!("patch does not apply: {e}\npatch: {patch:?}"));
     out
-}
-
-/// Every field of `original` is in `patched` unchanged, except that `env` lists may gain entries (the original ones
-/// keep their order) and `OTEL_RESOURCE_ATTRIBUTES` may grow at its end; null fields may be filled.
-pub fn preserved(original: &Value, patched: &Value, path: &str) -> Result<(), String> {
-    match (original, patched) {
-        (Value::Null, _) => Ok(()),
-        (Value::Object(a), Value::Object(b)) => a.iter().try_for_each(|(k, v)| match b.get(k) {
-            Some(w) => preserved(v, w, &format!("{path}/{k}")),
-            None => Err(format!("{path}/{k} was removed")),
-        }),
-        (Value::Array(a), Value::Array(b)) if path.ends_with("/env") => {
-            let mut rest = b.iter();
-            for (i, entry) in a.iter().enumerate() {
-                if !rest.any(|candidate| same_env(entry, candidate)) {
-                    return Err(format!("{path}/{i} ({}) was removed, changed or reordered", entry["name"]));
-                }
-            }
-            Ok(())
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            if b.len() < a.len() {
-                return Err(format!("{path} lost entries"));
-            }
-            a.iter().zip(b).enumerate().try_for_each(|(i, (x, y))| preserved(x, y, &format!("{path}/{i}")))
-        }
-        (a, b) if a == b => Ok(()),
-        (a, b) => Err(format!("{path} changed from {a} to {b}")),
-    }
-}
-
-fn same_env(original: &Value, candidate: &Value) -> bool {
-    if original == candidate {
-        return true;
-    }
-    let merged = original["name"] == "OTEL_RESOURCE_ATTRIBUTES" && candidate["name"] == "OTEL_RESOURCE_ATTRIBUTES";
-    let old = original["value"].as_str().unwrap_or_default();
-    let grown = candidate["value"].as_str().is_some_and(|new| new.starts_with(old));
-    let without_value = |v: &Value| {
-        let mut v = v.clone();
-        v.as_object_mut().map(|m| m.remove("value"));
-        v
-    };
-    merged && grown && without_value(original) == without_value(candidate)
 }
