@@ -6,6 +6,7 @@ pub mod otlp;
 pub mod preserve;
 pub mod serve;
 
+#[allow(unused_imports)]
 pub use preserve::preserved;
 
 use std::sync::Arc;
