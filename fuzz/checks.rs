@@ -88,7 +88,7 @@ pub fn preview_text(data: &[u8]) {
         [data.first().map_or(0, |b| usize::from(*b) % 4)];
     let config = Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() };
     let mut options = Options::new(format, config);
-    options.explain = data.len() % 2 == 0;
+    options.explain = data.len().is_multiple_of(2);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let _ = run(&[Input { name: "fuzz".to_owned(), text }], &options, &mut out, &mut err);
 }
