@@ -41,9 +41,21 @@ impl Digest {
     }
 }
 
+impl Digest {
+    /// Appends the six hex digits.
+    fn push_to(self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for shift in [20, 16, 12, 8, 4, 0] {
+            out.push(char::from(HEX[((self.0 >> shift) & 0xf) as usize]));
+        }
+    }
+}
+
 impl std::fmt::Display for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:06x}", self.0)
+        let mut text = String::with_capacity(6);
+        self.push_to(&mut text);
+        f.write_str(&text)
     }
 }
 
@@ -85,16 +97,27 @@ impl Record {
 
     /// The record's text, in the fixed order of [`CODES`].
     pub fn render(&self) -> String {
-        use std::fmt::Write as _;
         let mut out = String::with_capacity(10 * CODES.len() + 7 * self.pairs.len());
+        let mut start = |out: &mut String, code: &str| {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(code);
+            out.push('=');
+        };
         for (i, (name, code)) in CODES.iter().enumerate() {
-            let sep = if out.is_empty() { "" } else { "," };
             if *name == RESOURCE_ATTRIBUTES {
                 for (k, d) in self.pairs.iter().enumerate() {
-                    let _ = if k == 0 { write!(out, "{sep}{code}={d}") } else { write!(out, ".{d}") };
+                    if k == 0 {
+                        start(&mut out, code);
+                    } else {
+                        out.push('.');
+                    }
+                    d.push_to(&mut out);
                 }
             } else if let Some(d) = self.vars[i] {
-                let _ = write!(out, "{sep}{code}={d}");
+                start(&mut out, code);
+                d.push_to(&mut out);
             }
         }
         out
