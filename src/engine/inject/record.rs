@@ -98,7 +98,7 @@ impl Record {
     /// The record's text, in the fixed order of [`CODES`].
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(10 * CODES.len() + 7 * self.pairs.len());
-        let mut start = |out: &mut String, code: &str| {
+        let start = |out: &mut String, code: &str| {
             if !out.is_empty() {
                 out.push(',');
             }
