@@ -9,7 +9,7 @@ use otel_injector::engine::config::{Config, DefaultMode};
 use otel_injector::engine::inject::{Target, mutate_json};
 use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::workload::WorkloadKind;
-use otel_injector::fixtures::{container, pod, review};
+use otel_injector::fixtures::{container, pod, review, review_text};
 use otel_injector::webhook::admission;
 use serde_json::Value;
 
@@ -69,7 +69,7 @@ fn benches(c: &mut Criterion) {
     engine.finish();
     let mut full = c.benchmark_group("admission");
     for (name, object) in &cases {
-        let body = serde_json::to_vec(&review(object, "CREATE", "shop")).expect("json");
+        let body = review_text("admission.k8s.io/v1", &review(object, "CREATE", "shop")["request"]).into_bytes();
         full.throughput(Throughput::Bytes(body.len() as u64));
         full.bench_with_input(BenchmarkId::new("review", format!("{name}/{}B", body.len())), &body, |b, body| {
             b.iter(|| admission::review(std::hint::black_box(body), &config, &namespaces).expect("answered"))

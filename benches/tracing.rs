@@ -37,10 +37,7 @@ fn body() -> Vec<u8> {
     );
     let request: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).expect("the corpus review")).expect("JSON");
-    serde_json::to_vec(
-        &serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
-    )
-    .expect("json")
+    otel_injector::fixtures::review_text("admission.k8s.io/v1", &request).into_bytes()
 }
 
 fn export(endpoint: &str, transport: Protocol) -> Option<Setup> {

@@ -216,3 +216,34 @@ pub fn production_pod() -> Value {
         .spec("tolerations", json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]));
     builder.build()
 }
+
+/// An AdmissionReview around `request` as text, its members in the order the API server writes them (`kind` and
+/// `operation` before `object`; `serde_json` would sort them).
+pub fn review_text(api_version: &str, request: &Value) -> String {
+    const ORDER: [&str; 15] = [
+        "uid",
+        "kind",
+        "resource",
+        "subResource",
+        "requestKind",
+        "requestResource",
+        "requestSubResource",
+        "name",
+        "namespace",
+        "operation",
+        "userInfo",
+        "object",
+        "oldObject",
+        "dryRun",
+        "options",
+    ];
+    let fields = request.as_object().into_iter().flatten();
+    let known = ORDER.iter().filter_map(|k| request.get(*k).map(|v| (*k, v)));
+    let others = fields.filter(|(k, _)| !ORDER.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v));
+    let members: Vec<String> = known.chain(others).map(|(k, v)| format!("{}:{v}", Value::from(k))).collect();
+    format!(
+        r#"{{"apiVersion":{},"kind":"AdmissionReview","request":{{{}}}}}"#,
+        Value::from(api_version),
+        members.join(",")
+    )
+}

@@ -180,8 +180,18 @@ pub struct PodView<'a> {
     pub host_network: bool,
     /// `spec.restartPolicy`.
     pub restart_policy: Option<Str<'a>>,
-    /// The pod template's JSON text, as sent (what an UPDATE compares).
-    pub template: &'a str,
+    /// Where the pod template's JSON text is, as sent (what an UPDATE compares, and where a rebuilt env list
+    /// comes from).
+    pub source: Source<'a>,
+}
+
+/// Where a view's pod template can be read again as text.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The template's text itself.
+    Template(&'a str),
+    /// A Pod read while its AdmissionReview was (the review's text: the template is `request.object`).
+    Review(&'a str),
 }
 
 impl<'a> PodView<'a> {
@@ -189,7 +199,6 @@ impl<'a> PodView<'a> {
     pub fn parse(json: &'a str, kind: WorkloadKind) -> Result<Self, ShapeError> {
         let base = kind.template_path();
         let prefix = base.join(".");
-        let at = |field: &str| if prefix.is_empty() { field.to_owned() } else { format!("{prefix}.{field}") };
         let (meta, template_json, template): (ObjectMeta<'a>, &'a str, Template<'a>) = if kind == WorkloadKind::Pod {
             let Obj(pod): Obj<Template<'a>> = typed(json, "")?;
             let meta = ObjectMeta::of(pod.metadata.as_ref().map(|m| &m.0));
@@ -206,6 +215,24 @@ impl<'a> PodView<'a> {
             let Obj(template): Obj<Template<'a>> = typed(raw.get(), &prefix)?;
             (ObjectMeta::of_workload(object.metadata.map(|m| m.0)), raw.get(), template)
         };
+        Self::build(kind, meta, template, Source::Template(template_json))
+    }
+
+    /// The view of a Pod already read as `template` while its review (whose text is `review`) was.
+    fn of_pod(review: &'a str, pod: Template<'a>) -> Result<Self, ShapeError> {
+        let meta = ObjectMeta::of(pod.metadata.as_ref().map(|m| &m.0));
+        Self::build(WorkloadKind::Pod, meta, pod, Source::Review(review))
+    }
+
+    fn build(
+        kind: WorkloadKind,
+        meta: ObjectMeta<'a>,
+        template: Template<'a>,
+        source: Source<'a>,
+    ) -> Result<Self, ShapeError> {
+        let base = kind.template_path();
+        let prefix = base.join(".");
+        let at = |field: &str| if prefix.is_empty() { field.to_owned() } else { format!("{prefix}.{field}") };
         let has_metadata = template.metadata.is_some();
         let (labels, annotations) = match template.metadata {
             Some(Obj(m)) => (m.labels.map(|l| l.0), m.annotations.map(|a| a.0)),
@@ -271,7 +298,7 @@ impl<'a> PodView<'a> {
             has_init_containers,
             host_network: spec.host_network.unwrap_or(false),
             restart_policy: spec.restart_policy.map(|s| s.0),
-            template: template_json,
+            source,
         })
     }
 
@@ -279,13 +306,25 @@ impl<'a> PodView<'a> {
     /// API server sent it (for rebuilding the list without losing a field of the user's).
     pub fn raw_env(&self, list: &str, index: usize) -> Vec<&'a RawValue> {
         let entries = || -> Option<Vec<&'a RawValue>> {
-            let template: &'a RawValue = serde_json::from_str(self.template).ok()?;
+            let template: &'a RawValue = serde_json::from_str(self.template()?).ok()?;
             let spec = field(template, "spec", "").ok()??;
             let containers: Vec<&'a RawValue> = serde_json::from_str(field(spec, list, "").ok()??.get()).ok()?;
             let env = field(containers.get(index)?, "env", "").ok()??;
             serde_json::from_str(env.get()).ok()
         };
         entries().unwrap_or_default()
+    }
+
+    /// The pod template's JSON text, as sent.
+    pub fn template(&self) -> Option<&'a str> {
+        match self.source {
+            Source::Template(text) => Some(text),
+            Source::Review(review) => {
+                let review: &'a RawValue = serde_json::from_str(review).ok()?;
+                let request = field(review, "request", "").ok()??;
+                field(request, "object", "").ok()?.map(RawValue::get)
+            }
+        }
     }
 
     /// A template label's value.
@@ -314,6 +353,24 @@ fn duplicate_name<'c>(init: &'c [Container<'_>], app: &'c [Container<'_>]) -> Op
 /// `generateName` without its trailing dash: the stem the API server appends a suffix to.
 pub fn stem(generate_name: &str) -> &str {
     generate_name.trim_end_matches('-')
+}
+
+/// Reads a Pod into its view where it stands in the AdmissionReview whose text is `review` (one pass over the
+/// object; the review's own reader has to go over it anyway). A value that does not have the shape of a Pod fails
+/// the read (its reader then reads the object as text, to name the problem); one that has the shape of a Pod but
+/// cannot be instrumented as it is (a missing `spec`, repeated names) is the `Err` of the view.
+pub struct PodSeed<'a> {
+    /// The review's text.
+    pub review: &'a str,
+}
+
+impl<'de: 'a, 'a> de::DeserializeSeed<'de> for PodSeed<'a> {
+    type Value = Result<PodView<'a>, ShapeError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let Obj(pod) = Obj::<Template<'a>>::deserialize(d)?;
+        Ok(PodView::of_pod(self.review, pod))
+    }
 }
 
 /// The pod template of an object of `kind` (the whole object for a Pod) as raw JSON text, if it has one.

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use crate::cluster::namespaces::Namespaces;
 use crate::engine::config::Config;
 use crate::engine::inject::{self, Target};
-use crate::engine::object::{self, Obj, S, Str};
+use crate::engine::object::{self, Obj, PodSeed, PodView, S, ShapeError, Str};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
 use crate::engine::values::KubeVersion;
@@ -92,6 +92,37 @@ pub struct Answer {
     pub explanation: Option<Explanation>,
 }
 
+/// `request.object`, as read.
+#[derive(Debug)]
+enum Object<'a> {
+    /// Absent or null.
+    Missing,
+    /// Kept as text, for the engine to read (or as it is: not a JSON object).
+    Raw(&'a RawValue),
+    /// A Pod the engine will look at, read into its view while the review was read.
+    Pod(Result<PodView<'a>, ShapeError>),
+}
+
+impl Object<'_> {
+    /// Whether there is a JSON object to look at.
+    fn is_object(&self) -> bool {
+        match self {
+            Self::Missing => false,
+            Self::Raw(raw) => raw.get().starts_with('{'),
+            Self::Pod(_) => true,
+        }
+    }
+
+    /// `metadata.namespace`, when set.
+    fn namespace(&self) -> Option<String> {
+        match self {
+            Self::Missing => None,
+            Self::Raw(raw) => object::metadata_str(raw.get(), "namespace"),
+            Self::Pod(view) => view.as_ref().ok()?.namespace.as_deref().map(str::to_owned),
+        }
+    }
+}
+
 /// A parsed review: the envelope, the raw object, and whether the engine will look at it.
 #[derive(Debug)]
 pub struct Review<'a> {
@@ -101,7 +132,7 @@ pub struct Review<'a> {
     operation: Operation,
     name: Option<Str<'a>>,
     dry_run: bool,
-    object: Option<&'a RawValue>,
+    object: Object<'a>,
     /// For an UPDATE of a workload, its pod template before the update (all that is kept of `oldObject`).
     old_template: Option<&'a str>,
     /// The kind to instrument, or why this request is left alone.
@@ -113,13 +144,25 @@ impl<'a> Review<'a> {
     /// Parses an AdmissionReview body and decides whether it is one the engine handles under `config`.
     pub fn parse(body: &'a [u8], config: &Config) -> Result<Self, Malformed> {
         let text = std::str::from_utf8(body).map_err(|e| Malformed(format!("invalid JSON: not UTF-8 ({e})")))?;
+        // The review as the API server writes it is read in one pass, a Pod's object into its view on the way. Any
+        // other (a field out of the usual order aside) is read with the object kept as text, and one that cannot be
+        // read at all is read once more to name the problem.
         let mut de = serde_json::Deserializer::from_str(text);
-        // Read without tracking where the reader is; a review that is refused is read again to name the problem.
-        let Obj(raw) = match Obj::<ReviewRaw<'a>>::deserialize(&mut de) {
+        let seeded = serde::de::DeserializeSeed::deserialize(ReviewSeed { review: text, config }, &mut de)
+            .and_then(|raw| de.end().map(|()| raw));
+        let raw = match seeded {
             Ok(raw) => raw,
-            Err(_) => return Err(Self::malformed(text)),
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                match Obj::<ReviewRaw<'a>>::deserialize(&mut de) {
+                    Ok(Obj(raw)) => {
+                        de.end().map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
+                        raw
+                    }
+                    Err(_) => return Err(Self::malformed(text)),
+                }
+            }
         };
-        de.end().map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
         let api_version = raw.api_version.map(|s| s.0).unwrap_or_default();
         let kind = raw.kind.map(|s| s.0).unwrap_or_default();
         if !matches!(api_version.as_ref(), "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
@@ -130,7 +173,7 @@ impl<'a> Review<'a> {
             )));
         }
         let Obj(request) = raw.request.ok_or_else(|| Malformed("request is missing".to_owned()))?;
-        let object = request.object.filter(|o| o.get() != "null");
+        let object = request.object;
         let sub_resource = request.sub_resource.map(|s| s.0);
         let target = target_kind(&request.operation, sub_resource.as_deref(), &request.kind, config);
         let old_template = match (&target, &request.operation) {
@@ -143,7 +186,7 @@ impl<'a> Review<'a> {
             .namespace
             .map(|s| s.0.into_owned())
             .filter(|n| !n.is_empty())
-            .or_else(|| object.and_then(|o| object::metadata_str(o.get(), "namespace")))
+            .or_else(|| object.namespace())
             .filter(|n| !n.is_empty());
         Ok(Self {
             api_version,
@@ -201,9 +244,7 @@ impl<'a> Review<'a> {
     /// The namespace whose policy the engine needs, when it will run on this review.
     pub fn policy_namespace(&self) -> Option<&str> {
         match self.target {
-            Ok(_) if self.object.is_some_and(|o| o.get().starts_with('{')) => {
-                Some(self.namespace.as_deref().unwrap_or("default"))
-            }
+            Ok(_) if self.object.is_object() => Some(self.namespace.as_deref().unwrap_or("default")),
             _ => None,
         }
     }
@@ -233,7 +274,8 @@ impl<'a> Review<'a> {
             warnings: notes,
             explanation: None,
         };
-        match (&self.target, self.object.filter(|o| o.get().starts_with('{'))) {
+        let object = if self.object.is_object() { Some(self.object) } else { None };
+        match (&self.target, object) {
             (Err(reason), _) => answer.reason = reason.clone(),
             (Ok(_), None) => {
                 answer.decision = Decision::Skipped;
@@ -245,7 +287,11 @@ impl<'a> Review<'a> {
                 let namespace = self.namespace.as_deref().unwrap_or("default");
                 let target =
                     Target { kind: *kind, namespace, ns, config, server_version, old_template: self.old_template };
-                let mutation = inject::mutate_json(object.get(), &target);
+                let mutation = match object {
+                    Object::Pod(view) => inject::mutate_read(view, &target),
+                    Object::Raw(raw) => inject::mutate_json(raw.get(), &target),
+                    Object::Missing => inject::mutate_json("null", &target),
+                };
                 if answer.name.is_empty() {
                     answer.name = mutation.name.unwrap_or_default();
                 }
@@ -307,12 +353,158 @@ struct RequestRaw<'a> {
     operation: Operation,
     #[allow(dead_code)]
     user_info: IgnoredAny,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_object")]
+    object: Object<'a>,
     #[serde(borrow, default)]
     old_object: Option<&'a RawValue>,
     #[serde(default)]
     dry_run: Option<bool>,
+}
+
+impl Default for Object<'_> {
+    fn default() -> Self {
+        Self::Missing
+    }
+}
+
+/// `request.object` kept as text (`null` is missing).
+fn raw_object<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Object<'a>, D::Error> {
+    let raw = <&'a RawValue>::deserialize(d)?;
+    Ok(if raw.get() == "null" { Object::Missing } else { Object::Raw(raw) })
+}
+
+/// Reads an AdmissionReview in one pass, a Pod the engine will look at into its view (see [`RequestSeed`]).
+struct ReviewSeed<'a, 'c> {
+    review: &'a str,
+    config: &'c Config,
+}
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for ReviewSeed<'a, '_> {
+    type Value = ReviewRaw<'a>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for ReviewSeed<'a, '_> {
+    type Value = ReviewRaw<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an AdmissionReview")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut review = ReviewRaw { api_version: None, kind: None, request: None };
+        while let Some(key) = map.next_key::<S<'de>>()? {
+            match key.0.as_ref() {
+                "apiVersion" => review.api_version = map.next_value()?,
+                "kind" => review.kind = map.next_value()?,
+                "request" => {
+                    let seed = RequestSeed { review: self.review, config: self.config };
+                    review.request = Some(Obj(map.next_value_seed(seed)?));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(review)
+    }
+}
+
+/// Reads `request`; when its `object` is a Pod CREATE the config handles, and the operation and kind came first
+/// (as the API server writes them), the Pod is read into its view where it stands instead of kept as text.
+struct RequestSeed<'a, 'c> {
+    review: &'a str,
+    config: &'c Config,
+}
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for RequestSeed<'a, '_> {
+    type Value = RequestRaw<'a>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for RequestSeed<'a, '_> {
+    type Value = RequestRaw<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an admission request")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let (mut uid, mut kind, mut operation) = (None, None, None);
+        let (mut resource, mut user_info) = (false, false);
+        let mut request = RequestRaw {
+            uid: S::default(),
+            kind: GroupKind { group: S::default(), kind: S::default() },
+            resource: IgnoredAny,
+            sub_resource: None,
+            name: None,
+            namespace: None,
+            operation: Operation::Create,
+            user_info: IgnoredAny,
+            object: Object::Missing,
+            old_object: None,
+            dry_run: None,
+        };
+        while let Some(key) = map.next_key::<S<'de>>()? {
+            match key.0.as_ref() {
+                "uid" if uid.is_some() => return Err(A::Error::duplicate_field("uid")),
+                "kind" if kind.is_some() => return Err(A::Error::duplicate_field("kind")),
+                "operation" if operation.is_some() => return Err(A::Error::duplicate_field("operation")),
+                "object" if !matches!(request.object, Object::Missing) => {
+                    return Err(A::Error::duplicate_field("object"));
+                }
+                "uid" => uid = Some(map.next_value::<S<'a>>()?),
+                "kind" => kind = Some(map.next_value::<GroupKind<'a>>()?),
+                "resource" => {
+                    map.next_value::<IgnoredAny>()?;
+                    resource = true;
+                }
+                "subResource" => request.sub_resource = map.next_value()?,
+                "name" => request.name = map.next_value()?,
+                "namespace" => request.namespace = map.next_value()?,
+                "operation" => operation = Some(map.next_value::<Operation>()?),
+                "userInfo" => {
+                    map.next_value::<IgnoredAny>()?;
+                    user_info = true;
+                }
+                "object" => {
+                    let pod = kind.as_ref().is_some_and(|k: &GroupKind<'_>| k.group.0.is_empty() && k.kind.0 == "Pod");
+                    let in_place = pod
+                        && operation == Some(Operation::Create)
+                        && request.sub_resource.as_ref().is_none_or(|s| s.0.is_empty())
+                        && self.config.handles(WorkloadKind::Pod);
+                    request.object = if in_place {
+                        Object::Pod(map.next_value_seed(PodSeed { review: self.review })?)
+                    } else {
+                        let raw = map.next_value::<&'a RawValue>()?;
+                        if raw.get() == "null" { Object::Missing } else { Object::Raw(raw) }
+                    };
+                }
+                "oldObject" => request.old_object = map.next_value()?,
+                "dryRun" => request.dry_run = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        request.uid = uid.ok_or_else(|| A::Error::missing_field("uid"))?;
+        request.kind = kind.ok_or_else(|| A::Error::missing_field("kind"))?;
+        request.operation = operation.ok_or_else(|| A::Error::missing_field("operation"))?;
+        if !resource {
+            return Err(A::Error::missing_field("resource"));
+        }
+        if !user_info {
+            return Err(A::Error::missing_field("userInfo"));
+        }
+        Ok(request)
+    }
 }
 
 #[derive(Deserialize)]

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::engine::config::{Config, SidecarMode};
-use crate::engine::object::{Container, PodView};
+use crate::engine::object::{Container, PodView, ShapeError};
 use crate::engine::patch::{self, Json, Ops, Patch};
 use crate::engine::policy::{self, Cause, NamespaceMeta, Settings, keys};
 use crate::engine::report::{ContainerOutcome, ContainerReport, Explanation};
@@ -84,7 +84,12 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
 /// Decides whether and how to instrument the object whose JSON is `object`, read into a lean view straight from
 /// the text, and returns the patch that does it.
 pub fn mutate_json(object: &str, target: &Target<'_>) -> Mutation {
-    let view = match PodView::parse(object, target.kind) {
+    mutate_read(PodView::parse(object, target.kind), target)
+}
+
+/// [`mutate_json`] for an object already read into its view (or found unreadable).
+pub fn mutate_read(view: Result<PodView<'_>, ShapeError>, target: &Target<'_>) -> Mutation {
+    let view = match view {
         Ok(view) => view,
         Err(e) => {
             let mut warnings = Warnings::default();
@@ -222,7 +227,7 @@ fn left_alone(view: &PodView<'_>, target: &Target<'_>) -> Option<(Cause, String)
     if view.kind == WorkloadKind::Job {
         return Some((Cause::JobUpdate, "a Job's pod template is immutable: an UPDATE is never patched".to_owned()));
     }
-    same_json(old, view.template)
+    same_json(old, view.template().unwrap_or_default())
         .then(|| (Cause::TemplateUnchanged, "the UPDATE leaves the pod template unchanged".to_owned()))
 }
 

@@ -197,3 +197,61 @@ fn malformed_reviews_say_what_is_wrong(#[case] body: Vec<u8>, #[case] prefix: &s
     assert!(err.to_string().starts_with(prefix), "{err}");
     assert!(!err.to_string().contains('\n'));
 }
+
+fn in_api_server_order(review: &Value) -> String {
+    crate::fixtures::review_text(review["apiVersion"].as_str().unwrap_or_default(), &review["request"])
+}
+
+#[rstest]
+#[case::instrumented(web_pod())]
+#[case::opted_out(pod("web").annotation("otel-injector.io/inject", "false").container(container("app")).build())]
+#[case::unreadable(json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "a"}, {"name": "a"}]}}))]
+#[case::not_a_pod_shape(json!({"metadata": {"name": "x"}, "spec": {"containers": {"name": "a"}}}))]
+#[case::production(crate::fixtures::production_pod())]
+fn a_pod_read_in_place_is_answered_exactly_as_one_read_as_text(#[case] object: Value) {
+    let review = wrap(&object, "CREATE", "shop");
+    let in_order = in_api_server_order(&review);
+    // serde_json writes members sorted: `object` before `operation`, so the object is kept as text.
+    let sorted = serde_json::to_vec(&review).expect("json");
+    let read = Review::parse(in_order.as_bytes(), &config()).expect("well-formed");
+    let kept = Review::parse(&sorted, &config()).expect("well-formed");
+    assert!(matches!(kept.object, Object::Raw(_)), "sorted members: the object is kept as text");
+    let shaped = !matches!(&read.object, Object::Raw(_));
+    assert_eq!(shaped, object["spec"]["containers"].is_array(), "a Pod of the right shape is read in place");
+    let (a, b) = (
+        read.answer(&config(), &NamespaceMeta::default(), None, Vec::new()),
+        kept.answer(&config(), &NamespaceMeta::default(), None, Vec::new()),
+    );
+    assert_eq!(String::from_utf8_lossy(&a.body), String::from_utf8_lossy(&b.body));
+    assert_eq!(
+        (a.decision, a.cause, &a.reason, &a.name, &a.namespace),
+        (b.decision, b.cause, &b.reason, &b.name, &b.namespace)
+    );
+}
+
+#[test]
+fn a_pod_read_in_place_still_gives_a_rebuilt_env_list_every_field() {
+    // The webhook takes back a variable it set: the list is rebuilt from the review's own text.
+    let mut config = config();
+    config.headers.insert("x-tenant".into(), "a".into());
+    let first = super::review(
+        &serde_json::to_vec(&wrap(&web_pod(), "CREATE", "shop")).expect("json"),
+        &config,
+        &Fixed::default(),
+    )
+    .expect("answered");
+    let mut instrumented = web_pod();
+    json_patch::patch(&mut instrumented, &decoded_patch(&response(&first))).expect("applies");
+    instrumented["spec"]["containers"][0]["env"][0]["futureField"] = json!({"kept": true});
+    config.headers.clear();
+    let review = wrap(&instrumented, "CREATE", "shop");
+    let text = in_api_server_order(&review);
+    let a = Review::parse(text.as_bytes(), &config).expect("well-formed");
+    assert!(matches!(a.object, Object::Pod(Ok(_))));
+    let answer = a.answer(&config, &NamespaceMeta::default(), None, Vec::new());
+    let mut out = instrumented.clone();
+    json_patch::patch(&mut out, &decoded_patch(&response(&answer))).expect("applies");
+    let env = out["spec"]["containers"][0]["env"].as_array().expect("env");
+    assert!(env.iter().all(|e| e["name"] != "OTEL_EXPORTER_OTLP_HEADERS"), "the headers are taken back: {env:?}");
+    assert_eq!(env[0]["futureField"], json!({"kept": true}), "a field no model knows survives the rebuild");
+}
