@@ -93,9 +93,12 @@ pub struct Answer {
 }
 
 /// `request.object`, as read.
-#[derive(Debug)]
+// One per review, never in a collection: boxing the view would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
 enum Object<'a> {
     /// Absent or null.
+    #[default]
     Missing,
     /// Kept as text, for the engine to read (or as it is: not a JSON object).
     Raw(&'a RawValue),
@@ -359,12 +362,6 @@ struct RequestRaw<'a> {
     old_object: Option<&'a RawValue>,
     #[serde(default)]
     dry_run: Option<bool>,
-}
-
-impl Default for Object<'_> {
-    fn default() -> Self {
-        Self::Missing
-    }
 }
 
 /// `request.object` kept as text (`null` is missing).
