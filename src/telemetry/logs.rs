@@ -1,4 +1,5 @@
-//! JSON log lines: one flat object per event, each key once.
+//! Log lines. Text: `key=value` fields, a plain value (a name, a code, a number) written as it is and anything else
+//! quoted with escapes ([`TextFields`]). JSON: one flat object per event, each key once.
 //!
 //! `timestamp`, `level`, `target`, `span` (the innermost span's name) and `message` come first; then the fields of
 //! every span the event is in (outermost first, an inner span's value winning), which inside an admission include
@@ -20,6 +21,51 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::engine::patch::push_str;
+
+/// Text fields: ` key=value`, the message as it is; a value of letters, digits and `-._/:@+` unquoted, anything
+/// else quoted and escaped (so a line still splits into its fields whatever a value holds).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TextFields;
+
+impl<'w> FormatFields<'w> for TextFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut text = Text { writer, first: true, result: Ok(()) };
+        fields.record(&mut text);
+        text.result
+    }
+}
+
+struct Text<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Text<'_> {
+    fn separator(&mut self) -> &'static str {
+        std::mem::replace(&mut self.first, false).then_some("").unwrap_or(" ")
+    }
+}
+
+impl Visit for Text<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let plain = !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/:@+".contains(&b));
+        let sep = self.separator();
+        self.result = self.result.and_then(|()| match (field.name(), plain) {
+            ("message", _) => write!(self.writer, "{sep}{value}"),
+            (name, true) => write!(self.writer, "{sep}{name}={value}"),
+            (name, false) => write!(self.writer, "{sep}{name}={value:?}"),
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let sep = self.separator();
+        self.result = self.result.and_then(|()| match field.name() {
+            "message" => write!(self.writer, "{sep}{value:?}"),
+            name => write!(self.writer, "{sep}{name}={value:?}"),
+        });
+    }
+}
 
 /// Keys every line has, which no field may replace.
 const FIXED: [&str; 5] = ["timestamp", "level", "target", "span", "message"];
@@ -217,6 +263,26 @@ mod tests {
         assert!(!line.contains_key("otel.kind"), "{line:?}");
         assert_eq!(text.matches("\"target\"").count(), 1, "{text}");
         assert_eq!(text.matches("\"k8s.object.name\"").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn text_fields_are_plain_when_they_can_be_and_quoted_when_not() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(TextFields)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(buffer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("admission", name = tracing::field::Empty, uid = "8756e33a-c52d");
+            span.record("name", "web-7d9f8c6b5-");
+            let _span = span.enter();
+            tracing::info!(list = "a,b", spaced = "x y", empty = "", n = 3, "admitted {}", 1);
+        });
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+        assert!(text.contains("admission{uid=8756e33a-c52d name=web-7d9f8c6b5-}"), "{text}");
+        assert!(text.ends_with("admitted 1 list=\"a,b\" spaced=\"x y\" empty=\"\" n=3\n"), "{text}");
     }
 
     #[test]

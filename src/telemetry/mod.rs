@@ -80,9 +80,12 @@ pub fn subscriber(
 ) -> Result<(impl SubscriberInitExt, Telemetry), String> {
     let filter = EnvFilter::try_new(filter).map_err(|e| format!("--log-level {filter:?}: {e}"))?;
     let logs = match format {
-        LogFormat::Text => {
-            tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(colour).with_filter(filter).boxed()
-        }
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(colour)
+            .fmt_fields(logs::TextFields)
+            .with_filter(filter)
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(writer)
             .fmt_fields(logs::JsonFields)
