@@ -43,7 +43,7 @@ struct Text<'w> {
 
 impl Text<'_> {
     fn separator(&mut self) -> &'static str {
-        std::mem::replace(&mut self.first, false).then_some("").unwrap_or(" ")
+        if std::mem::replace(&mut self.first, false) { "" } else { " " }
     }
 }
 
