@@ -112,14 +112,37 @@ impl RequestError {
 
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response();
+        let text = format!("{}\n", one_line(&self.to_string()));
+        let mut response = (self.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
         if matches!(self, Self::TooLarge(_) | Self::Busy) {
             // The connection may still hold the rest of a body that was not read.
             response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
         response
     }
+}
+
+/// A message as one line of at most 1000 characters, whatever the request made it quote: control characters
+/// escaped, the rest clipped.
+fn one_line(message: &str) -> String {
+    const MAX: usize = 1000;
+    let mut line = String::with_capacity(message.len().min(MAX + 4));
+    let mut written = 0;
+    for c in message.chars() {
+        if written >= MAX {
+            line.push('…');
+            break;
+        }
+        if c.is_control() {
+            let escaped = c.escape_default();
+            written += escaped.len();
+            line.extend(escaped);
+        } else {
+            written += 1;
+            line.push(c);
+        }
+    }
+    line
 }
 
 /// The caller's deadline from `?timeout=10s`: at most one, in Go duration syntax.
@@ -344,6 +367,16 @@ mod tests {
         assert_eq!(RequestError::Overloaded.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(metric_kind("Pod"), "Pod");
         assert_eq!(metric_kind("Ingress"), "other");
+    }
+
+    #[test]
+    fn an_error_is_one_bounded_line_whatever_the_request_quotes() {
+        let quoted = RequestError::Malformed(Malformed(format!("unknown variant `C\n\r\u{1}{}`", "x".repeat(5000))));
+        let line = one_line(&quoted.to_string());
+        assert!(!line.chars().any(char::is_control), "{line}");
+        assert!(line.starts_with("malformed AdmissionReview: unknown variant `C\\n\\r\\u{1}xx"), "{line}");
+        assert!((1001..=1010).contains(&line.chars().count()), "{}", line.chars().count());
+        assert_eq!(one_line("plain"), "plain");
     }
 
     #[rstest]

@@ -6,7 +6,8 @@ use otel_injector::engine::workload::WorkloadKind;
 use serde_json::Value;
 
 /// Every field of `original` is in `patched` unchanged, except that `env` lists may gain entries (the original ones
-/// keep their order) and `OTEL_RESOURCE_ATTRIBUTES` may grow at its end; null fields may be filled.
+/// keep their order) and `OTEL_RESOURCE_ATTRIBUTES` may grow at its end (past separators trailing the user's
+/// pairs); null fields may be filled.
 pub fn preserved(original: &Value, patched: &Value, path: &str) -> Result<(), String> {
     match (original, patched) {
         (Value::Null, _) => Ok(()),
@@ -39,7 +40,8 @@ fn same_env(original: &Value, candidate: &Value) -> bool {
         return true;
     }
     let merged = original["name"] == "OTEL_RESOURCE_ATTRIBUTES" && candidate["name"] == "OTEL_RESOURCE_ATTRIBUTES";
-    let old = original["value"].as_str().unwrap_or_default();
+    // The user's pairs are kept as written; separators trailing them (commas, whitespace) may give way to ours.
+    let old = original["value"].as_str().unwrap_or_default().trim_end_matches(|c: char| c == ',' || c.is_whitespace());
     let grown = candidate["value"].as_str().is_some_and(|new| new.starts_with(old));
     let without_value = |v: &Value| {
         let mut v = v.clone();
