@@ -7,7 +7,6 @@
 
 use std::fmt;
 
-use base64::Engine;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -555,9 +554,10 @@ fn encode(api_version: &str, answer: &Answer) -> Vec<u8> {
     push_str(&mut out, api_version);
     out.push_str(",\"kind\":\"AdmissionReview\",\"response\":{\"allowed\":true");
     if let Some(patch) = &answer.patch {
-        // Base64 never needs escaping inside a JSON string.
+        // Base64 never needs escaping inside a JSON string. Encoded with SIMD where the CPU has it: the patch is most
+        // of the answer.
         out.push_str(",\"patch\":\"");
-        base64::engine::general_purpose::STANDARD.encode_string(patch, &mut out);
+        base64_simd::STANDARD.encode_append(patch, &mut out);
         out.push_str("\",\"patchType\":\"JSONPatch\"");
     }
     out.push_str(",\"status\":{},\"uid\":");

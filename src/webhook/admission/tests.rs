@@ -5,6 +5,7 @@ use crate::cluster::namespaces::Fixed;
 use crate::engine::config::DefaultMode;
 use crate::engine::policy::NamespaceMeta;
 use crate::fixtures::{container, pod, review as wrap};
+use base64::Engine;
 use rstest::rstest;
 use serde_json::{Value, json};
 
