@@ -6,6 +6,8 @@
 //! - `dead-black-hole`: exporting over HTTP to a port that accepts and never answers;
 //! - `live`: exporting over gRPC to an in-process receiver.
 //!
+//! - `off-again`: `off` once more, last, to show how far the run drifted.
+//!
 //! The target: with the collector dead, within 10% of `off`.
 #![allow(missing_docs)]
 
@@ -22,7 +24,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use otel_injector::cluster::namespaces::Fixed;
 use otel_injector::engine::config::{Config, DefaultMode};
 use otel_injector::engine::values::Protocol;
-use otel_injector::telemetry::traces::{Setup, TraceIds};
+use otel_injector::telemetry::traces::Setup;
 use otel_injector::telemetry::{self, LogFormat};
 use otel_injector::webhook::mutate::mutate;
 use otel_injector::webhook::server::AppState;
@@ -60,12 +62,13 @@ fn benches(c: &mut Criterion) {
         ("dead-refusing", export(&refusing, Protocol::Grpc)),
         ("dead-black-hole", export(&hole, Protocol::HttpProtobuf)),
         ("live", export(&receiver.endpoint, Protocol::Grpc)),
+        // Again at the end: how far the machine drifted during the run.
+        ("off-again", Some(Setup::Disabled)),
     ];
     let mut group = c.benchmark_group("admission-traced");
     group.measurement_time(Duration::from_secs(4));
     for (name, setup) in variants {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-        let ids = TraceIds::of(setup.as_ref());
         let (subscriber, telemetry) = {
             let _runtime = rt.enter();
             telemetry::subscriber(LogFormat::Json, "info", false, BoxMakeWriter::new(std::io::sink), setup)
@@ -74,7 +77,7 @@ fn benches(c: &mut Criterion) {
         let dispatch: tracing::Dispatch = subscriber.into();
         let config = Config { default: DefaultMode::Inject, ..Config::default() };
         let mut state = AppState::new(config, Arc::new(Fixed::default()));
-        state.trace_ids = ids;
+        state.trace_ids = telemetry.trace_ids();
         group.bench_function(name, |b| {
             b.iter(|| {
                 let request = Request::post("/mutate")

@@ -1,7 +1,8 @@
 //! Runs the `/mutate` handler N times in-process on the load test's review, for profilers (`perf record`,
 //! `valgrind --tool=callgrind --toggle-collect='admit_loop::run*'`): `admit_loop MODE N` with MODE `off`, `local` or
 //! `dead` (exporting over gRPC to a port that refuses), or `engine` (the engine alone, on the benches' ~10 KB pod, or
-//! with `OBJECT=review` on the review's object).
+//! with `OBJECT=review` on the review's object). `admit_loop compare N ROUNDS` runs `off`, `local` and `dead` in
+//! turns of N admissions and prints each one's median against `off` (what the README reports for tracing's cost).
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use axum::extract::{Request, State};
 use otel_injector::cluster::namespaces::Fixed;
 use otel_injector::engine::config::{Config, DefaultMode};
 use otel_injector::engine::values::Protocol;
-use otel_injector::telemetry::traces::{Setup, TraceIds};
+use otel_injector::telemetry::traces::Setup;
 use otel_injector::telemetry::{self, LogFormat};
 use otel_injector::webhook::mutate::mutate;
 use otel_injector::webhook::server::AppState;
@@ -72,36 +73,84 @@ fn engine(n: usize) {
     );
 }
 
-fn main() {
-    otel_injector::webhook::tls::install_crypto_provider();
-    let mut args = std::env::args().skip(1);
-    let mode = args.next().unwrap_or_else(|| "off".to_owned());
-    let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
-    if mode == "engine" {
-        return engine(n);
-    }
-    let setup = match mode.as_str() {
+/// One way of tracing, set up: its runtime, subscriber and state.
+struct Mode {
+    name: &'static str,
+    rt: tokio::runtime::Runtime,
+    dispatch: tracing::Dispatch,
+    state: AppState,
+    telemetry: otel_injector::telemetry::Telemetry,
+}
+
+fn mode(name: &'static str) -> Mode {
+    let setup = match name {
         "off" => Setup::Disabled,
         "local" => Setup::Local,
         "dead" => Setup::Export { endpoint: "http://127.0.0.1:1".to_owned(), transport: Protocol::Grpc },
         other => panic!("unknown mode {other}"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-    let ids = TraceIds::of(Some(&setup));
     let (subscriber, telemetry) = {
         let _runtime = rt.enter();
         let format = if std::env::var("LOG").as_deref() == Ok("text") { LogFormat::Text } else { LogFormat::Json };
         telemetry::subscriber(format, "info", false, BoxMakeWriter::new(std::io::sink), Some(setup))
             .expect("subscriber")
     };
-    let dispatch: tracing::Dispatch = subscriber.into();
     let config = Config { default: DefaultMode::Inject, ..Config::default() };
     let mut state = AppState::new(config, Arc::new(Fixed::default()));
-    state.trace_ids = ids;
+    state.trace_ids = telemetry.trace_ids();
+    Mode { name, rt, dispatch: subscriber.into(), state, telemetry }
+}
+
+/// `off`, `local` and `dead` in turns of `n` admissions, `rounds` times, so that the machine's drift falls on all
+/// three alike: the median time per admission of each, and its ratio to `off`.
+fn compare(n: usize, rounds: usize) {
     let body = body();
-    run(&rt, &state, &dispatch, &body, 200);
+    let modes = [mode("off"), mode("local"), mode("dead")];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for round in 0..=rounds {
+        for (i, m) in modes.iter().enumerate() {
+            let started = std::time::Instant::now();
+            run(&m.rt, &m.state, &m.dispatch, &body, n);
+            if round > 0 {
+                times[i].push(started.elapsed().as_secs_f64() * 1e6 / n as f64);
+            }
+        }
+    }
+    let median = |t: &mut Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let off = median(&mut times[0].clone());
+    for (m, t) in modes.iter().zip(times.iter_mut()) {
+        let at = median(t);
+        eprintln!(
+            "{:>5}: {at:.2} µs per admission (median of {rounds} turns of {n}), {:+.1}% against off",
+            m.name,
+            (at / off - 1.0) * 100.0
+        );
+    }
+    for m in modes {
+        m.rt.block_on(m.telemetry.shutdown(std::time::Duration::from_millis(200)));
+    }
+}
+
+fn main() {
+    otel_injector::webhook::tls::install_crypto_provider();
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "off".to_owned());
+    let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    match name.as_str() {
+        "engine" => return engine(n),
+        "compare" => return compare(n, args.next().and_then(|r| r.parse().ok()).unwrap_or(15)),
+        _ => {}
+    }
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    let m = mode(name);
+    let body = body();
+    run(&m.rt, &m.state, &m.dispatch, &body, 200);
     let started = std::time::Instant::now();
-    run(&rt, &state, &dispatch, &body, n);
-    eprintln!("{mode}: {:.2} µs per admission", started.elapsed().as_secs_f64() * 1e6 / n as f64);
-    rt.block_on(telemetry.shutdown(std::time::Duration::from_millis(200)));
+    run(&m.rt, &m.state, &m.dispatch, &body, n);
+    eprintln!("{name}: {:.2} µs per admission", started.elapsed().as_secs_f64() * 1e6 / n as f64);
+    m.rt.block_on(m.telemetry.shutdown(std::time::Duration::from_millis(200)));
 }

@@ -212,11 +212,11 @@ def main():
                 h2load(s, body, requests // 4)
             pairs = []
             for _ in range(rounds):
-                base, _ = h2load(minimal, body, requests)
+                base, base_cpu = h2load(minimal, body, requests)
                 mine, cpu = h2load(server, body, requests)
-                pairs.append((base, mine, cpu))
+                pairs.append((base, mine, cpu, base_cpu))
                 print(f"{name}: {mine:,.0f} vs minimal {base:,.0f} reviews/s ({mine / base:.2f}), "
-                      f"{cpu * 1000:.1f} ms CPU per 1000", file=sys.stderr)
+                      f"{cpu * 1000:.1f} vs {base_cpu * 1000:.1f} ms CPU per 1000", file=sys.stderr)
             lat = {rate: latency(oha, server, body, rate, seconds, work) for rate in (200, 500, 1000)}
             base_lat = {rate: latency(oha, minimal, body, rate, seconds, work) for rate in (200, 500, 1000)}
             rows.append((name, review, pairs, lat, base_lat, server.status("VmHWM"), server.status("VmRSS")))
@@ -234,19 +234,20 @@ def main():
 
 
 def table(rows, minimal):
-    out = ["| case | review | reviews/s (minimal) | ratio, median (each) | CPU ms / 1000 | "
+    out = ["| case | review | reviews/s (minimal) | ratio, median (each) | CPU ms / 1000 (minimal) | "
            "p50 / p99 / p99.9 ms at 200/s | at 500/s | at 1000/s | peak RSS |",
            "|---|---|---|---|---|---|---|---|---|"]
     for name, review, pairs, lat, base_lat, hwm, _ in rows:
-        ratios = [m / b for b, m, _ in pairs]
-        mine = statistics.median(m for _, m, _ in pairs)
-        base = statistics.median(b for b, _, _ in pairs)
-        cpu = statistics.median(c for _, _, c in pairs)
+        ratios = [m / b for b, m, _, _ in pairs]
+        mine = statistics.median(m for _, m, _, _ in pairs)
+        base = statistics.median(b for b, _, _, _ in pairs)
+        cpu = statistics.median(c for _, _, c, _ in pairs)
+        base_cpu = statistics.median(c for _, _, _, c in pairs)
 
         def cell(r):
             return f"{r['p50']:.2f} / {r['p99']:.2f} / {r['p99.9']:.2f}"
         out.append(f"| {name} | {review} | {mine:,.0f} ({base:,.0f}) | **{statistics.median(ratios):.2f}** "
-                   f"({', '.join(f'{r:.2f}' for r in ratios)}) | {cpu * 1000:.0f} | "
+                   f"({', '.join(f'{r:.2f}' for r in ratios)}) | {cpu * 1000:.0f} ({base_cpu * 1000:.0f}) | "
                    f"{' | '.join(cell(lat[r]) for r in (200, 500, 1000))} | {hwm / 1024:.1f} MiB |")
     out.append("| minimal | (each above) | | | | " + " | ".join(
         f"{rows[0][4][r]['p50']:.2f} / {rows[0][4][r]['p99']:.2f} / {rows[0][4][r]['p99.9']:.2f}"

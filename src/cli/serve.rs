@@ -12,7 +12,7 @@ use crate::cluster::namespaces::{Fixed, Watched};
 use crate::engine::config::{Config, ConfigError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::traces::{Setup, TraceIds};
+use crate::telemetry::traces::Setup;
 use crate::webhook::certs;
 use crate::webhook::reload;
 use crate::webhook::server::{AppState, ServeOptions, Server};
@@ -58,7 +58,7 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     let client_ca = args.client_ca.as_deref().map(ClientCa::from_file).transpose()?.map(Arc::new);
     let mut state = AppState::new(config, Arc::new(Fixed::default()));
     state.metrics = Arc::new(Metrics::new(telemetry.spans_dropped.clone()));
-    state.trace_ids = TraceIds::of(telemetry.setup.as_ref());
+    state.trace_ids = telemetry.trace_ids();
     match &telemetry.setup {
         Some(Setup::Export { endpoint, transport }) => {
             tracing::info!(endpoint = %endpoint, protocol = %transport, "exporting a trace per admission over OTLP");

@@ -63,13 +63,31 @@ pub struct DropLabels {
 
 /// Spans of the webhook's own traces that were not delivered, by reason; shared by the tracer (which counts) and
 /// the metrics (which export).
-#[derive(Debug, Clone, Default)]
-pub struct SpanDrops(Family<DropLabels, Counter>);
+#[derive(Debug, Clone)]
+pub struct SpanDrops {
+    family: Family<DropLabels, Counter>,
+    /// The two reasons the tracer counts, held so that counting is one atomic add.
+    queue_full: Counter,
+    export_failed: Counter,
+}
+
+impl Default for SpanDrops {
+    fn default() -> Self {
+        let family = Family::<DropLabels, Counter>::default();
+        let queue_full = family.get_or_create(&DropLabels { reason: "queue_full" }).clone();
+        let export_failed = family.get_or_create(&DropLabels { reason: "export_failed" }).clone();
+        Self { family, queue_full, export_failed }
+    }
+}
 
 impl SpanDrops {
     /// Counts `n` spans dropped for `reason`.
     pub fn dropped(&self, reason: &'static str, n: u64) {
-        self.0.get_or_create(&DropLabels { reason }).inc_by(n);
+        match reason {
+            "queue_full" => self.queue_full.inc_by(n),
+            "export_failed" => self.export_failed.inc_by(n),
+            other => self.family.get_or_create(&DropLabels { reason: other }).inc_by(n),
+        };
     }
 }
 
@@ -165,7 +183,7 @@ impl Metrics {
         registry.register(
             "spans_dropped",
             "Spans of the webhook's own traces not delivered (queue full or export failed)",
-            spans_dropped.0.clone(),
+            spans_dropped.family.clone(),
         );
         Self {
             registry,

@@ -13,7 +13,7 @@ use clap::ValueEnum;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::{DynFilterFn, Targets};
+use tracing_subscriber::filter::{FilterFn, Targets};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -39,9 +39,19 @@ pub struct Telemetry {
     pub spans_dropped: SpanDrops,
     /// What the tracer does, for the start-up log line.
     pub setup: Option<Setup>,
+    gate: Option<traces::Gate>,
 }
 
 impl Telemetry {
+    /// Where each admission's trace ids come from.
+    pub fn trace_ids(&self) -> traces::TraceIds {
+        match (&self.setup, &self.gate) {
+            (Some(Setup::Export { .. }), Some(gate)) => traces::TraceIds::Tracer(gate.clone()),
+            (Some(Setup::Export { .. } | Setup::Local), _) => traces::TraceIds::LogsOnly,
+            (Some(Setup::Disabled) | None, _) => traces::TraceIds::None,
+        }
+    }
+
     /// Exports what is queued and stops the exporter, waiting at most `timeout` (off the async threads: the SDK
     /// blocks).
     pub async fn shutdown(self, timeout: Duration) {
@@ -98,25 +108,14 @@ pub fn subscriber(
         Some(setup) => traces::provider(setup, &spans_dropped)?.unzip(),
         None => (None, None),
     };
-    let tracer = provider.as_ref().zip(gate).map(|(p, gate)| {
-        // The webhook's own spans at INFO: a root (server) span only while the gate says it can be delivered, a
-        // child only inside a recorded parent (never an orphan root).
+    let tracer = provider.as_ref().map(|p| {
+        // The webhook's own spans at INFO, decided once per callsite: never events (logs are logs) nor the spans of
+        // an admission its gate did not let through (`traces::UNTRACED`).
         let exported = Targets::new().with_target("otel_injector", LevelFilter::INFO);
-        let filter = DynFilterFn::new(move |meta, cx| {
-            if !exported.would_enable(meta.target(), meta.level()) {
-                return false;
-            }
-            if !meta.is_span() {
-                return true;
-            }
-            match cx.current_span().id() {
-                None => gate.admit(),
-                Some(parent) if cx.lookup_current().is_some_and(|recorded| recorded.id() == *parent) => true,
-                Some(_) => {
-                    gate.refused_child();
-                    false
-                }
-            }
+        let filter = FilterFn::new(move |meta| {
+            meta.is_span()
+                && !meta.target().starts_with(traces::UNTRACED)
+                && exported.would_enable(meta.target(), meta.level())
         });
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("otel-injector"))
@@ -130,5 +129,5 @@ pub fn subscriber(
             .with_filter(filter)
     });
     let subscriber = tracing_subscriber::registry().with(logs).with(tracer);
-    Ok((subscriber, Telemetry { provider, spans_dropped, setup: traces }))
+    Ok((subscriber, Telemetry { provider, spans_dropped, setup: traces, gate }))
 }

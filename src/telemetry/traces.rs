@@ -93,7 +93,7 @@ impl Setup {
 }
 
 /// The tracer provider for `setup` (`None` without an exporter), counting dropped spans in `drops`, and the
-/// [`Gate`] that says whether a new span can be delivered. Must be called inside the Tokio runtime (the gRPC client
+/// [`Gate`] that says whether new spans can be delivered. Must be called inside the Tokio runtime (the gRPC client
 /// lives there).
 pub fn provider(setup: &Setup, drops: &SpanDrops) -> Result<Option<(SdkTracerProvider, Gate)>, String> {
     let builder = SdkTracerProvider::builder().with_resource(resource());
@@ -141,51 +141,56 @@ fn resource() -> Resource {
     }
 }
 
+/// Spans on this target are never seen by the tracer's layer: an admission's spans while its [`Gate`] is shut
+/// (and their children, which follow their parent's target).
+pub const UNTRACED: &str = "otel_injector::untraced";
+
 /// Where an admission's trace ids come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub enum TraceIds {
     /// Nowhere: no tracer, no ids in the logs (`OTEL_SDK_DISABLED=true`).
     #[default]
     None,
-    /// The tracer: the exported span's ids.
-    Tracer,
+    /// The tracer: the exported span's ids (while its gate is open).
+    Tracer(Gate),
     /// Made for the logs alone: the caller's trace id (else a new one) and a new span id.
     LogsOnly,
 }
 
 impl TraceIds {
-    /// What `setup` gives.
-    pub fn of(setup: Option<&Setup>) -> Self {
-        match setup {
-            Some(Setup::Export { .. }) => Self::Tracer,
-            Some(Setup::Local) => Self::LogsOnly,
-            Some(Setup::Disabled) | None => Self::None,
+    /// Whether a new admission is traced: there is a tracer and its gate is open. An admission that is not is
+    /// counted as `spans` dropped (its server span and children).
+    pub fn traced(&self, spans: u64) -> bool {
+        match self {
+            Self::Tracer(gate) => gate.admit(spans),
+            Self::None | Self::LogsOnly => false,
         }
     }
 }
 
 /// Starts `span` as the server span of a request with `headers`: parented on the caller's trace context (a new
-/// root without one); returns its trace and span ids for the logs. A span the tracer does not record (its [`Gate`]
-/// was shut) gets ids made for the logs alone.
-pub fn start_server_span(span: &tracing::Span, headers: &HeaderMap, ids: TraceIds) -> Option<(TraceId, SpanId)> {
+/// root without one) when `traced`; returns its trace and span ids for the logs. A span the tracer does not record
+/// gets ids made for the logs alone.
+pub fn start_server_span(
+    span: &tracing::Span,
+    headers: &HeaderMap,
+    ids: &TraceIds,
+    traced: bool,
+) -> Option<(TraceId, SpanId)> {
     use opentelemetry::trace::TraceContextExt;
     use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let parent = match ids {
-        TraceIds::None => return None,
-        TraceIds::Tracer => {
-            let parent = parent_from(headers);
-            if span.set_parent(parent.clone()).is_ok() {
-                let cx = span.context();
-                let context = cx.span().span_context().clone();
-                if context.is_valid() {
-                    return Some((context.trace_id(), context.span_id()));
-                }
-            }
-            parent
+    if matches!(ids, TraceIds::None) {
+        return None;
+    }
+    let parent = parent_from(headers);
+    if traced && span.set_parent(parent.clone()).is_ok() {
+        let cx = span.context();
+        let context = cx.span().span_context().clone();
+        if context.is_valid() {
+            return Some((context.trace_id(), context.span_id()));
         }
-        TraceIds::LogsOnly => parent_from(headers),
-    };
+    }
     let caller = parent.span().span_context().trace_id();
     let generator = RandomIdGenerator::default();
     let trace = if caller == TraceId::INVALID { generator.new_trace_id() } else { caller };
@@ -195,6 +200,10 @@ pub fn start_server_span(span: &tracing::Span, headers: &HeaderMap, ids: TraceId
 /// The caller's trace context from `traceparent`/`tracestate` and `baggage` (an empty context, so a new root,
 /// when absent or malformed).
 pub fn parent_from(headers: &HeaderMap) -> Context {
+    if !headers.contains_key("traceparent") && !headers.contains_key("baggage") {
+        // Nothing to continue (the API server sends neither unless its own tracing is on).
+        return Context::new();
+    }
     struct Headers<'a>(&'a HeaderMap);
     impl Extractor for Headers<'_> {
         fn get(&self, key: &str) -> Option<&str> {
@@ -271,26 +280,23 @@ impl Pressure {
 }
 
 /// Whether a new span can be delivered: not while the exporter backs off after a failed export, nor while the
-/// queue is full. The tracer's layer records no span the gate refuses (each is counted as dropped), so a collector
-/// that is slow or gone costs an admission next to nothing; the logs still carry trace ids.
+/// queue is full. An admission the gate refuses is not traced at all (its spans go to [`UNTRACED`], which the
+/// tracer's layer never sees, and are counted as dropped), so a collector that is slow or gone costs an admission
+/// next to nothing; the logs still carry trace ids.
 #[derive(Debug, Clone)]
 pub struct Gate(Arc<Pressure>);
 
 impl Gate {
-    /// Whether a span started now would be delivered; a refused one is counted as dropped.
-    pub fn admit(&self) -> bool {
+    /// Whether spans started now would be delivered; when not, the `spans` that will not be recorded are counted
+    /// as dropped.
+    pub fn admit(&self, spans: u64) -> bool {
         match self.0.blocked() {
             None => true,
             Some(reason) => {
-                self.0.drops.dropped(reason, 1);
+                self.0.drops.dropped(reason, spans);
                 false
             }
         }
-    }
-
-    /// Counts a child span not recorded because its parent was not.
-    pub fn refused_child(&self) {
-        self.0.drops.dropped(self.0.blocked().unwrap_or("queue_full"), 1);
     }
 }
 

@@ -162,36 +162,49 @@ fn deadline_of(query: Option<&str>) -> Result<Option<Duration>, RequestError> {
     Ok(found)
 }
 
+/// The server span of an admission on `target`, its attributes empty until known.
+macro_rules! admission_span {
+    ($target:expr) => {
+        tracing::info_span!(
+            target: $target,
+            "admission",
+            "otel.kind" = "server",
+            "otel.status_code" = Empty,
+            trace_id = Empty,
+            span_id = Empty,
+            "k8s.namespace.name" = Empty,
+            "k8s.object.kind" = Empty,
+            "k8s.object.name" = Empty,
+            "admission.uid" = Empty,
+            "admission.operation" = Empty,
+            "admission.dry_run" = Empty,
+            "admission.decision" = Empty,
+            "admission.reason" = Empty,
+            "admission.containers" = Empty,
+            "admission.sidecar" = Empty,
+            "admission.patch_operations" = Empty,
+            "admission.warnings" = Empty,
+            "http.response.status_code" = Empty,
+            "error.type" = Empty,
+        )
+    };
+}
+
+/// Spans of an admission that is traced: the server span and its two children (`policy`, `patch`).
+const SPANS_PER_ADMISSION: u64 = 3;
+
 /// The `/mutate` handler: one server span per review (continuing the caller's `traceparent`), its attributes
-/// recorded as they become known.
+/// recorded as they become known. An admission the tracer's gate does not let through (the collector away) gets
+/// its span on a target the tracer never sees, so it costs what it would without a tracer.
 pub async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
-    let span = tracing::info_span!(
-        "admission",
-        "otel.kind" = "server",
-        "otel.status_code" = Empty,
-        trace_id = Empty,
-        span_id = Empty,
-        "k8s.namespace.name" = Empty,
-        "k8s.object.kind" = Empty,
-        "k8s.object.name" = Empty,
-        "admission.uid" = Empty,
-        "admission.operation" = Empty,
-        "admission.dry_run" = Empty,
-        "admission.decision" = Empty,
-        "admission.reason" = Empty,
-        "admission.containers" = Empty,
-        "admission.sidecar" = Empty,
-        "admission.patch_operations" = Empty,
-        "admission.warnings" = Empty,
-        "http.response.status_code" = Empty,
-        "error.type" = Empty,
-    );
+    let traced = state.trace_ids.traced(SPANS_PER_ADMISSION);
+    let span = if traced { admission_span!("otel_injector::webhook") } else { admission_span!(traces::UNTRACED) };
     let (parts, body) = request.into_parts();
-    if let Some((trace_id, span_id)) = traces::start_server_span(&span, &parts.headers, state.trace_ids) {
+    if let Some((trace_id, span_id)) = traces::start_server_span(&span, &parts.headers, &state.trace_ids, traced) {
         tracing::record_all!(span, trace_id = %trace_id, span_id = %span_id);
     }
-    match answer(&state, parts.uri.query(), &parts.headers, body, started).instrument(span.clone()).await {
+    match answer(&state, parts.uri.query(), &parts.headers, body, started, traced).instrument(span.clone()).await {
         Ok(answer) => {
             record(&span, &answer);
             let labels = AdmissionLabels {
@@ -224,6 +237,7 @@ async fn answer(
     headers: &HeaderMap,
     mut body: Body,
     started: Instant,
+    traced: bool,
 ) -> Result<Answer, RequestError> {
     let limits = &state.limits;
     let deadline = deadline_of(query)?;
@@ -252,7 +266,7 @@ async fn answer(
     let _working = limits.in_flight.clone().try_acquire_owned().map_err(|_| RequestError::Overloaded)?;
     let large = bytes.len() > LARGE;
     let review = heavy(large, || Review::parse(&bytes, &config))?;
-    describe(&review, state.trace_ids);
+    describe(&review, traced);
     let (ns, notes) = match review.policy_namespace() {
         Some(name) => namespace_policy(state, name, deadline).await,
         None => (Arc::default(), Vec::new()),
@@ -300,11 +314,11 @@ async fn namespace_policy(
 }
 
 /// What the review was about, as soon as the envelope is read (one call into the subscriber for all of it).
-fn describe(review: &Review<'_>, ids: traces::TraceIds) {
+fn describe(review: &Review<'_>, traced: bool) {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::Span::current();
-    if ids == traces::TraceIds::Tracer {
+    if traced {
         // Named for the operation (`CREATE Pod`); the span has started, so the name goes to it directly.
         span.context().span().update_name(format!("{} {}", review.operation(), review.kind()));
     }

@@ -107,7 +107,7 @@ pub fn mutate_read(view: Result<PodView<'_>, ShapeError>, target: &Target<'_>) -
 fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     let config = target.config;
     let mut warnings = Warnings::default();
-    let policy_span = tracing::info_span!("policy").entered();
+    let policy_span = child_span(Step::Policy).entered();
     if let Some((cause, reason)) = left_alone(view, target) {
         return Mutation::unchanged(Explanation::skipped(cause, reason), warnings);
     }
@@ -118,7 +118,7 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     let settings = policy::settings(view, target.ns, config, &mut warnings);
     let service = service_name::resolve(view, &settings);
     policy_span.exit();
-    let _patch_span = tracing::info_span!("patch").entered();
+    let _patch_span = child_span(Step::Patch).entered();
     let placement = sidecar::placement(config.sidecar.mode, target.server_version);
     let service_value = service.as_ref().map(|s| s.value.as_str());
     let hash = status::settings_hash(&settings, config, placement.0, target.namespace, service_value);
@@ -213,6 +213,26 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     explanation.patch_ops = ops.len();
     explanation.settings = Some(settings);
     Mutation { name: None, patch: ops.into_patch(), warnings, explanation }
+}
+
+/// A step of the engine, traced as a child span.
+#[derive(Clone, Copy)]
+enum Step {
+    Policy,
+    Patch,
+}
+
+/// The span of `step`, on its parent's target when that is the one the tracer never sees (an admission not
+/// traced), so that a child is recorded exactly when its parent is.
+fn child_span(step: Step) -> tracing::Span {
+    let untraced =
+        tracing::Span::current().metadata().is_some_and(|m| m.target() == crate::telemetry::traces::UNTRACED);
+    match (step, untraced) {
+        (Step::Policy, false) => tracing::info_span!("policy"),
+        (Step::Policy, true) => tracing::info_span!(target: crate::telemetry::traces::UNTRACED, "policy"),
+        (Step::Patch, false) => tracing::info_span!("patch"),
+        (Step::Patch, true) => tracing::info_span!(target: crate::telemetry::traces::UNTRACED, "patch"),
+    }
 }
 
 /// Why an object the webhook could instrument must not be changed by this request, if so: a workload a controller
