@@ -77,6 +77,19 @@ fn by_uid<'a>(spans: &'a [Received], uid: &str) -> &'a Received {
     assert_eq!(found.len(), 1, "exactly one server span for {uid}: {found:#?}");
     found[0]
 }
+/// The `admitted` log line of the review `uid`, every line parsed strictly. The lines come through a pipe read by
+/// another thread, so the line may arrive a little after the answer: waited for, up to 10 s.
+fn admitted_line(serve: &Serve, uid: &str) -> serde_json::Map<String, Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = strict_json_lines(&serve.logs());
+        if let Some(line) = lines.into_iter().find(|l| l["message"] == "admitted" && l["admission.uid"] == uid) {
+            return line;
+        }
+        assert!(Instant::now() < deadline, "no admitted line for {uid}: {}", serve.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// Every log line as a JSON object, refusing any line with a key twice.
 fn strict_json_lines(logs: &str) -> Vec<serde_json::Map<String, Value>> {
@@ -172,11 +185,7 @@ async fn one_server_span_per_admission_over_grpc_continuing_the_callers_trace() 
     assert_eq!(refused.status, 2, "error status");
 
     // The review's log line carries the span's ids, and every line is one object with each key once.
-    let lines = strict_json_lines(&webhook.serve.logs());
-    let admitted = lines
-        .iter()
-        .find(|l| l["message"] == "admitted" && l.get("admission.uid") == Some(&Value::from("continued")))
-        .expect("the admitted line");
+    let admitted = admitted_line(&webhook.serve, "continued");
     assert_eq!(admitted["trace_id"], continued.trace_id.as_str());
     assert_eq!(admitted["span_id"], continued.span_id.as_str());
     assert_eq!(admitted["k8s.object.name"], "web-");
@@ -286,11 +295,7 @@ async fn while_the_collector_is_away_no_span_is_recorded_the_logs_keep_ids_and_s
         3.0,
         "the server span and its two children are not recorded, and counted as dropped at once"
     );
-    let lines = strict_json_lines(&webhook.serve.logs());
-    let away = lines
-        .iter()
-        .find(|l| l["message"] == "admitted" && l.get("admission.uid") == Some(&Value::from("away")))
-        .expect("the admitted line");
+    let away = admitted_line(&webhook.serve, "away");
     assert_eq!(away["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "the logs still carry the caller's trace");
     assert_eq!(away["span_id"].as_str().map(str::len), Some(16));
 
@@ -400,10 +405,7 @@ print(json.dumps(out))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_exporter_the_logs_still_carry_trace_ids_and_disabled_means_none() {
-    let admitted = |webhook: &Webhook, uid: &str| {
-        let lines = strict_json_lines(&webhook.serve.logs());
-        lines.into_iter().find(|l| l["message"] == "admitted" && l["admission.uid"] == uid).expect("admitted line")
-    };
+    let admitted = |webhook: &Webhook, uid: &str| admitted_line(&webhook.serve, uid);
     let webhook = Webhook::start(&[]);
     webhook.admit("with-caller", Some(TRACEPARENT)).await;
     webhook.admit("alone", None).await;

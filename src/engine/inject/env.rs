@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::record::Record;
-use crate::engine::object::{Container, Env, EnvVar};
+use crate::engine::object::{Container, Env};
 use crate::engine::patch::{Json, Ops, child, item};
 use crate::engine::values;
 
@@ -177,10 +177,16 @@ pub fn plan<'a>(
     let len = env.map_or(0, Env::len);
     let first_def = |name: &str| env?.first(name);
     let last_def = |name: &str| env?.last(name);
-    let first_ref = |name: &str| {
-        let refers = |e: &EnvVar<'_>| e.value.as_deref().is_some_and(|v| references(v).any(|r| r == name));
-        env.and_then(|env| env.entries().find(|(_, e)| refers(e))).map_or(len, |(i, _)| i)
-    };
+    // Each name the values refer to (`$(NAME)`), with the first entry that does: one pass over the values.
+    let mut referenced: Vec<(&str, usize)> = Vec::new();
+    for (i, e) in env.into_iter().flat_map(Env::entries) {
+        for r in e.value.as_deref().into_iter().flat_map(references) {
+            if !referenced.iter().any(|&(name, _)| name == r) {
+                referenced.push((r, i));
+            }
+        }
+    }
+    let first_ref = |name: &str| referenced.iter().find(|&&(r, _)| r == name).map_or(len, |&(_, i)| i);
     // Indexes below come from `first_def`/`last_def`, so they name entries the view keeps.
     let var = |i: usize| env.and_then(|env| env.get(i));
     let value_of = |i: usize| var(i).and_then(|e| e.value.as_deref());
