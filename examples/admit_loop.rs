@@ -1,8 +1,9 @@
 //! Runs the `/mutate` handler N times in-process on the load test's review, for profilers (`perf record`,
 //! `valgrind --tool=callgrind --toggle-collect='admit_loop::run*'`): `admit_loop MODE N` with MODE `off`, `local` or
-//! `dead` (exporting over gRPC to a port that refuses), or `engine` (the engine alone, on the benches' ~10 KB pod, or
-//! with `OBJECT=review` on the review's object). `admit_loop compare N ROUNDS` runs `off`, `local` and `dead` in
-//! turns of N admissions and prints each one's median against `off` (what the README reports for tracing's cost).
+//! `dead` (exporting over gRPC to a port that refuses), or `engine` (the engine alone, then reading the object alone
+//! and into a `serde_json::Value`, on the benches' ~10 KB pod, or with `OBJECT=review` on the review's object).
+//! `admit_loop compare N ROUNDS` runs `off`, `local` and `dead` in turns of N admissions and prints each one's median
+//! against `off` (what the README reports for tracing's cost).
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -71,6 +72,20 @@ fn engine(n: usize) {
         started.elapsed().as_secs_f64() * 1e6 / n as f64,
         object.len()
     );
+    // Of which reading the object into the engine's view.
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let view = otel_injector::engine::object::PodView::parse(std::hint::black_box(&object), WorkloadKind::Pod);
+        assert!(view.is_ok());
+    }
+    eprintln!("  of which reading it: {:.2} µs", started.elapsed().as_secs_f64() * 1e6 / n as f64);
+    // Against reading it into a `serde_json::Value` (what the minimal webhook does with the whole review).
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let value: serde_json::Value = serde_json::from_str(std::hint::black_box(&object)).expect("JSON");
+        assert!(value.is_object());
+    }
+    eprintln!("  (into a serde_json::Value: {:.2} µs)", started.elapsed().as_secs_f64() * 1e6 / n as f64);
 }
 
 /// One way of tracing, set up: its runtime, subscriber and state.
