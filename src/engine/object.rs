@@ -133,7 +133,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for EnvRead<'a> {
                 while let Some(Obj(entry)) = seq.next_element::<Obj<EnvEntry<'a>>>()? {
                     let i = env.len;
                     env.len += 1;
-                    let refers = entry.value.as_ref().is_some_and(|v| v.0.contains("$(OTEL_"));
+                    // `$` found with memchr: most values have none, and a substring search costs more to start.
+                    let refers = entry
+                        .value
+                        .as_ref()
+                        .is_some_and(|v| v.0.match_indices('$').any(|(at, _)| v.0[at..].starts_with("$(OTEL_")));
                     if engine_reads(&entry.name.0) || refers {
                         let value = entry.value.map(|s| s.0);
                         env.read

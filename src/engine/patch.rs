@@ -25,13 +25,29 @@ pub fn item(path: &PointerBuf, index: Option<usize>, suffix: &str) -> PointerBuf
     text.push_str(path.as_str());
     match index {
         Some(i) => {
-            let _ = write!(text, "/{i}");
+            text.push('/');
+            push_index(&mut text, i);
         }
         None => text.push_str("/-"),
     }
     text.push_str(suffix);
     // An encoded pointer, a number and an encoded suffix: always a valid pointer.
     PointerBuf::parse(text).unwrap_or_else(|_| path.clone())
+}
+
+/// Appends `n` in decimal (by hand: the formatting machinery costs more than the rest of [`item`]).
+fn push_index(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[at..].iter().for_each(|&d| out.push(char::from(d)));
 }
 
 /// `path` with more tokens appended.
@@ -327,6 +343,8 @@ mod tests {
         assert_eq!(child(&container(&[], "initContainers", 0), ["env", "-"]).as_str(), "/spec/initContainers/0/env/-");
         let env = child(&container(&[], "containers", 1), ["env"]);
         assert_eq!(item(&env, Some(12), "/value").as_str(), "/spec/containers/1/env/12/value");
+        assert_eq!(item(&env, Some(0), "").as_str(), "/spec/containers/1/env/0");
+        assert_eq!(item(&env, Some(1_234_567_890), "").as_str(), "/spec/containers/1/env/1234567890");
         assert_eq!(item(&env, None, ""), child(&env, ["-"]));
     }
 

@@ -1,6 +1,8 @@
 //! Environment variables for one container: add what the user has not set, merge `OTEL_RESOURCE_ATTRIBUTES`
 //! key by key, and place every new variable before its first `$(VAR)` reference (SPEC §4).
 
+use std::borrow::Cow;
+
 use jsonptr::PointerBuf;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -65,9 +67,9 @@ impl Helper {
 
 /// A resource attribute's value: known now, or read by the kubelet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttrValue {
+pub enum AttrValue<'a> {
     /// A literal, percent-encoded when written.
-    Literal(String),
+    Literal(&'a str),
     /// `$(HELPER)`, a downward-API variable.
     Helper(Helper),
 }
@@ -135,8 +137,19 @@ pub fn references(value: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Escapes a literal so the kubelet leaves it alone: every `$` becomes `$$`.
-pub fn escape(literal: &str) -> std::borrow::Cow<'_, str> {
+pub fn escape(literal: &str) -> Cow<'_, str> {
     if literal.contains('$') { literal.replace('$', "$$").into() } else { literal.into() }
+}
+
+/// `key=value` for `OTEL_RESOURCE_ATTRIBUTES`, the key escaped for the kubelet and the value given in parts (built by
+/// hand: `format!` is several times slower, and this runs for every attribute of every container).
+fn pair_text(key: &str, value: &[&str]) -> String {
+    let key = escape(key);
+    let mut pair = String::with_capacity(key.len() + 1 + value.iter().map(|p| p.len()).sum::<usize>());
+    pair.push_str(&key);
+    pair.push('=');
+    value.iter().for_each(|part| pair.push_str(part));
+    pair
 }
 
 /// One variable to add, and where it goes.
@@ -169,8 +182,8 @@ pub fn plan<'a>(
     raw_env: impl FnOnce() -> Vec<&'a RawValue>,
     path: &PointerBuf,
     vars: &[(&'static str, String)],
-    attributes: &[(String, AttrValue)],
-    encode: impl Fn(&str) -> String,
+    attributes: &[(&str, AttrValue<'_>)],
+    encode: impl Fn(&str) -> Cow<'_, str>,
     previous: Option<&Record>,
 ) -> EnvPlan {
     let env = c.env.as_ref();
@@ -202,23 +215,23 @@ pub fn plan<'a>(
     for (rank, (name, value)) in vars.iter().enumerate() {
         let value = match (*name, user_endpoint) {
             (PROTOCOL, Some(endpoint)) => match values::transport_of(endpoint) {
-                Some(protocol) => protocol.as_str().to_owned(),
+                Some(protocol) => protocol.as_str(),
                 None => continue,
             },
             (HEADERS, Some(_)) => continue,
-            _ => value.clone(),
+            _ => value.as_str(),
         };
         wanted.push(*name);
         match last_def(name) {
             None => {
-                out.record.set(name, &value);
-                let entry = Json::env(name, &value);
+                out.record.set(name, value);
+                let entry = Json::env(name, value);
                 inserts.push(Insert { pos: first_ref(name), rank: 3 + rank, name, entry });
             }
             Some(i) if owned(name, i) => {
-                out.record.set(name, &value);
-                if literal(i) != Some(value.as_str()) {
-                    changes.push((i, value));
+                out.record.set(name, value);
+                if literal(i) != Some(value) {
+                    changes.push((i, value.to_owned()));
                     out.updated.push(name);
                 }
             }
@@ -256,19 +269,19 @@ pub fn plan<'a>(
     let mut rendered = Vec::new();
     for (key, value) in attributes.iter().filter(|(k, _)| !present.contains(&escape(k).as_ref())) {
         let pair = match value {
-            AttrValue::Literal(v) => format!("{}={}", escape(key), escape(&encode(v))),
+            AttrValue::Literal(v) => pair_text(key, &[&escape(&encode(v))]),
             AttrValue::Helper(h) => match first_def(h.var()) {
                 Some(i) if i >= anchor => {
                     out.notes.push(format!("{key} not added: {} is defined after {RESOURCE_ATTRIBUTES}", h.var()));
                     continue;
                 }
-                Some(_) => format!("{}=$({})", escape(key), h.var()),
+                Some(_) => pair_text(key, &["$(", h.var(), ")"]),
                 None => {
                     if !inserts.iter().any(|i| i.name == h.var()) {
                         let pos = first_ref(h.var()).min(anchor);
                         inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry: h.json() });
                     }
-                    format!("{}=$({})", escape(key), h.var())
+                    pair_text(key, &["$(", h.var(), ")"])
                 }
             },
         };
@@ -391,11 +404,11 @@ mod tests {
         vec![("OTEL_SERVICE_NAME", "svc".to_owned()), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317".to_owned())]
     }
 
-    fn attrs() -> Vec<(String, AttrValue)> {
+    fn attrs() -> Vec<(&'static str, AttrValue<'static>)> {
         vec![
-            ("k8s.namespace.name".to_owned(), AttrValue::Literal("shop".to_owned())),
-            ("k8s.pod.name".to_owned(), AttrValue::Helper(Helper::PodName)),
-            ("team".to_owned(), AttrValue::Literal("a,b".to_owned())),
+            ("k8s.namespace.name", AttrValue::Literal("shop")),
+            ("k8s.pod.name", AttrValue::Helper(Helper::PodName)),
+            ("team", AttrValue::Literal("a,b")),
         ]
     }
 
@@ -408,7 +421,9 @@ mod tests {
         let json = pod.to_string();
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let path = container(&[], "containers", 0);
-        let encode = |s: &str| s.replace(',', "%2C");
+        fn encode(s: &str) -> Cow<'_, str> {
+            s.replace(',', "%2C").into()
+        }
         let plan = plan(&view.containers[0], || view.raw_env("containers", 0), &path, &vars(), &attrs(), encode, None);
         let mut out = pod.clone();
         json_patch::patch(&mut out, &plan.ops.clone().into_patch().to_json_patch()).expect("applies");
@@ -453,7 +468,15 @@ mod tests {
         let json = pod.to_string();
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let raw = || view.raw_env("containers", 0);
-        let plan = plan(&view.containers[0], raw, &container(&[], "containers", 0), &vars(), &[], str::to_owned, None);
+        let plan = plan(
+            &view.containers[0],
+            raw,
+            &container(&[], "containers", 0),
+            &vars(),
+            &[],
+            super::super::resource::encode,
+            None,
+        );
         json_patch::patch(&mut pod, &plan.ops.into_patch().to_json_patch()).expect("applies");
         assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));
     }

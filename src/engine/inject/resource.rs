@@ -1,5 +1,7 @@
 //! Resource attributes for one container (SPEC §5), and the percent-encoding OTel environment values use.
 
+use std::borrow::Cow;
+
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::env::{AttrValue, Helper};
@@ -11,8 +13,8 @@ use crate::engine::policy::Settings;
 const ENCODED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%').add(b',').add(b';').add(b'=').add(b'\\');
 
 /// Percent-encodes a value for an OTel `key=value,…` list.
-pub fn encode(value: &str) -> String {
-    utf8_percent_encode(value, ENCODED).to_string()
+pub fn encode(value: &str) -> Cow<'_, str> {
+    utf8_percent_encode(value, ENCODED).into()
 }
 
 /// The tag of an image reference (`repo/name:tag@digest` → `tag`), if it has one.
@@ -25,22 +27,23 @@ pub fn image_tag(image: &str) -> Option<&str> {
 /// Every attribute wanted for `container`, in a stable order: Kubernetes attributes, workload names,
 /// `service.version`, `service.namespace`, then the configured and annotated ones (which override the derived
 /// ones of the same key).
-pub fn attributes(
-    view: &PodView<'_>,
-    namespace: &str,
-    container: &Container<'_>,
-    settings: &Settings,
-    service_namespace: Option<&str>,
-) -> Vec<(String, AttrValue)> {
-    let literal = |k: &str, v: &str| (k.to_owned(), AttrValue::Literal(v.to_owned()));
-    let helper = |k: &str, h: Helper| (k.to_owned(), AttrValue::Helper(h));
-    let mut attrs = vec![
+pub fn attributes<'a>(
+    view: &'a PodView<'_>,
+    namespace: &'a str,
+    container: &'a Container<'_>,
+    settings: &'a Settings,
+    service_namespace: Option<&'a str>,
+) -> Vec<(&'a str, AttrValue<'a>)> {
+    let literal = |k: &'a str, v: &'a str| (k, AttrValue::Literal(v));
+    let helper = |k: &'a str, h: Helper| (k, AttrValue::Helper(h));
+    let mut attrs = Vec::with_capacity(10 + settings.attributes.len());
+    attrs.extend([
         literal("k8s.namespace.name", namespace),
         helper("k8s.pod.name", Helper::PodName),
         helper("k8s.pod.uid", Helper::PodUid),
         helper("k8s.node.name", Helper::NodeName),
         literal("k8s.container.name", &container.name),
-    ];
+    ]);
     attrs.extend(view.owners.attributes().map(|(k, v)| literal(k, v)));
     let version = view.label("app.kubernetes.io/version").or_else(|| container.image.as_deref().and_then(image_tag));
     attrs.extend(version.map(|v| literal("service.version", v)));
@@ -48,7 +51,7 @@ pub fn attributes(
 
     for (key, value) in &settings.attributes {
         match attrs.iter_mut().find(|(k, _)| k == key) {
-            Some(entry) => entry.1 = AttrValue::Literal(value.clone()),
+            Some(entry) => entry.1 = AttrValue::Literal(value),
             None => attrs.push(literal(key, value)),
         }
     }
@@ -90,18 +93,23 @@ mod tests {
         assert_eq!(image_tag(image), want);
     }
 
-    fn attrs_of(pod: &Value, kind: WorkloadKind, config: &Config) -> Vec<(String, AttrValue)> {
+    /// The attributes of the first container, helpers written as `$(HELPER)`.
+    fn attrs_of(pod: &Value, kind: WorkloadKind, config: &Config) -> Vec<(String, String)> {
         let json = pod.to_string();
         let view = PodView::parse(&json, kind).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), config, &mut Warnings::default());
-        attributes(&view, "shop", &view.containers[0], &settings, config.service_namespace.as_deref())
+        let attrs = attributes(&view, "shop", &view.containers[0], &settings, config.service_namespace.as_deref());
+        attrs
+            .into_iter()
+            .map(|(k, v)| match v {
+                AttrValue::Literal(s) => (k.to_owned(), s.to_owned()),
+                AttrValue::Helper(h) => (k.to_owned(), format!("$({})", h.var())),
+            })
+            .collect()
     }
 
-    fn literal(attrs: &[(String, AttrValue)], key: &str) -> Option<String> {
-        attrs.iter().find(|(k, _)| k == key).map(|(_, v)| match v {
-            AttrValue::Literal(s) => s.clone(),
-            AttrValue::Helper(h) => format!("$({})", h.var()),
-        })
+    fn literal(attrs: &[(String, String)], key: &str) -> Option<String> {
+        attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     }
 
     #[test]
