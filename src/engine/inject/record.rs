@@ -39,9 +39,7 @@ impl Digest {
             _ => Self::UNREADABLE,
         }
     }
-}
 
-impl Digest {
     /// Appends the six hex digits.
     fn push_to(self, out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
