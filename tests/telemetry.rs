@@ -317,6 +317,11 @@ async fn while_the_collector_is_away_no_span_is_recorded_the_logs_keep_ids_and_s
         spans.iter().filter(|s| s.parent_span_id.is_empty()).all(|s| s.kind == 2),
         "no child span is ever exported without its parent: {spans:#?}"
     );
+    let exported = receiver.spans();
+    assert!(
+        server_spans(&exported).iter().all(|s| s.attr("admission.uid").as_deref() != Some("away")),
+        "the admission made while the collector was away was never recorded, so it never arrives: {exported:#?}"
+    );
 }
 
 /// The stderr of `serve --dev-certs` with text logs after 1.5 s, with `env`.
