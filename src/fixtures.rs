@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
+pub mod hostile;
+
 /// A container under construction.
 #[derive(Debug, Clone)]
 pub struct ContainerBuilder(Map<String, Value>);

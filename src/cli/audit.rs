@@ -108,7 +108,7 @@ fn judge(
     let namespace = field("namespace");
     let empty = NamespaceMeta::default();
     let ns = namespaces.get(namespace).unwrap_or(&empty);
-    let target = Target { kind, namespace, ns, config, server_version: Some(version), old_template: None };
+    let target = Target { server_version: Some(version), ..Target::new(kind, namespace, ns, config) };
     let a = assess(object, &target)?;
     Some(Row {
         namespace: namespace.to_owned(),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::cli::{OutputFormat, PreviewArgs};
 use crate::cluster::read;
 use crate::engine::config::Config;
-use crate::engine::inject::{self, Target};
+use crate::engine::inject::{self, Stop, Target};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
 use crate::engine::values::{self, KubeVersion};
@@ -332,6 +332,7 @@ fn preview(item: Item, options: &Options) -> Outcome {
         config: &options.config,
         server_version: options.server_version,
         old_template: None,
+        stop: Stop::default(),
     };
     let mutation = inject::mutate(&object, &target);
     outcome.warnings.extend(mutation.warnings.into_vec());
@@ -371,14 +372,15 @@ fn preview_review(item: Item, options: &Options) -> Outcome {
         explanation: Err("no object to preview".to_owned()),
     };
     let parsed = admission::Review::parse(&body, &options.config);
-    let answer = match parsed.map(|r| r.answer(&options.config, &ns, options.server_version, Vec::new())) {
-        Ok(answer) => answer,
-        Err(e) => {
-            outcome.explanation = Err(format!("the webhook would answer HTTP 400: {e}"));
-            outcome.warnings.push(e.to_string());
-            return outcome;
-        }
-    };
+    let answer =
+        match parsed.map(|r| r.answer(&options.config, &ns, options.server_version, Vec::new(), Stop::default())) {
+            Ok(answer) => answer,
+            Err(e) => {
+                outcome.explanation = Err(format!("the webhook would answer HTTP 400: {e}"));
+                outcome.warnings.push(e.to_string());
+                return outcome;
+            }
+        };
     outcome.warnings = answer.warnings;
     outcome.explanation = answer.explanation.ok_or_else(|| format!("{}: {}", answer.decision, answer.reason));
     if let Some(bytes) = answer.patch {

@@ -309,14 +309,22 @@ impl<'a> PodView<'a> {
     /// The `env` list of the container at `index` of `list` (`containers` or `initContainers`), every entry as the
     /// API server sent it (for rebuilding the list without losing a field of the user's).
     pub fn raw_env(&self, list: &str, index: usize) -> Vec<&'a RawValue> {
-        let entries = || -> Option<Vec<&'a RawValue>> {
+        self.raw_envs(list).into_iter().nth(index).unwrap_or_default()
+    }
+
+    /// The `env` list of every container of `list`, each entry as sent, read from the template in one pass.
+    pub fn raw_envs(&self, list: &str) -> Vec<Vec<&'a RawValue>> {
+        let lists = || -> Option<Vec<Vec<&'a RawValue>>> {
             let template: &'a RawValue = serde_json::from_str(self.template()?).ok()?;
             let spec = field(template, "spec", "").ok()??;
             let containers: Vec<&'a RawValue> = serde_json::from_str(field(spec, list, "").ok()??.get()).ok()?;
-            let env = field(containers.get(index)?, "env", "").ok()??;
-            serde_json::from_str(env.get()).ok()
+            let env = |c: &&'a RawValue| -> Vec<&'a RawValue> {
+                let env = field(c, "env", "").ok().flatten();
+                env.and_then(|e| serde_json::from_str(e.get()).ok()).unwrap_or_default()
+            };
+            Some(containers.iter().map(env).collect())
         };
-        entries().unwrap_or_default()
+        lists().unwrap_or_default()
     }
 
     /// The pod template's JSON text, as sent.

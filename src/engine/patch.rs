@@ -259,19 +259,40 @@ impl Patch {
     }
 }
 
-/// A list of operations under construction, applied in order.
+/// A list of operations under construction, applied in order, with the size of the patch they make.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Ops(Vec<Op>);
+pub struct Ops {
+    ops: Vec<Op>,
+    bytes: usize,
+}
+
+/// Bytes of an operation's text besides its path and value: `{"op":"add","path":"","value":}`.
+fn overhead(kind: Kind) -> usize {
+    match kind {
+        Kind::Add => 31,
+        Kind::Replace => 35,
+    }
+}
 
 impl Ops {
+    fn push(&mut self, op: Op) {
+        self.bytes += op.path.as_str().len() + op.value.0.len() + overhead(op.kind);
+        self.ops.push(op);
+    }
+
     /// `add` (inserts into arrays, sets object members).
     pub fn add(&mut self, path: PointerBuf, value: Json) {
-        self.0.push(Op { kind: Kind::Add, path, value });
+        self.push(Op { kind: Kind::Add, path, value });
     }
 
     /// `replace` of an existing value.
     pub fn replace(&mut self, path: PointerBuf, value: Json) {
-        self.0.push(Op { kind: Kind::Replace, path, value });
+        self.push(Op { kind: Kind::Replace, path, value });
+    }
+
+    /// How many bytes the patch written so far takes (exactly, unless a path needs JSON escapes).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Sets `key` in the object at `parent` (tokens from the root), of which the first `existing` tokens lead to
@@ -301,22 +322,23 @@ impl Ops {
 
     /// Appends every operation of `other`.
     pub fn extend(&mut self, other: Ops) {
-        self.0.extend(other.0);
+        self.bytes += other.bytes;
+        self.ops.extend(other.ops);
     }
 
     /// Number of operations.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ops.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ops.is_empty()
     }
 
     /// The finished patch.
     pub fn into_patch(self) -> Patch {
-        Patch(self.0)
+        Patch(self.ops)
     }
 }
 
@@ -360,7 +382,7 @@ mod tests {
         for (doc, existing, path) in cases {
             let mut ops = Ops::default();
             ops.set_member(existing, &["metadata", "annotations"], "a/b", Json::str("v"));
-            assert_eq!(ops.0[0].path().as_str(), path, "{doc}");
+            assert_eq!(ops.ops[0].path().as_str(), path, "{doc}");
             let out = apply(&doc, ops);
             assert_eq!(out["metadata"]["annotations"]["a/b"], "v");
         }
@@ -376,7 +398,7 @@ mod tests {
         ] {
             let mut ops = Ops::default();
             ops.append(exists, &["spec", "initContainers"], Json::value(&json!({"name": "b"})));
-            assert_eq!(ops.0[0].path().as_str(), want);
+            assert_eq!(ops.ops[0].path().as_str(), want);
             let out = apply(&doc, ops);
             assert_eq!(out["spec"]["initContainers"].as_array().and_then(|l| l.last()), Some(&json!({"name": "b"})));
         }
@@ -400,10 +422,25 @@ mod tests {
         let patch = ops.into_patch();
         let parsed: json_patch::Patch = serde_json::from_slice(&patch.to_json()).expect("a JSON Patch");
         assert_eq!(parsed, patch.to_json_patch());
-        let doc = apply(&json!({"a": {}, "x": 1}), Ops(patch.0.clone()));
+        let doc = apply(&json!({"a": {}, "x": 1}), Ops { ops: patch.0.clone(), bytes: 0 });
         assert_eq!(doc["a"]["b~c/d"], json!({"name": tricky, "value": tricky}));
         assert_eq!(doc["x"], tricky);
         assert_eq!(doc["m"]["n"][tricky], json!(["1", null]));
+    }
+
+    #[test]
+    fn the_size_counted_is_the_size_written() {
+        let mut ops = Ops::default();
+        ops.add(pointer(["a", "b~c/d"]), Json::env("N", "q\"\n"));
+        ops.replace(pointer(["x", "0"]), Json::str("v"));
+        ops.append(false, &["spec", "initContainers"], Json::constant("{}"));
+        let mut more = Ops::default();
+        more.set_member(0, &["m", "n"], "k", Json::str("1"));
+        ops.extend(more);
+        let counted = ops.bytes();
+        let written = ops.into_patch().to_json().len();
+        // The brackets and the commas between operations are the patch's, not an operation's.
+        assert_eq!(counted, written - 2 - 3);
     }
 
     proptest! {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::engine::config::{Config, DefaultMode};
+use crate::engine::limits;
 use crate::engine::object::PodView;
 use crate::engine::values::{self, Protocol, Signal};
 use crate::engine::warnings::Warnings;
@@ -123,11 +124,16 @@ pub enum Cause {
     TemplateUnchanged,
     /// The object does not have the shape of its kind.
     Unreadable,
+    /// The object is beyond one of the engine's limits (`crate::engine::limits`).
+    OverLimit,
+    /// The caller stopped waiting before the engine was done.
+    Deadline,
 }
 
 impl Cause {
     /// The code: `annotation`, `label`, `namespace_annotation`, `namespace_label`, `default`,
-    /// `excluded_namespace`, `controller_owned`, `job_update`, `template_unchanged` or `unreadable`.
+    /// `excluded_namespace`, `controller_owned`, `job_update`, `template_unchanged`, `unreadable`, `over_limit` or
+    /// `deadline`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Setting(Origin::Annotation) => "annotation",
@@ -140,6 +146,8 @@ impl Cause {
             Self::JobUpdate => "job_update",
             Self::TemplateUnchanged => "template_unchanged",
             Self::Unreadable => "unreadable",
+            Self::OverLimit => "over_limit",
+            Self::Deadline => "deadline",
         }
     }
 }
@@ -299,7 +307,8 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         !names.is_empty()
     });
     if let Some(names) = &container_names {
-        for missing in names.iter().filter(|n| !view.containers.iter().any(|c| c.name == n.as_str())) {
+        let present: std::collections::HashSet<&str> = view.containers.iter().map(|c| c.name.as_ref()).collect();
+        for missing in names.iter().filter(|n| !present.contains(n.as_str())) {
             warnings.push(format!(
                 "{} names {:?}, which is not a container here",
                 keys::CONTAINER_NAMES,
@@ -308,11 +317,19 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         }
     }
 
-    let mut attributes: Vec<(String, String)> =
-        config.resource_attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut attributes = Attributes::default();
+    config.resource_attributes.iter().for_each(|(k, v)| attributes.set(k, v, Origin::Config, warnings));
     let ns_annotations = ns.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     add_annotated_attributes(&mut attributes, ns_annotations, Origin::NamespaceAnnotation, warnings);
     add_annotated_attributes(&mut attributes, view.annotations(), Origin::Annotation, warnings);
+    if attributes.over > 0 {
+        warnings.push(format!(
+            "{} resource attribute(s) ignored: over the limit of {}",
+            attributes.over,
+            limits::ATTRIBUTES
+        ));
+    }
+    let attributes = attributes.list;
 
     Settings {
         endpoint,
@@ -327,16 +344,49 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
     }
 }
 
+/// Resource attributes as they are gathered: at most [`limits::ATTRIBUTES`], each value within
+/// [`limits::VALUE_CHARS`].
+#[derive(Default)]
+struct Attributes {
+    list: Vec<(String, String)>,
+    /// Where each key is in `list`.
+    index: std::collections::HashMap<String, usize>,
+    /// New keys not taken because the list was full.
+    over: usize,
+}
+
+impl Attributes {
+    /// Sets `key` to `value`, keeping the position of an earlier entry; a value too long is not used.
+    fn set(&mut self, key: &str, value: &str, origin: Origin, warnings: &mut Warnings) {
+        if !limits::value_fits(value) {
+            warnings.push(format!(
+                "resource attribute {} on {origin} ignored: its value is over {} characters",
+                clip(key),
+                limits::VALUE_CHARS
+            ));
+            return;
+        }
+        match self.index.get(key) {
+            Some(&i) => value.clone_into(&mut self.list[i].1),
+            None if self.list.len() >= limits::ATTRIBUTES => self.over += 1,
+            None => {
+                self.index.insert(key.to_owned(), self.list.len());
+                self.list.push((key.to_owned(), value.to_owned()));
+            }
+        }
+    }
+}
+
 /// Adds one level's `resource-attributes` list, then its `resource.opentelemetry.io/<key>` annotations.
 fn add_annotated_attributes<'a>(
-    attributes: &mut Vec<(String, String)>,
+    attributes: &mut Attributes,
     annotations: impl Iterator<Item = (&'a str, &'a str)> + Clone,
     origin: Origin,
     warnings: &mut Warnings,
 ) {
     if let Some((_, list)) = annotations.clone().find(|(k, _)| *k == keys::RESOURCE_ATTRIBUTES) {
         match values::parse_attributes(list) {
-            Ok(pairs) => pairs.into_iter().for_each(|(k, v)| set(attributes, k, v)),
+            Ok(pairs) => pairs.into_iter().for_each(|(k, v)| attributes.set(&k, &v, origin, warnings)),
             Err(reason) => {
                 warnings.push(format!("{}={:?} on {origin} ignored: {reason}", keys::RESOURCE_ATTRIBUTES, clip(list)))
             }
@@ -344,19 +394,11 @@ fn add_annotated_attributes<'a>(
     }
     for (key, value) in annotations.filter_map(|(k, v)| Some((k.strip_prefix(keys::RESOURCE_PREFIX)?, v))) {
         match values::check_attribute_key(key) {
-            Ok(()) => set(attributes, key.to_owned(), value.to_owned()),
+            Ok(()) => attributes.set(key, value, origin, warnings),
             Err(reason) => {
                 warnings.push(format!("{}{} on {origin} ignored: {reason}", keys::RESOURCE_PREFIX, clip(key)))
             }
         }
-    }
-}
-
-/// Sets `key` to `value`, keeping the position of an earlier entry.
-pub fn set(attributes: &mut Vec<(String, String)>, key: String, value: String) {
-    match attributes.iter_mut().find(|(k, _)| *k == key) {
-        Some(entry) => entry.1 = value,
-        None => attributes.push((key, value)),
     }
 }
 

@@ -3,9 +3,15 @@
 /// Kubernetes asks warnings to stay within 120 characters.
 pub const MAX_WARNING_CHARS: usize = 120;
 
-/// AdmissionResponse warnings: de-duplicated, in the order they arose, each at most 120 characters.
+use crate::engine::limits::WARNINGS;
+
+/// AdmissionResponse warnings: de-duplicated, in the order they arose, each at most 120 characters, at most
+/// [`WARNINGS`] of them (the rest counted in one last line: a crafted object can raise thousands).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Warnings(Vec<String>);
+pub struct Warnings {
+    lines: Vec<String>,
+    more: usize,
+}
 
 impl Warnings {
     /// Adds a warning, cut to 120 characters, unless the same text is already there.
@@ -15,29 +21,37 @@ impl Warnings {
             warning.truncate(cut);
             warning.push('…');
         }
-        if !self.0.contains(&warning) {
-            self.0.push(warning);
+        if self.lines.contains(&warning) {
+            return;
+        }
+        if self.lines.len() < WARNINGS {
+            self.lines.push(warning);
+        } else {
+            self.more += 1;
         }
     }
 
-    /// The warnings so far.
+    /// The warnings kept so far.
     pub fn as_slice(&self) -> &[String] {
-        &self.0
+        &self.lines
     }
 
-    /// How many there are.
+    /// How many there are, the line counting those not kept included.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.lines.len() + usize::from(self.more > 0)
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.lines.is_empty()
     }
 
     /// The warnings, for the AdmissionResponse.
-    pub fn into_vec(self) -> Vec<String> {
-        self.0
+    pub fn into_vec(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.lines.push(format!("otel-injector: {} more warning(s) not shown", self.more));
+        }
+        self.lines
     }
 }
 
@@ -54,5 +68,14 @@ mod tests {
         assert_eq!(w.len(), 2);
         assert_eq!(w.as_slice()[1].chars().count(), 120);
         assert!(w.as_slice()[1].ends_with('…'));
+    }
+
+    #[test]
+    fn thousands_of_warnings_are_ten_and_a_count() {
+        let mut w = Warnings::default();
+        (0..40_000).for_each(|i| w.push(format!("container c{i} is not here")));
+        let lines = w.into_vec();
+        assert_eq!(lines.len(), WARNINGS + 1);
+        assert_eq!(lines[WARNINGS], "otel-injector: 39990 more warning(s) not shown");
     }
 }

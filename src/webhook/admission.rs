@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::cluster::namespaces::Namespaces;
 use crate::engine::config::Config;
-use crate::engine::inject::{self, Target};
+use crate::engine::inject::{self, Stop, Target};
 use crate::engine::object::{self, Obj, PodSeed, PodView, S, ShapeError, Str};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
@@ -252,13 +252,15 @@ impl<'a> Review<'a> {
     }
 
     /// Answers the review with the namespace's labels and annotations (empty when unknown), the API server's
-    /// version when known, and warnings found on the way (e.g. a namespace that could not be looked up).
+    /// version when known, and warnings found on the way (e.g. a namespace that could not be looked up); `stop`
+    /// tells the engine when the caller has stopped waiting.
     pub fn answer(
         self,
         config: &Config,
         ns: &NamespaceMeta,
         server_version: Option<KubeVersion>,
         notes: Vec<String>,
+        stop: Stop<'_>,
     ) -> Answer {
         let mut answer = Answer {
             body: Vec::new(),
@@ -287,8 +289,8 @@ impl<'a> Review<'a> {
             }
             (Ok(kind), Some(object)) => {
                 let namespace = self.namespace.as_deref().unwrap_or("default");
-                let target =
-                    Target { kind: *kind, namespace, ns, config, server_version, old_template: self.old_template };
+                let old_template = self.old_template;
+                let target = Target { kind: *kind, namespace, ns, config, server_version, old_template, stop };
                 let mutation = match object {
                     Object::Pod(view) => inject::mutate_read(view, &target),
                     Object::Raw(raw) => inject::mutate_json(raw.get(), &target),
@@ -322,7 +324,7 @@ impl<'a> Review<'a> {
 pub fn review(body: &[u8], config: &Config, namespaces: &dyn Namespaces) -> Result<Answer, Malformed> {
     let review = Review::parse(body, config)?;
     let ns = review.policy_namespace().and_then(|n| namespaces.get(n)).unwrap_or_default();
-    Ok(review.answer(config, &ns, None, Vec::new()))
+    Ok(review.answer(config, &ns, None, Vec::new(), Stop::default()))
 }
 
 /// The parts of an AdmissionReview the webhook reads; everything else is skipped unread.

@@ -9,12 +9,17 @@
 //!
 //! A reserved body lives in an anonymous memory map of exactly its size, unmapped when the answer has been written:
 //! the allocator never sees multi-megabyte buffers, so a burst of them cannot leave its arenas at their peak.
+//!
+//! A body must keep arriving at [`MIN_RATE`] after a short grace, so a slow sender holds its share of the budget
+//! for a second or so, not for the whole read timeout. Answers are charged to the same budget until they are
+//! written ([`Outgoing`]): a client that does not read holds what it was sent, no more, and only until the
+//! connection's write timeout cuts it off.
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
 use memmap2::MmapMut;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,6 +32,16 @@ pub const SMALL_POOL: usize = 4 * 1024 * 1024;
 
 /// At most this much of an oversized body is read and thrown away so the client sees the answer.
 const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
+
+/// The slowest a body may arrive, after [`GRACE`]: the API server sends a whole review at once, far faster.
+pub const MIN_RATE: usize = 256 * 1024;
+
+/// How long a body may take before [`MIN_RATE`] applies.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// The parts an answer is handed to the connection in: a peer that stops reading (or an HTTP/2 window that stays
+/// shut) leaves the rest unbuffered, in the answer that holds its budget.
+const ANSWER_PART: usize = 16 * 1024;
 
 /// The bytes of request bodies that may be held in memory at once.
 #[derive(Debug)]
@@ -61,6 +76,8 @@ pub enum Refused {
     Read(String),
     /// The budget had no room for it in time.
     Busy,
+    /// Arriving slower than [`MIN_RATE`].
+    TooSlow,
 }
 
 /// A body read in full, holding its share of the budget until dropped.
@@ -131,8 +148,13 @@ pub async fn read(
     let mut store = Store::Heap(Vec::with_capacity(declared.unwrap_or(0).min(FIRST_PART)));
     let mut first_part: Option<OwnedSemaphorePermit> = None;
     let mut reserved: Option<(OwnedSemaphorePermit, usize)> = None;
+    let started = Instant::now();
     loop {
-        let frame = match tokio::time::timeout_at(until.into(), body.frame()).await {
+        // What has arrived buys time at the minimum rate; the read timeout bounds it all.
+        let earned = started + GRACE + Duration::from_secs_f64(store.len() as f64 / MIN_RATE as f64);
+        let next = earned.min(until);
+        let frame = match tokio::time::timeout_at(next.into(), body.frame()).await {
+            Err(_) if next < until => return Err(Refused::TooSlow),
             Err(_) => return Err(Refused::Timeout),
             Ok(None) => return Ok(Received { store, _held: reserved.map(|(p, _)| p).or(first_part) }),
             Ok(Some(Err(e))) => return Err(Refused::Read(e.to_string())),
@@ -173,6 +195,65 @@ pub async fn read(
     }
 }
 
+/// Holds `len` bytes of the budget for an answer until it is written: from the small pool when it fits there,
+/// else from the budget for whole bodies, waiting for room until `until`.
+pub async fn hold(budget: &Budget, len: usize, until: Instant) -> Result<OwnedSemaphorePermit, Refused> {
+    let n = u32::try_from(len.max(1)).map_err(|_| Refused::TooLarge)?;
+    if len <= FIRST_PART
+        && let Ok(permit) = budget.small.clone().try_acquire_many_owned(n)
+    {
+        return Ok(permit);
+    }
+    match tokio::time::timeout_at(until.into(), budget.reserved.clone().acquire_many_owned(n)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(Refused::Busy),
+    }
+}
+
+/// An answer's bytes, handed to the connection part by part, holding their share of the budget until the last
+/// part is taken (or the connection is dropped).
+#[derive(Debug)]
+pub struct Outgoing {
+    rest: Bytes,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    /// `bytes`, holding `held` until written.
+    pub fn new(bytes: Vec<u8>, held: OwnedSemaphorePermit) -> Self {
+        Self { rest: Bytes::from(bytes), _held: Some(held) }
+    }
+}
+
+impl hyper::body::Body for Outgoing {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            self._held = None;
+            return std::task::Poll::Ready(None);
+        }
+        let take = self.rest.len().min(ANSWER_PART);
+        let part = self.rest.split_to(take);
+        if self.rest.is_empty() {
+            self._held = None;
+        }
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(part))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
 /// Reads and throws away what is left of a body (at most [`DISCARD_AT_MOST`] bytes, until `until`), so a client
 /// that sends its whole body before reading gets to read the answer instead of a reset.
 pub async fn discard(body: &mut Body, until: Instant) {
@@ -187,8 +268,6 @@ pub async fn discard(body: &mut Body, until: Instant) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn body_of(chunks: Vec<Vec<u8>>) -> Body {
@@ -270,5 +349,69 @@ mod tests {
         drop(held);
         let long = read(&mut body_of(vec![vec![b' '; 60_000]; 2]), None, 100_000, &budget, soon()).await;
         assert_eq!(long.map(|r| r.len()), Err(Refused::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn a_body_slower_than_the_minimum_rate_is_cut_off_after_the_grace() {
+        let budget = Budget::new(1 << 20);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let mut body =
+            Body::from_stream(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }));
+        let started = Instant::now();
+        let until = started + Duration::from_secs(10);
+        let sender = tokio::spawn(async move {
+            // 64 KiB at once (a quarter of a second at the minimum rate), then a byte a second.
+            tx.send(Ok(vec![b' '; 64 * 1024])).await.expect("send");
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if tx.send(Ok(vec![b' '])).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let read = read(&mut body, Some(200_000), 1 << 20, &budget, until).await;
+        assert_eq!(read.map(|r| r.len()), Err(Refused::TooSlow));
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1250) && took < Duration::from_millis(2300), "{took:?}");
+        assert_eq!(budget.available(), (SMALL_POOL, 1 << 20), "all given back");
+        sender.abort();
+    }
+
+    #[tokio::test]
+    async fn a_body_at_the_minimum_rate_is_read_whole() {
+        use futures::StreamExt;
+        let budget = Budget::new(1 << 20);
+        // 400 KiB in 40 parts, at about twice the minimum rate.
+        let parts = futures::stream::iter(0..40).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, std::io::Error>(vec![b' '; 10 * 1024])
+        });
+        let mut body = Body::from_stream(parts);
+        let read = read(&mut body, Some(400 * 1024), 1 << 20, &budget, soon()).await;
+        assert_eq!(read.map(|r| r.len()), Ok(400 * 1024));
+    }
+
+    #[tokio::test]
+    async fn an_answer_holds_its_budget_until_its_last_part_is_taken() {
+        use hyper::body::Body as _;
+        let budget = Budget::new(1 << 20);
+        let held = hold(&budget, 100_000, soon()).await.expect("room");
+        assert_eq!(budget.available(), (SMALL_POOL, (1 << 20) - 100_000));
+        let mut answer = Outgoing::new(vec![b'a'; 100_000], held);
+        let mut parts = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut answer).poll_frame(cx)).await {
+            parts.push(frame.expect("data").into_data().expect("data").len());
+            if parts.len() < 7 {
+                assert_eq!(budget.available().1, (1 << 20) - 100_000, "held while parts remain");
+            }
+        }
+        assert_eq!(parts, [16384, 16384, 16384, 16384, 16384, 16384, 1696]);
+        assert_eq!(budget.available(), (SMALL_POOL, 1 << 20));
+        let small = hold(&budget, 2_000, soon()).await.expect("room");
+        assert_eq!(budget.available(), (SMALL_POOL - 2_000, 1 << 20), "a small answer from the small pool");
+        drop(small);
+        let _all = hold(&budget, 1 << 20, soon()).await.expect("room");
+        let full = hold(&budget, 100_000, Instant::now() + Duration::from_millis(50)).await;
+        assert_eq!(full.map(|_| ()), Err(Refused::Busy));
     }
 }

@@ -13,14 +13,15 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, field::Empty};
 
 use super::admission::{Answer, Decision, Malformed, Review};
-use super::body::{self, Budget, Refused};
+use super::body::{self, Budget, Outgoing, Refused};
 use super::server::AppState;
 use crate::cluster::namespaces::Fetched;
-use crate::engine::policy::{NamespaceMeta, clip};
+use crate::engine::inject::Stop;
+use crate::engine::policy::{Cause, NamespaceMeta, clip};
 use crate::engine::values;
 use crate::telemetry::metrics::AdmissionLabels;
 use crate::telemetry::traces;
@@ -72,12 +73,18 @@ pub enum RequestError {
     /// The query string is not what the API server sends.
     #[error("bad query: {0}")]
     Query(String),
+    /// The body arrived slower than the minimum rate.
+    #[error("request body arriving slower than {} KiB/s", body::MIN_RATE / 1024)]
+    TooSlow,
     /// Every body byte the webhook may hold is taken, until the caller's deadline.
     #[error("webhook busy: request bodies in memory at their limit, retry")]
     Busy,
     /// Too many reviews at work.
     #[error("webhook overloaded: too many reviews in flight, retry")]
     Overloaded,
+    /// The caller's `?timeout=` passed before the answer was ready: nobody is waiting for it any more.
+    #[error("the caller's deadline ({0:?}) passed before the review was answered")]
+    Deadline(Duration),
     /// The review is not a valid AdmissionReview.
     #[error(transparent)]
     Malformed(#[from] Malformed),
@@ -89,9 +96,10 @@ impl RequestError {
         match self {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Timeout(_) | Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::Read(_) | Self::Query(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Busy | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -101,10 +109,12 @@ impl RequestError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::TooLarge(_) => "too_large",
             Self::Timeout(_) => "timeout",
+            Self::TooSlow => "too_slow",
             Self::Read(_) => "read",
             Self::Query(_) => "bad_query",
             Self::Busy => "busy",
             Self::Overloaded => "overloaded",
+            Self::Deadline(_) => "deadline",
             Self::Malformed(_) => "malformed",
         }
     }
@@ -114,7 +124,7 @@ impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let text = format!("{}\n", one_line(&self.to_string()));
         let mut response = (self.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
-        if matches!(self, Self::TooLarge(_) | Self::Busy) {
+        if matches!(self, Self::TooLarge(_) | Self::Busy | Self::TooSlow) {
             // The connection may still hold the rest of a body that was not read.
             response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
@@ -145,7 +155,10 @@ fn one_line(message: &str) -> String {
     line
 }
 
-/// The caller's deadline from `?timeout=10s`: at most one, in Go duration syntax.
+/// The API server's longest webhook `timeoutSeconds`: a longer `?timeout=` is read as this.
+const LONGEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The caller's deadline from `?timeout=10s`: at most one, in Go duration syntax, at most [`LONGEST_DEADLINE`].
 fn deadline_of(query: Option<&str>) -> Result<Option<Duration>, RequestError> {
     let mut found = None;
     for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
@@ -157,7 +170,7 @@ fn deadline_of(query: Option<&str>) -> Result<Option<Duration>, RequestError> {
             return Err(RequestError::Query("timeout given more than once".to_owned()));
         }
         let value = values::parse_duration(value).map_err(|e| RequestError::Query(format!("timeout {e}")))?;
-        found = Some(value);
+        found = Some(value.min(LONGEST_DEADLINE));
     }
     Ok(found)
 }
@@ -205,7 +218,7 @@ pub async fn mutate(State(state): State<AppState>, request: Request) -> Response
         tracing::record_all!(span, trace_id = %trace_id, span_id = %span_id);
     }
     match answer(&state, parts.uri.query(), &parts.headers, body, started, traced).instrument(span.clone()).await {
-        Ok(answer) => {
+        Ok((answer, held)) => {
             record(&span, &answer);
             let labels = AdmissionLabels {
                 kind: metric_kind(&answer.kind),
@@ -215,7 +228,8 @@ pub async fn mutate(State(state): State<AppState>, request: Request) -> Response
             };
             let patch_bytes = answer.patch.as_ref().map(Vec::len);
             state.metrics.admitted(labels, answer.warnings.len(), patch_bytes, started.elapsed());
-            ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+            let body = Body::new(Outgoing::new(answer.body, held));
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(e) => {
             state.metrics.rejected(e.label());
@@ -238,13 +252,17 @@ async fn answer(
     mut body: Body,
     started: Instant,
     traced: bool,
-) -> Result<Answer, RequestError> {
+) -> Result<(Answer, OwnedSemaphorePermit), RequestError> {
     let limits = &state.limits;
-    let deadline = deadline_of(query)?;
+    let given = deadline_of(query)?;
     // Leave a margin of the caller's deadline for the answer itself.
-    let read_timeout = deadline.map_or(limits.read_timeout, |d| limits.read_timeout.min(d.mul_f32(0.8)));
+    let read_timeout = given.map_or(limits.read_timeout, |d| limits.read_timeout.min(d.mul_f32(0.8)));
     let read_until = started + read_timeout;
-    let deadline = deadline.map(|d| started + d);
+    let deadline = given.map(|d| started + d);
+    // Once the caller has stopped waiting, no more work is done for it: checked between the steps, and by the
+    // engine between containers.
+    let passed = move || deadline.is_some_and(|d| Instant::now() >= d);
+    let gone = || RequestError::Deadline(given.unwrap_or_default());
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     if !essence.eq_ignore_ascii_case("application/json") {
@@ -257,13 +275,18 @@ async fn answer(
         body::discard(&mut body, read_until).await;
         return Err(RequestError::TooLarge(limit));
     }
-    let bytes = body::read(&mut body, declared, limit, &limits.budget, read_until).await.map_err(|e| match e {
+    let refused = |e| match e {
         Refused::TooLarge => RequestError::TooLarge(limit),
         Refused::Timeout => RequestError::Timeout(read_timeout),
+        Refused::TooSlow => RequestError::TooSlow,
         Refused::Read(e) => RequestError::Read(e),
         Refused::Busy => RequestError::Busy,
-    })?;
+    };
+    let bytes = body::read(&mut body, declared, limit, &limits.budget, read_until).await.map_err(refused)?;
     let _working = limits.in_flight.clone().try_acquire_owned().map_err(|_| RequestError::Overloaded)?;
+    if passed() {
+        return Err(gone());
+    }
     let large = bytes.len() > LARGE;
     let review = heavy(large, || Review::parse(&bytes, &config))?;
     describe(&review, traced);
@@ -271,8 +294,18 @@ async fn answer(
         Some(name) => namespace_policy(state, name, deadline).await,
         None => (Arc::default(), Vec::new()),
     };
+    if passed() {
+        return Err(gone());
+    }
     let version = state.server_version.get();
-    Ok(heavy(large, || review.answer(&config, &ns, version, notes)))
+    let answer = heavy(large, || review.answer(&config, &ns, version, notes, Stop::when(&passed)));
+    if answer.cause == Cause::Deadline.as_str() {
+        return Err(gone());
+    }
+    // The review's bytes are given back; the answer's are held until it is written.
+    drop(bytes);
+    let held = body::hold(&limits.budget, answer.body.len(), deadline.unwrap_or(read_until)).await.map_err(refused)?;
+    Ok((answer, held))
 }
 
 /// Runs `work` (which borrows the request body) in place; when it is large, the worker thread hands its other tasks
@@ -379,6 +412,7 @@ mod tests {
         assert_eq!(RequestError::Query("x".into()).status(), StatusCode::BAD_REQUEST);
         assert_eq!(RequestError::Busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(RequestError::Overloaded.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(RequestError::Deadline(Duration::from_secs(3)).status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(metric_kind("Pod"), "Pod");
         assert_eq!(metric_kind("Ingress"), "other");
     }
@@ -400,6 +434,8 @@ mod tests {
     #[case(Some("timeout=10s&timeout=5s"), Err("bad query: timeout given more than once"))]
     #[case(Some("timeout=soon"), Err("bad query: timeout \"soon\" is not a duration"))]
     #[case(Some("timeout="), Err("bad query: timeout \"\" needs a unit: ms, s, m or h"))]
+    #[case(Some("timeout=18446744073709551615s"), Ok(Some(LONGEST_DEADLINE)))]
+    #[case(Some("timeout=99999999999999h"), Ok(Some(LONGEST_DEADLINE)))]
     fn the_callers_deadline_is_read_by_us(#[case] query: Option<&str>, #[case] want: Result<Option<Duration>, &str>) {
         assert_eq!(deadline_of(query).map_err(|e| e.to_string()), want.map_err(str::to_owned));
     }

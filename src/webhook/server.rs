@@ -24,12 +24,12 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::conn::{Protocol, Timed, Timeouts, Tracker};
+use super::conn::{Protocol, Registry, Timed, Timeouts, Tracked, Tracker};
 use super::mutate::{self, Limits};
 use super::ops;
 use super::tls::CertStore;
@@ -58,6 +58,10 @@ pub struct ServeOptions {
     pub read_timeout: Duration,
     /// How long an idle keep-alive connection stays open (longer than the API server's 90 s).
     pub idle_timeout: Duration,
+    /// How long a new connection has to send its first request, its TLS handshake included.
+    pub first_request_timeout: Duration,
+    /// How long an answer being written may make no progress before the connection is cut off.
+    pub write_timeout: Duration,
     /// Reviews worked on at once; more are answered 503 at once rather than queued past the caller's deadline.
     pub max_in_flight: usize,
     /// Connections open at once; more are closed as soon as they are accepted.
@@ -81,6 +85,8 @@ impl ServeOptions {
             tls,
             read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            first_request_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
             max_in_flight: 256,
             max_connections: 1024,
             body_budget: 16 * 1024 * 1024,
@@ -193,8 +199,9 @@ struct Edge {
     state: AppState,
     builder: Arc<auto::Builder<TokioExecutor>>,
     timeouts: Timeouts,
-    handshake_timeout: Duration,
     max_connections: usize,
+    /// This listener's open connections, for choosing which gives way at the cap.
+    registry: Arc<Registry>,
     shutdown_grace: Duration,
     /// Whether this is the webhook listener: its accept errors count against health, its connections are counted.
     webhook: bool,
@@ -248,19 +255,32 @@ impl Server {
             .max_concurrent_streams(options.http2_max_streams)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
-        let timeouts = Timeouts { idle: options.idle_timeout, header: options.read_timeout };
+        let timeouts = Timeouts {
+            idle: options.idle_timeout,
+            header: options.read_timeout,
+            first_request: options.first_request_timeout,
+            write: options.write_timeout,
+        };
         let edge = Edge {
             router: webhook(state.clone()),
             tls: Some(TlsAcceptor::from(options.tls.clone())),
             state: state.clone(),
             builder: Arc::new(builder),
             timeouts,
-            handshake_timeout: options.read_timeout,
             max_connections: options.max_connections,
+            registry: Arc::default(),
             shutdown_grace: options.shutdown_grace,
             webhook: true,
         };
-        let ops_edge = Edge { router: ops::router(state.clone()), tls: None, webhook: false, ..edge.clone() };
+        // Its own connections and cap: nothing on the webhook port can lock the kubelet's probes out, nor the other
+        // way round.
+        let ops_edge = Edge {
+            router: ops::router(state.clone()),
+            tls: None,
+            webhook: false,
+            registry: Arc::default(),
+            ..edge.clone()
+        };
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(accept_loop(webhook_listener, edge, stopped.clone())),
@@ -332,21 +352,36 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
                 continue;
             }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            if edge.webhook {
-                edge.state.metrics.connection("over_limit");
-            }
-            drop(tcp);
-            continue;
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // At the cap: the connection that has waited longest without a request gives way to this one.
+            Err(_) => match make_room(&edge, &connections).await {
+                Some(permit) => {
+                    if edge.webhook {
+                        edge.state.metrics.connection("evicted");
+                    }
+                    permit
+                }
+                None => {
+                    if edge.webhook {
+                        edge.state.metrics.connection("over_limit");
+                    }
+                    drop(tcp);
+                    continue;
+                }
+            },
         };
         let _ = tcp.set_nodelay(true);
         let edge = edge.clone();
         let watcher = graceful.watcher();
+        let tracker = Arc::new(Tracker::default());
+        let registered = edge.registry.enter(tracker.clone());
         tokio::spawn(async move {
             if edge.webhook {
                 edge.state.metrics.connection("accepted");
             }
-            serve_connection(tcp, &edge, watcher).await;
+            serve_connection(tcp, &edge, watcher, tracker).await;
+            drop(registered);
             drop(permit);
         });
     }
@@ -356,26 +391,55 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
     }
 }
 
-async fn serve_connection(tcp: TcpStream, edge: &Edge, watcher: hyper_util::server::graceful::Watcher) {
+/// How long a new connection at the cap waits for the one asked to give way to close.
+const EVICTION_WAIT: Duration = Duration::from_millis(200);
+
+/// Asks the connection that has waited longest without a request to give way, and waits (briefly) for its slot.
+async fn make_room(edge: &Edge, connections: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    if !edge.registry.evict_one() {
+        return None;
+    }
+    tokio::time::timeout(EVICTION_WAIT, connections.clone().acquire_owned()).await.ok()?.ok()
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    edge: &Edge,
+    watcher: hyper_util::server::graceful::Watcher,
+    tracker: Arc<Tracker>,
+) {
     match &edge.tls {
-        None => serve_io(tcp, Protocol::Http1, edge, watcher).await,
-        Some(acceptor) => match tokio::time::timeout(edge.handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                let protocol =
-                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") { Protocol::Http2 } else { Protocol::Http1 };
-                serve_io(tls, protocol, edge, watcher).await;
+        None => serve_io(tcp, Protocol::Http1, edge, watcher, tracker).await,
+        Some(acceptor) => {
+            // The handshake counts against the first-request timeout, and gives way at the cap like a connection
+            // that has sent nothing.
+            let handshake = tokio::time::timeout(edge.timeouts.first_request, acceptor.accept(tcp));
+            let handshaken = tokio::select! {
+                handshaken = handshake => handshaken,
+                () = tracker.evicted() => return,
+            };
+            match handshaken {
+                Ok(Ok(tls)) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
+                    serve_io(tls, protocol, edge, watcher, tracker).await;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(timeout = ?edge.timeouts.first_request, "TLS handshake timed out"),
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(timeout = ?edge.handshake_timeout, "TLS handshake timed out"),
-        },
+        }
     }
 }
 
-async fn serve_io<T>(io: T, protocol: Protocol, edge: &Edge, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn serve_io<T>(
+    io: T,
+    protocol: Protocol,
+    edge: &Edge,
+    watcher: hyper_util::server::graceful::Watcher,
+    tracker: Arc<Tracker>,
+) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let tracker = Arc::new(Tracker::default());
     let io = TokioIo::new(Timed::new(io, tracker.clone(), protocol, edge.timeouts));
     let (router, draining) = (edge.router.clone(), edge.state.draining.clone());
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -383,16 +447,16 @@ where
         async move {
             tracker.request_started();
             let http1 = request.version() == Version::HTTP_11;
-            let mut response = router.oneshot(request.map(axum::body::Body::new)).await;
+            let response = router.oneshot(request.map(axum::body::Body::new)).await;
             tracker.request_finished();
-            if let Ok(response) = &mut response
-                && http1
-                && draining.load(Ordering::Acquire)
-            {
-                // Draining: the client should open its next connection to a replica that stays.
-                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            response
+            response.map(|response| {
+                let mut response = response.map(|body| axum::body::Body::new(Tracked::new(body, tracker)));
+                if http1 && draining.load(Ordering::Acquire) {
+                    // Draining: the client should open its next connection to a replica that stays.
+                    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            })
         }
     });
     let connection = edge.builder.serve_connection(io, service);

@@ -2,6 +2,7 @@
 //! key by key, and place every new variable before its first `$(VAR)` reference (SPEC §4).
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use jsonptr::PointerBuf;
 use serde_json::value::RawValue;
@@ -191,15 +192,13 @@ pub fn plan<'a>(
     let first_def = |name: &str| env?.first(name);
     let last_def = |name: &str| env?.last(name);
     // Each name the values refer to (`$(NAME)`), with the first entry that does: one pass over the values.
-    let mut referenced: Vec<(&str, usize)> = Vec::new();
+    let mut referenced: HashMap<&str, usize> = HashMap::new();
     for (i, e) in env.into_iter().flat_map(Env::entries) {
         for r in e.value.as_deref().into_iter().flat_map(references) {
-            if !referenced.iter().any(|&(name, _)| name == r) {
-                referenced.push((r, i));
-            }
+            referenced.entry(r).or_insert(i);
         }
     }
-    let first_ref = |name: &str| referenced.iter().find(|&&(r, _)| r == name).map_or(len, |&(_, i)| i);
+    let first_ref = |name: &str| referenced.get(name).copied().unwrap_or(len);
     // Indexes below come from `first_def`/`last_def`, so they name entries the view keeps.
     let var = |i: usize| env.and_then(|env| env.get(i));
     let value_of = |i: usize| var(i).and_then(|e| e.value.as_deref());
@@ -263,7 +262,7 @@ pub fn plan<'a>(
     let current = ora.map(|i| value_of(i).unwrap_or_default());
     let pairs: Vec<&str> = current.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
     let (ours, users): (Vec<&str>, Vec<&str>) = pairs.iter().partition(|p| previous.is_some_and(|r| r.owns_pair(p)));
-    let present: Vec<&str> = users.iter().filter_map(|p| p.split_once('=')).map(|(k, _)| k.trim()).collect();
+    let present: HashSet<&str> = users.iter().filter_map(|p| p.split_once('=')).map(|(k, _)| k.trim()).collect();
     let anchor = ora.unwrap_or_else(|| first_ref(RESOURCE_ATTRIBUTES));
 
     let mut rendered = Vec::new();

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::engine::config::{Config, SidecarMode};
+use crate::engine::limits;
 use crate::engine::object::{Container, PodView, ShapeError};
 use crate::engine::patch::{self, Json, Ops, Patch};
 use crate::engine::policy::{self, Cause, NamespaceMeta, Settings, keys};
@@ -44,12 +45,38 @@ pub struct Target<'a> {
     /// For an UPDATE, the pod template as it was, as raw JSON text (`null` when `oldObject` had none); `None` for
     /// a CREATE.
     pub old_template: Option<&'a str>,
+    /// Whether the caller has stopped waiting (asked between containers).
+    pub stop: Stop<'a>,
 }
 
 impl<'a> Target<'a> {
     /// A CREATE of a `kind` object in `namespace`, the server version unknown.
     pub fn new(kind: WorkloadKind, namespace: &'a str, ns: &'a NamespaceMeta, config: &'a Config) -> Self {
-        Self { kind, namespace, ns, config, server_version: None, old_template: None }
+        Self { kind, namespace, ns, config, server_version: None, old_template: None, stop: Stop::default() }
+    }
+}
+
+/// Tells the engine that the caller has stopped waiting (the webhook's `?timeout=` has passed), so the rest of the
+/// work would be for nobody: the engine asks between containers and gives up, leaving the object unchanged. The
+/// edge decides what "now" is; the engine reads no clock.
+#[derive(Clone, Copy, Default)]
+pub struct Stop<'a>(Option<&'a (dyn Fn() -> bool + Sync)>);
+
+impl<'a> Stop<'a> {
+    /// Stops once `stopped` says so.
+    pub fn when(stopped: &'a (dyn Fn() -> bool + Sync)) -> Self {
+        Self(Some(stopped))
+    }
+
+    /// Whether to stop now.
+    pub fn now(&self) -> bool {
+        self.0.is_some_and(|stopped| stopped())
+    }
+}
+
+impl std::fmt::Debug for Stop<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Stop(when…)" } else { "Stop(never)" })
     }
 }
 
@@ -115,8 +142,11 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     if !decision.inject {
         return Mutation::unchanged(Explanation::skipped(decision.cause, decision.reason), warnings);
     }
+    if let Some(over) = limits::exceeded(view) {
+        return over_limit(target.kind, &over, warnings);
+    }
     let settings = policy::settings(view, target.ns, config, &mut warnings);
-    let service = service_name::resolve(view, &settings);
+    let service = service_name::resolve(view, &settings, &mut warnings);
     policy_span.exit();
     let _patch_span = child_span(Step::Patch).entered();
     let placement = sidecar::placement(config.sidecar.mode, target.server_version);
@@ -133,7 +163,17 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     };
     let ours = sidecar::find(view, previous.as_ref());
     let sidecar = sidecar::plan(view, &settings, placement.clone(), previous.as_ref());
-    let mut done = instrument_containers(view, target, &settings, service.as_ref(), &sidecar, ours, &earlier);
+    let mut done = match instrument_containers(view, target, &settings, service.as_ref(), &sidecar, ours, &earlier) {
+        Ok(done) => done,
+        Err(Halted::Stopped) => {
+            let reason = "the caller stopped waiting before the object was instrumented";
+            return Mutation::unchanged(Explanation::skipped(Cause::Deadline, reason), warnings);
+        }
+        Err(Halted::PatchTooLarge) => {
+            let over = format!("its patch would be over the limit of {} KiB", limits::PATCH_BYTES / 1024);
+            return over_limit(target.kind, &over, warnings);
+        }
+    };
     done.warnings.drain(..).for_each(|w| warnings.push(w));
     let mut explanation = Explanation {
         decision,
@@ -210,9 +250,27 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
             ops.set_member(existing, &parent, keys::STATUS, Json::str(&text));
         }
     }
+    if ops.bytes() > limits::PATCH_BYTES {
+        let over = format!("its patch would be over the limit of {} KiB", limits::PATCH_BYTES / 1024);
+        return over_limit(target.kind, &over, warnings);
+    }
     explanation.patch_ops = ops.len();
     explanation.settings = Some(settings);
     Mutation { name: None, patch: ops.into_patch(), warnings, explanation }
+}
+
+/// The answer for an object beyond one of the [`limits`]: unchanged, with a warning naming the limit.
+fn over_limit(kind: WorkloadKind, over: &str, mut warnings: Warnings) -> Mutation {
+    warnings.push(format!("otel-injector left this {kind} unchanged: {over}"));
+    Mutation::unchanged(Explanation::skipped(Cause::OverLimit, format!("over a limit: {over}")), warnings)
+}
+
+/// Why instrumenting the containers stopped before the end.
+enum Halted {
+    /// The caller stopped waiting.
+    Stopped,
+    /// The patch outgrew [`limits::PATCH_BYTES`].
+    PatchTooLarge,
 }
 
 /// A step of the engine, traced as a child span.
@@ -298,7 +356,7 @@ fn instrument_containers(
     sidecar: &Sidecar,
     ours: Option<(Placement, usize)>,
     earlier: &Earlier<'_>,
-) -> Instrumented {
+) -> Result<Instrumented, Halted> {
     let (previous, current) = match earlier {
         Earlier::Nothing => (None, false),
         Earlier::Current(p) => (Some(*p), true),
@@ -313,10 +371,20 @@ fn instrument_containers(
         records: BTreeMap::new(),
         warnings: Vec::new(),
     };
+    // The env lists as sent, read from the template at most once (only a plan that takes a variable back needs them).
+    let raw_envs = std::cell::OnceCell::new();
+    let chosen: Option<std::collections::HashSet<&str>> =
+        settings.container_names.as_ref().map(|names| names.iter().map(String::as_str).collect());
     for c in &view.containers {
+        if target.stop.now() {
+            return Err(Halted::Stopped);
+        }
+        if done.ops.bytes() > limits::PATCH_BYTES {
+            return Err(Halted::PatchTooLarge);
+        }
         let recorded = previous.and_then(|p| p.env.get(c.name.as_ref()));
         let listed = previous.is_some_and(|p| p.containers.iter().any(|n| *n == c.name));
-        let skip = skip_reason(c, settings, config, ours).or_else(|| {
+        let skip = skip_reason(c, chosen.as_ref(), config, ours).or_else(|| {
             (current && listed).then(|| "already instrumented with these settings (status annotation)".to_owned())
         });
         if let Some(reason) = skip {
@@ -338,7 +406,10 @@ fn instrument_containers(
         let attrs = resource::attributes(view, target.namespace, c, settings, config.service_namespace.as_deref());
         let previous_record = recorded.map(|r| Record::parse(r));
         let path = patch::container(view.base, "containers", c.index);
-        let raw_env = || view.raw_env("containers", c.index);
+        let raw_env = || {
+            let lists: &Vec<Vec<&serde_json::value::RawValue>> = raw_envs.get_or_init(|| view.raw_envs("containers"));
+            lists.get(c.index).cloned().unwrap_or_default()
+        };
         let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous_record.as_ref());
         done.ops.extend(plan.ops);
         done.warnings.extend(plan.warnings);
@@ -355,21 +426,21 @@ fn instrument_containers(
         };
         done.reports.push(ContainerReport { name: c.name.to_string(), outcome });
     }
-    done
+    Ok(done)
 }
 
 /// Why a container is not instrumented, if it is not.
 fn skip_reason(
     c: &Container<'_>,
-    settings: &Settings,
+    chosen: Option<&std::collections::HashSet<&str>>,
     config: &Config,
     ours: Option<(Placement, usize)>,
 ) -> Option<String> {
     if config.skip_containers.iter().any(|n| *n == c.name) {
         return Some("listed in skipContainers".to_owned());
     }
-    if let Some(names) = &settings.container_names
-        && !names.iter().any(|n| *n == c.name)
+    if let Some(names) = chosen
+        && !names.contains(c.name.as_ref())
     {
         return Some(format!("not listed in {}", keys::CONTAINER_NAMES));
     }

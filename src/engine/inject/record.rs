@@ -24,6 +24,10 @@ pub const CODES: [(&str, &str); 11] = [
     (RESOURCE_ATTRIBUTES, "RA"),
 ];
 
+/// The most `OTEL_RESOURCE_ATTRIBUTES` pairs the webhook writes into one container: the attributes it derives and
+/// the ones configured or annotated.
+const MAX_PAIRS: usize = 16 + crate::engine::limits::ATTRIBUTES;
+
 /// Six hex digits of the 64-bit FNV-1a hash of a value: stable across versions and platforms, and cheap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digest(u32);
@@ -84,7 +88,9 @@ impl Record {
         for (code, value) in text.split(',').filter_map(|entry| entry.split_once('=')) {
             match CODES.iter().position(|(_, c)| *c == code) {
                 Some(i) if CODES[i].0 == RESOURCE_ATTRIBUTES => {
-                    record.pairs = value.split('.').filter(|d| !d.is_empty()).map(Digest::parse).collect();
+                    // No more than the webhook ever writes: a forged record cannot make every lookup long.
+                    let digests = value.split('.').filter(|d| !d.is_empty()).take(MAX_PAIRS);
+                    record.pairs = digests.map(Digest::parse).collect();
                 }
                 Some(i) => record.vars[i] = Some(Digest::parse(value)),
                 None => {}

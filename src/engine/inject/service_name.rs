@@ -1,8 +1,10 @@
 //! `service.name` without API calls: annotation > `app.kubernetes.io/name` > owning workload > pod name or
 //! `generateName` stem > container name (SPEC §4).
 
+use crate::engine::limits;
 use crate::engine::object::{PodView, stem};
 use crate::engine::policy::{Settings, keys};
+use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;
 
 /// A pod-wide `service.name` and the rule that chose it.
@@ -17,24 +19,41 @@ pub struct ServiceName {
 /// The rule recorded when each container is named after itself.
 pub const FROM_CONTAINER: &str = "container name";
 
-/// The pod-wide `service.name`, or `None` when only container names are left (each container gets its own).
-pub fn resolve(view: &PodView<'_>, settings: &Settings) -> Option<ServiceName> {
-    let found = |value: &str, source: String| Some(ServiceName { value: value.to_owned(), source });
-    if let Some(name) = &settings.service_name {
-        return found(name, format!("annotation {}", keys::SERVICE_NAME));
+/// The pod-wide `service.name`, or `None` when only container names are left (each container gets its own). A
+/// candidate over [`limits::VALUE_CHARS`] is passed over, with a warning.
+pub fn resolve(view: &PodView<'_>, settings: &Settings, warnings: &mut Warnings) -> Option<ServiceName> {
+    let mut found = |value: &str, source: &dyn Fn() -> String| {
+        if limits::value_fits(value) {
+            return Some(ServiceName { value: value.to_owned(), source: source() });
+        }
+        warnings.push(format!("service.name from {} not used: over {} characters", source(), limits::VALUE_CHARS));
+        None
+    };
+    if let Some(name) = &settings.service_name
+        && let Some(found) = found(name, &|| format!("annotation {}", keys::SERVICE_NAME))
+    {
+        return Some(found);
     }
-    if let Some(name) = view.label("app.kubernetes.io/name").filter(|n| !n.trim().is_empty()) {
-        return found(name, "label app.kubernetes.io/name".to_owned());
+    if let Some(name) = view.label("app.kubernetes.io/name").filter(|n| !n.trim().is_empty())
+        && let Some(found) = found(name, &|| "label app.kubernetes.io/name".to_owned())
+    {
+        return Some(found);
     }
-    if let Some((kind, name)) = view.owners.primary() {
-        return found(name, format!("{kind} name"));
+    if let Some((kind, name)) = view.owners.primary()
+        && let Some(found) = found(name, &|| format!("{kind} name"))
+    {
+        return Some(found);
     }
     if view.kind == WorkloadKind::Pod {
-        if let Some(name) = view.name.as_deref().filter(|n| !n.is_empty()) {
-            return found(name, "pod name".to_owned());
+        if let Some(name) = view.name.as_deref().filter(|n| !n.is_empty())
+            && let Some(found) = found(name, &|| "pod name".to_owned())
+        {
+            return Some(found);
         }
-        if let Some(stem) = view.generate_name.as_deref().map(stem).filter(|s| !s.is_empty()) {
-            return found(stem, "generateName".to_owned());
+        if let Some(stem) = view.generate_name.as_deref().map(stem).filter(|s| !s.is_empty())
+            && let Some(found) = found(stem, &|| "generateName".to_owned())
+        {
+            return Some(found);
         }
     }
     None
@@ -53,7 +72,7 @@ mod tests {
         let json = object.to_string();
         let view = PodView::parse(&json, kind).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), &Config::default(), &mut Warnings::default());
-        resolve(&view, &settings).map(|s| (s.value, s.source))
+        resolve(&view, &settings, &mut Warnings::default()).map(|s| (s.value, s.source))
     }
 
     fn pod(metadata: Value) -> Value {

@@ -3,6 +3,7 @@
 use super::*;
 use crate::cluster::namespaces::Fixed;
 use crate::engine::config::DefaultMode;
+use crate::engine::inject::Stop;
 use crate::engine::policy::NamespaceMeta;
 use crate::fixtures::{container, pod, review as wrap};
 use base64::Engine;
@@ -220,8 +221,8 @@ fn a_pod_read_in_place_is_answered_exactly_as_one_read_as_text(#[case] object: V
     let shaped = !matches!(&read.object, Object::Raw(_));
     assert_eq!(shaped, object["spec"]["containers"].is_array(), "a Pod of the right shape is read in place");
     let (a, b) = (
-        read.answer(&config(), &NamespaceMeta::default(), None, Vec::new()),
-        kept.answer(&config(), &NamespaceMeta::default(), None, Vec::new()),
+        read.answer(&config(), &NamespaceMeta::default(), None, Vec::new(), Stop::default()),
+        kept.answer(&config(), &NamespaceMeta::default(), None, Vec::new(), Stop::default()),
     );
     assert_eq!(String::from_utf8_lossy(&a.body), String::from_utf8_lossy(&b.body));
     assert_eq!(
@@ -249,7 +250,7 @@ fn a_pod_read_in_place_still_gives_a_rebuilt_env_list_every_field() {
     let text = in_api_server_order(&review);
     let a = Review::parse(text.as_bytes(), &config).expect("well-formed");
     assert!(matches!(a.object, Object::Pod(Ok(_))));
-    let answer = a.answer(&config, &NamespaceMeta::default(), None, Vec::new());
+    let answer = a.answer(&config, &NamespaceMeta::default(), None, Vec::new(), Stop::default());
     let mut out = instrumented.clone();
     json_patch::patch(&mut out, &decoded_patch(&response(&answer))).expect("applies");
     let env = out["spec"]["containers"][0]["env"].as_array().expect("env");
