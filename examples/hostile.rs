@@ -1,6 +1,7 @@
 //! Admits each hostile review of `otel_injector::fixtures::hostile` in-process and prints the CPU it cost, the size
 //! of the answer and what was decided: `cargo run --release --example hostile [BYTES]` (default 3 MiB objects).
-//! The figures the README's "Limits" section reports come from here.
+//! The figures the README's "Limits" section reports come from here. `hostile write DIR [BYTES]` writes each review
+//! to `DIR/<name>.json` instead, for load tools.
 #![allow(missing_docs)]
 
 use std::time::Instant;
@@ -10,6 +11,15 @@ use otel_injector::fixtures::hostile;
 use otel_injector::webhook::admission;
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("write") {
+        let dir = std::path::PathBuf::from(std::env::args().nth(2).expect("a directory"));
+        let bytes = std::env::args().nth(3).and_then(|a| a.parse().ok()).unwrap_or(hostile::MAX_OBJECT);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for (name, review) in hostile::all(bytes) {
+            std::fs::write(dir.join(format!("{name}.json")), review).expect("written");
+        }
+        return;
+    }
     let bytes = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(hostile::MAX_OBJECT);
     let only = std::env::args().nth(2);
     let config = hostile::config();

@@ -4,6 +4,7 @@
 //! limit, and counted (`reason="over_limit"`).
 
 use crate::engine::object::PodView;
+use crate::engine::policy::keys;
 
 /// Containers and init containers of one object.
 pub const CONTAINERS: usize = 100;
@@ -29,9 +30,15 @@ pub const WARNINGS: usize = 10;
 
 /// Which limit the object is over, if any, in a few words for a warning.
 pub fn exceeded(view: &PodView<'_>) -> Option<String> {
-    let containers = view.containers.len() + view.init_containers.len();
+    let containers = view.container_count;
     if containers > CONTAINERS {
         return Some(format!("{containers} containers, over the limit of {CONTAINERS}"));
+    }
+    let named = view
+        .annotation(keys::CONTAINER_NAMES)
+        .map_or(0, |names| names.split(',').filter(|n| !n.trim().is_empty()).count());
+    if named > CONTAINERS {
+        return Some(format!("{} names {named} containers, over the limit of {CONTAINERS}", keys::CONTAINER_NAMES));
     }
     for c in view.containers.iter().chain(&view.init_containers) {
         let Some(env) = &c.env else { continue };
@@ -90,6 +97,11 @@ mod tests {
         assert_eq!(
             over(pod("p").container(long).build()).as_deref(),
             Some("container app has 1001 env entries, over the limit of 1000")
+        );
+        let names = (0..=CONTAINERS).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(
+            over(pod("p").annotation(keys::CONTAINER_NAMES, &names).container(container("c0")).build()).as_deref(),
+            Some("otel-injector.io/container-names names 101 containers, over the limit of 100")
         );
         let big = container("app").env("OTEL_RESOURCE_ATTRIBUTES", &"x".repeat(ENV_VALUE_BYTES + 1));
         assert_eq!(

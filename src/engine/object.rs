@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::engine::limits;
+use crate::engine::policy::keys;
 use crate::engine::workload::{OwnerRef, Owners, WorkloadKind};
 
 /// A string from the JSON: borrowed when it has no escapes, owned otherwise.
@@ -71,6 +73,29 @@ impl Container<'_> {
 /// `GOMEMLIMIT`. Entries with other names are counted and checked, not kept.
 pub fn engine_reads(name: &str) -> bool {
     name.starts_with("OTEL_") || name == "GOMEMLIMIT"
+}
+
+/// Whether the engine ever reads a label of this key: the policy's own, and those naming the service and its
+/// owners. The others are counted and checked, not kept.
+pub fn engine_reads_label(key: &str) -> bool {
+    matches!(
+        key,
+        keys::INJECT
+            | "app.kubernetes.io/name"
+            | "app.kubernetes.io/version"
+            | "pod-template-hash"
+            | "rollouts-pod-template-hash"
+    )
+}
+
+/// Whether the engine ever reads an annotation of this key: one of its own ([`keys::ALL`]), or a resource
+/// attribute (of which at most [`limits::ATTRIBUTES`] are used).
+pub fn engine_reads_annotation(key: &str) -> bool {
+    keys::ALL.contains(&key) || is_attribute(key)
+}
+
+fn is_attribute(key: &str) -> bool {
+    key.starts_with(keys::RESOURCE_PREFIX)
 }
 
 /// A container's `env` list: its length, and the entries the engine reads (by name, or because their value refers
@@ -138,7 +163,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for EnvRead<'a> {
                         .value
                         .as_ref()
                         .is_some_and(|v| v.0.match_indices('$').any(|(at, _)| v.0[at..].starts_with("$(OTEL_")));
-                    if engine_reads(&entry.name.0) || refers {
+                    // One more than the limit is enough to know a list is over it.
+                    if (engine_reads(&entry.name.0) || refers) && env.read.len() <= limits::ENV_ENTRIES {
                         let value = entry.value.map(|s| s.0);
                         env.read
                             .push((i, EnvVar { name: entry.name.0, value, value_from: entry.value_from.is_some() }));
@@ -160,9 +186,9 @@ pub struct PodView<'a> {
     pub base: &'static [&'static str],
     /// Whether the template has a `metadata` object.
     pub has_metadata: bool,
-    /// The template's labels (`None` when absent).
+    /// The template's labels the engine reads ([`engine_reads_label`]; `None` when absent).
     pub labels: Option<Vec<(Str<'a>, Str<'a>)>>,
-    /// The template's annotations (`None` when absent).
+    /// The template's annotations the engine reads ([`engine_reads_annotation`]; `None` when absent).
     pub annotations: Option<Vec<(Str<'a>, Str<'a>)>>,
     /// The object's `metadata.name`.
     pub name: Option<Str<'a>>,
@@ -178,6 +204,14 @@ pub struct PodView<'a> {
     pub containers: Vec<Container<'a>>,
     /// `spec.initContainers`.
     pub init_containers: Vec<Container<'a>>,
+    /// How many containers and init containers there are (of each list, only one more than
+    /// [`limits::CONTAINERS`] is kept).
+    pub container_count: usize,
+    /// The bytes of all the template's annotations, keys and values (of which only those the engine reads are
+    /// kept).
+    pub annotation_bytes: usize,
+    /// `resource.opentelemetry.io/` annotations not kept (beyond one more than [`limits::ATTRIBUTES`]).
+    pub attributes_not_kept: usize,
     /// Whether `spec.initContainers` is present (a list, possibly empty).
     pub has_init_containers: bool,
     /// `spec.hostNetwork`.
@@ -239,21 +273,25 @@ impl<'a> PodView<'a> {
         let at = |field: &str| if prefix.is_empty() { field.to_owned() } else { format!("{prefix}.{field}") };
         let has_metadata = template.metadata.is_some();
         let (labels, annotations) = match template.metadata {
-            Some(Obj(m)) => (m.labels.map(|l| l.0), m.annotations.map(|a| a.0)),
+            Some(Obj(m)) => (m.labels, m.annotations),
             None => (None, None),
         };
+        let annotation_bytes = annotations.as_ref().map_or(0, |a| a.bytes);
+        let attributes_not_kept = annotations.as_ref().map_or(0, |a| a.attributes_not_kept);
+        let (labels, annotations) = (labels.map(|l| l.entries), annotations.map(|a| a.entries));
         let Obj(spec) = template.spec.ok_or_else(|| shape(at("spec"), "is missing: no pod spec to instrument"))?;
-        let containers = spec
-            .containers
-            .ok_or_else(|| shape(at("spec.containers"), "is missing"))?
+        let app = spec.containers.ok_or_else(|| shape(at("spec.containers"), "is missing"))?;
+        let has_init_containers = spec.init_containers.is_some();
+        let init = spec.init_containers.unwrap_or(Bounded { kept: Vec::new(), len: 0 });
+        let container_count = app.len + init.len;
+        let containers = app
+            .kept
             .into_iter()
             .enumerate()
             .map(|(i, c)| c.0.read(i, || at(&format!("spec.containers[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let has_init_containers = spec.init_containers.is_some();
-        let init_containers = spec
-            .init_containers
-            .unwrap_or_default()
+        let init_containers = init
+            .kept
             .into_iter()
             .enumerate()
             .map(|(i, c)| c.0.read(i, || at(&format!("spec.initContainers[{i}]"))))
@@ -299,7 +337,10 @@ impl<'a> PodView<'a> {
             controller,
             containers,
             init_containers,
+            container_count,
             has_init_containers,
+            annotation_bytes,
+            attributes_not_kept,
             host_network: spec.host_network.unwrap_or(false),
             restart_policy: spec.restart_policy.map(|s| s.0),
             source,
@@ -511,29 +552,104 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     }
 }
 
-/// A map of strings (labels, annotations), in document order.
-#[derive(Debug, Clone, Default)]
-struct StrMap<'a>(Vec<(Str<'a>, Str<'a>)>);
+/// Which entries of a map of strings the view keeps.
+trait Keep {
+    fn keep(key: &str) -> bool;
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for StrMap<'a> {
+/// Labels the engine reads.
+struct LabelKeys;
+
+impl Keep for LabelKeys {
+    fn keep(key: &str) -> bool {
+        engine_reads_label(key)
+    }
+}
+
+/// Annotations the engine reads.
+struct AnnotationKeys;
+
+impl Keep for AnnotationKeys {
+    fn keep(key: &str) -> bool {
+        engine_reads_annotation(key)
+    }
+}
+
+/// A map of strings (labels, annotations): the entries the engine reads, in document order, and the bytes of all
+/// of them (keys and values), which Kubernetes limits. Every entry is still checked to be a string.
+struct StrMap<'a, K> {
+    entries: Vec<(Str<'a>, Str<'a>)>,
+    bytes: usize,
+    /// Resource attributes not kept, beyond one more than the limit.
+    attributes_not_kept: usize,
+    keep: std::marker::PhantomData<K>,
+}
+
+impl<'de: 'a, 'a, K: Keep> Deserialize<'de> for StrMap<'a, K> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = StrMap<'a>;
+        struct V<'a, K>(std::marker::PhantomData<(&'a (), K)>);
+        impl<'de: 'a, 'a, K: Keep> Visitor<'de> for V<'a, K> {
+            type Value = StrMap<'a, K>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of strings")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                let mut out =
+                    StrMap { entries: Vec::new(), bytes: 0, attributes_not_kept: 0, keep: std::marker::PhantomData };
+                let mut attributes = 0;
                 while let Some((k, v)) = map.next_entry::<S<'a>, S<'a>>()? {
-                    entries.push((k.0, v.0));
+                    out.bytes += k.0.len() + v.0.len();
+                    if !K::keep(&k.0) {
+                        continue;
+                    }
+                    if is_attribute(&k.0) {
+                        // One more than the limit is enough to know there are too many; the rest are counted.
+                        attributes += 1;
+                        if attributes > limits::ATTRIBUTES + 1 {
+                            out.attributes_not_kept += 1;
+                            continue;
+                        }
+                    }
+                    out.entries.push((k.0, v.0));
                 }
-                Ok(StrMap(entries))
+                Ok(out)
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))
     }
 }
+
+/// A list of which the first `N` items are kept and the rest only counted (each is still checked).
+struct Bounded<T, const N: usize> {
+    kept: Vec<T>,
+    len: usize,
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Bounded<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for V<T, N> {
+            type Value = Bounded<T, N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Bounded { kept: Vec::new(), len: 0 };
+                while let Some(item) = seq.next_element::<T>()? {
+                    if out.len < N {
+                        out.kept.push(item);
+                    }
+                    out.len += 1;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
+/// Containers kept of one list: one more than the limit, so an object over it is known to be.
+const CONTAINERS_KEPT: usize = limits::CONTAINERS + 1;
 
 #[derive(Deserialize)]
 struct Meta<'a> {
@@ -544,9 +660,9 @@ struct Meta<'a> {
     #[serde(borrow, default)]
     namespace: Option<S<'a>>,
     #[serde(borrow, default)]
-    labels: Option<StrMap<'a>>,
+    labels: Option<StrMap<'a, LabelKeys>>,
     #[serde(borrow, default)]
-    annotations: Option<StrMap<'a>>,
+    annotations: Option<StrMap<'a, AnnotationKeys>>,
     #[serde(borrow, default, rename = "ownerReferences")]
     owner_references: Option<Vec<Obj<OwnerRefRaw<'a>>>>,
 }
@@ -657,9 +773,9 @@ struct Template<'a> {
 #[derive(Deserialize)]
 struct PodSpec<'a> {
     #[serde(borrow, default)]
-    containers: Option<Vec<Obj<ContainerRaw<'a>>>>,
+    containers: Option<Bounded<Obj<ContainerRaw<'a>>, CONTAINERS_KEPT>>,
     #[serde(borrow, default, rename = "initContainers")]
-    init_containers: Option<Vec<Obj<ContainerRaw<'a>>>>,
+    init_containers: Option<Bounded<Obj<ContainerRaw<'a>>, CONTAINERS_KEPT>>,
     #[serde(default, rename = "hostNetwork")]
     host_network: Option<bool>,
     #[serde(borrow, default, rename = "restartPolicy")]
@@ -712,6 +828,7 @@ impl<'a> ContainerRaw<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{container, pod};
     use rstest::rstest;
     use serde_json::Value;
     use serde_json::json;
@@ -721,7 +838,8 @@ mod tests {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"generateName": "web-7d9-", "namespace": "shop",
-                "labels": {"pod-template-hash": "7d9"}, "annotations": {"a": "b"},
+                "labels": {"pod-template-hash": "7d9", "team": "x"},
+                "annotations": {"otel-injector.io/inject": "true", "a": "b"},
                 "ownerReferences": [{"kind": "ReplicaSet", "name": "web-7d9", "controller": true}]},
             "spec": {
                 "hostNetwork": true,
@@ -736,7 +854,10 @@ mod tests {
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         assert_eq!(view.generate_name.as_deref(), Some("web-7d9-"));
         assert_eq!(view.namespace.as_deref(), Some("shop"));
-        assert_eq!(view.annotation("a"), Some("b"));
+        assert_eq!(view.annotation("otel-injector.io/inject"), Some("true"));
+        assert_eq!(view.annotation("a"), None, "an annotation the engine never reads is counted, not kept");
+        assert_eq!(view.annotation_bytes, "otel-injector.io/inject".len() + 4 + 2);
+        assert_eq!(view.label("team"), None);
         assert_eq!(view.owners.deployment.as_deref(), Some("web"));
         assert!(view.host_network);
         let app = &view.containers[0];
@@ -766,6 +887,22 @@ mod tests {
         assert_eq!(view.containers[0].env_var("OTEL_SERVICE_NAME").and_then(|e| e.value.as_deref()), Some("shop"));
         let raw: Vec<&str> = view.raw_env("containers", 0).iter().map(|r| r.get()).collect();
         assert_eq!(raw[3], r#"{"name":"C","valueFrom":{}}"#, "every entry stays available, as sent");
+    }
+
+    #[test]
+    fn of_a_huge_object_only_what_the_limits_need_is_kept() {
+        let env = (0..5000).fold(container("app"), |c, i| c.env(&format!("OTEL_V{i}"), "1"));
+        let wide = (0..5000).fold(pod("p").container(env), |p, i| p.container(container(&format!("c{i}"))));
+        let wide = (0..5000).fold(wide, |p, i| p.annotation(&format!("note/{i}"), "x").label(&format!("l{i}"), "y"));
+        let json = wide.build().to_string();
+        let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
+        assert_eq!(view.container_count, 5001);
+        assert_eq!(view.containers.len(), limits::CONTAINERS + 1);
+        let env = view.containers[0].env.as_ref().expect("env");
+        assert_eq!((env.len(), env.entries().count()), (5000, limits::ENV_ENTRIES + 1));
+        assert_eq!(view.annotations().count(), 0);
+        assert_eq!(view.labels.as_ref().map(Vec::len), Some(0));
+        assert!(view.annotation_bytes > 5000 * 7);
     }
 
     #[test]

@@ -81,11 +81,6 @@ impl Json {
         Self(Cow::Owned(v.to_string()))
     }
 
-    /// JSON text taken as it is: a member of the object the API server sent (already valid JSON).
-    pub fn raw(raw: &serde_json::value::RawValue) -> Self {
-        Self(Cow::Owned(raw.get().to_owned()))
-    }
-
     /// `{"name": name, "value": value}`: an env entry.
     pub fn env(name: &str, value: &str) -> Self {
         let mut out = String::with_capacity(name.len() + value.len() + 24);
@@ -129,6 +124,43 @@ impl Json {
     /// The value, parsed (for tests and `preview`, not the webhook's path).
     pub fn to_value(&self) -> Value {
         serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+/// A JSON array written item by item into one text: a long list (an env list rebuilt) without a value per item.
+#[derive(Debug)]
+pub struct ListWriter(String);
+
+impl ListWriter {
+    /// An empty list with room for `bytes` of text.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut text = String::with_capacity(bytes + 2);
+        text.push('[');
+        Self(text)
+    }
+
+    fn separate(&mut self) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+    }
+
+    /// Appends a value.
+    pub fn push(&mut self, item: &Json) {
+        self.separate();
+        self.0.push_str(&item.0);
+    }
+
+    /// Appends JSON text as it was sent (a member of the object the API server sent: valid JSON).
+    pub fn push_raw(&mut self, raw: &serde_json::value::RawValue) {
+        self.separate();
+        self.0.push_str(raw.get());
+    }
+
+    /// The list.
+    pub fn finish(mut self) -> Json {
+        self.0.push(']');
+        Json(Cow::Owned(self.0))
     }
 }
 
@@ -426,6 +458,17 @@ mod tests {
         assert_eq!(doc["a"]["b~c/d"], json!({"name": tricky, "value": tricky}));
         assert_eq!(doc["x"], tricky);
         assert_eq!(doc["m"]["n"][tricky], json!(["1", null]));
+    }
+
+    #[test]
+    fn a_list_written_item_by_item_is_the_list() {
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(r#"{"name":"A","x":[1]}"#).expect("raw");
+        let mut list = ListWriter::with_capacity(0);
+        assert_eq!(ListWriter::with_capacity(8).finish().to_value(), json!([]));
+        list.push(&Json::str("a"));
+        list.push_raw(&raw);
+        list.push(&Json::constant("null"));
+        assert_eq!(list.finish().to_value(), json!(["a", {"name": "A", "x": [1]}, null]));
     }
 
     #[test]

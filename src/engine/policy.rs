@@ -35,6 +35,21 @@ pub mod keys {
     pub const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
     /// What the webhook did and why.
     pub const STATUS: &str = "otel-injector.io/status";
+
+    /// Every annotation of the webhook's own that the engine reads.
+    pub const ALL: [&str; 11] = [
+        INJECT,
+        SIDECAR,
+        CONTAINER_NAMES,
+        SERVICE_NAME,
+        ENDPOINT,
+        PROTOCOL,
+        SAMPLING_RATIO,
+        PROPAGATORS,
+        SIGNALS,
+        RESOURCE_ATTRIBUTES,
+        STATUS,
+    ];
 }
 
 /// A Namespace's labels and annotations, as the policy sees them.
@@ -322,6 +337,7 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
     let ns_annotations = ns.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     add_annotated_attributes(&mut attributes, ns_annotations, Origin::NamespaceAnnotation, warnings);
     add_annotated_attributes(&mut attributes, view.annotations(), Origin::Annotation, warnings);
+    attributes.over += view.attributes_not_kept;
     if attributes.over > 0 {
         warnings.push(format!(
             "{} resource attribute(s) ignored: over the limit of {}",

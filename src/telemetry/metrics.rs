@@ -27,7 +27,8 @@ pub struct AdmissionLabels {
 /// Labels of a request answered with an HTTP error.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// Why (`malformed`, `too_large`, `unsupported_media_type`, `timeout`, `overloaded`).
+    /// Why (`malformed`, `too_large`, `unsupported_media_type`, `timeout`, `too_slow`, `bad_query`, `read`, `busy`,
+    /// `overloaded`, `deadline`).
     pub reason: String,
 }
 
@@ -41,7 +42,8 @@ pub struct LookupLabels {
 /// Labels of a connection event.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionLabels {
-    /// `accepted`, `over_limit` (closed at once: too many open) or `accept_error`.
+    /// `accepted`, `evicted` (one waiting without a request gave way to it at the cap), `over_limit` (closed at
+    /// once: too many open, all busy) or `accept_error`.
     pub event: &'static str,
 }
 

@@ -149,9 +149,11 @@ pub async fn read(
     let mut first_part: Option<OwnedSemaphorePermit> = None;
     let mut reserved: Option<(OwnedSemaphorePermit, usize)> = None;
     let started = Instant::now();
+    // Time spent waiting for room in the budget, during which the sender could not send: not held against it.
+    let mut waited = Duration::ZERO;
     loop {
         // What has arrived buys time at the minimum rate; the read timeout bounds it all.
-        let earned = started + GRACE + Duration::from_secs_f64(store.len() as f64 / MIN_RATE as f64);
+        let earned = started + GRACE + waited + Duration::from_secs_f64(store.len() as f64 / MIN_RATE as f64);
         let next = earned.min(until);
         let frame = match tokio::time::timeout_at(next.into(), body.frame()).await {
             Err(_) if next < until => return Err(Refused::TooSlow),
@@ -181,9 +183,11 @@ pub async fn read(
                         let whole = declared.unwrap_or(limit).clamp(total, limit);
                         let n = u32::try_from(whole).map_err(|_| Refused::TooLarge)?;
                         let acquired = budget.reserved.clone().acquire_many_owned(n);
+                        let waiting = Instant::now();
                         let Ok(Ok(permit)) = tokio::time::timeout_at(until.into(), acquired).await else {
                             return Err(Refused::Busy);
                         };
+                        waited += waiting.elapsed();
                         reserved = Some((permit, whole));
                         first_part = None;
                         store.make_room(whole);

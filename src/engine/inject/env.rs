@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::record::Record;
 use crate::engine::object::{Container, Env};
-use crate::engine::patch::{Json, Ops, child, item};
+use crate::engine::patch::{Json, ListWriter, Ops, child, item};
 use crate::engine::values;
 
 /// `OTEL_RESOURCE_ATTRIBUTES`, the one variable merged rather than left alone.
@@ -65,6 +65,9 @@ impl Helper {
         })
     }
 }
+
+/// Every helper.
+const HELPERS: [Helper; 3] = [Helper::PodName, Helper::PodUid, Helper::NodeName];
 
 /// A resource attribute's value: known now, or read by the kubelet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,10 +194,14 @@ pub fn plan<'a>(
     let len = env.map_or(0, Env::len);
     let first_def = |name: &str| env?.first(name);
     let last_def = |name: &str| env?.last(name);
-    // Each name the values refer to (`$(NAME)`), with the first entry that does: one pass over the values.
+    // Of each variable the plan may add, the first entry that refers to it (`$(NAME)`): one pass over the values,
+    // keeping only those names (a value may refer to thousands of others).
     let mut referenced: HashMap<&str, usize> = HashMap::new();
+    let addable = |name: &str| {
+        name == RESOURCE_ATTRIBUTES || HELPERS.iter().any(|h| h.var() == name) || vars.iter().any(|(v, _)| *v == name)
+    };
     for (i, e) in env.into_iter().flat_map(Env::entries) {
-        for r in e.value.as_deref().into_iter().flat_map(references) {
+        for r in e.value.as_deref().into_iter().flat_map(references).filter(|r| addable(r)) {
             referenced.entry(r).or_insert(i);
         }
     }
@@ -345,11 +352,11 @@ fn finish<'a>(
     out.added = inserts.iter().map(|i| i.name).collect();
     if !removals.is_empty() {
         let raw_entries = raw_env();
-        let mut list = Vec::with_capacity(raw_entries.len() + inserts.len());
+        let mut list = ListWriter::with_capacity(raw_entries.iter().map(|r| r.get().len() + 1).sum::<usize>() + 256);
         let mut pending = inserts.into_iter().peekable();
         for (i, raw) in raw_entries.iter().enumerate() {
             while let Some(insert) = pending.next_if(|ins| ins.pos <= i) {
-                list.push(insert.entry);
+                list.push(&insert.entry);
             }
             if removals.contains(&i) {
                 continue;
@@ -360,13 +367,14 @@ fn finish<'a>(
                     if let Some(map) = entry.as_object_mut() {
                         map.insert("value".to_owned(), Value::String(value.clone()));
                     }
-                    list.push(Json::value(&entry));
+                    list.push(&Json::value(&entry));
                 }
-                None => list.push(Json::raw(raw)),
+                // Most entries: copied as sent, straight into the list's text.
+                None => list.push_raw(raw),
             }
         }
-        list.extend(pending.map(|insert| insert.entry));
-        out.ops.replace(child(path, ["env"]), Json::array(&list));
+        pending.for_each(|insert| list.push(&insert.entry));
+        out.ops.replace(child(path, ["env"]), list.finish());
         return out;
     }
     let env_path = child(path, ["env"]);

@@ -237,8 +237,8 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     let current = matches!(earlier, Earlier::Current(_));
     let up_to_date = view.annotation(keys::STATUS) == Some(text.as_str()) || (current && ops.is_empty());
     if !up_to_date {
-        let others: usize =
-            view.annotations().filter(|(k, _)| *k != keys::STATUS).map(|(k, v)| k.len() + v.len()).sum();
+        let status_bytes = view.annotation(keys::STATUS).map_or(0, |v| keys::STATUS.len() + v.len());
+        let others = view.annotation_bytes - status_bytes;
         if others + keys::STATUS.len() + text.len() > MAX_ANNOTATION_BYTES {
             warnings.push(format!(
                 "otel-injector: {} would take the annotations over 256 KiB; instrumented without it",
