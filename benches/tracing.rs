@@ -69,7 +69,7 @@ fn benches(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(4));
     for (name, setup) in variants {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-        let (subscriber, telemetry) = {
+        let (subscriber, mut telemetry) = {
             let _runtime = rt.enter();
             telemetry::subscriber(LogFormat::Json, "info", false, BoxMakeWriter::new(std::io::sink), setup)
                 .expect("subscriber")

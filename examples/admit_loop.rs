@@ -145,7 +145,7 @@ fn compare(n: usize, rounds: usize) {
             (at / off - 1.0) * 100.0
         );
     }
-    for m in modes {
+    for mut m in modes {
         m.rt.block_on(m.telemetry.shutdown(std::time::Duration::from_millis(200)));
     }
 }
@@ -161,7 +161,7 @@ fn main() {
         _ => {}
     }
     let name: &'static str = Box::leak(name.into_boxed_str());
-    let m = mode(name);
+    let mut m = mode(name);
     let body = body();
     run(&m.rt, &m.state, &m.dispatch, &body, 200);
     let started = std::time::Instant::now();

@@ -428,3 +428,19 @@ async fn without_an_exporter_the_logs_still_carry_trace_ids_and_disabled_means_n
     let off = admitted(&disabled, "off");
     assert!(!off.contains_key("trace_id") && !off.contains_key("span_id"), "{off:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_names_are_the_webhooks_own_whatever_kind_a_caller_sends() {
+    let receiver = Receiver::start(Transport::Grpc);
+    let webhook = Webhook::start(&exporting(&receiver.endpoint, "grpc"));
+    for i in 0..20 {
+        let object = pod("").container(container("app")).build();
+        let mut body = review(&object, "CREATE", "shop");
+        body["request"]["uid"] = format!("made-up-{i}").into();
+        body["request"]["kind"]["kind"] = format!("MadeUp{i}").into();
+        assert_eq!(webhook.post(serde_json::to_vec(&body).expect("json"), None).await.0, 200);
+    }
+    let spans = receiver.wait_for("", 20, Duration::from_secs(10));
+    let names: BTreeSet<&str> = server_spans(&spans).iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["CREATE other"]), "20 made-up kinds, one span name");
+}

@@ -140,3 +140,11 @@ async fn a_timeout_beyond_any_duration_is_read_as_the_longest_the_api_server_sen
     }
     server.server.shutdown().await;
 }
+
+#[test]
+fn the_largest_answer_stays_within_its_bound() {
+    let review = hostile::pod_review(&hostile::large_answer());
+    let answer = admission::review(review.as_bytes(), &hostile::config(), &Fixed::default()).expect("valid");
+    assert_eq!(answer.decision.as_str(), "instrumented");
+    assert!((1_000_000..=ANSWER_BYTES).contains(&answer.body.len()), "{} bytes", answer.body.len());
+}

@@ -227,10 +227,17 @@ pub struct ServeArgs {
     /// How long an idle keep-alive connection stays open (longer than the API server's 90 s).
     #[arg(long, env = "OTEL_INJECTOR_IDLE_TIMEOUT", default_value = "120s", value_parser = values::parse_duration)]
     pub idle_timeout: Duration,
+    /// How long a new connection has to send its first request, TLS handshake included (within the idle timeout).
+    #[arg(long, env = "OTEL_INJECTOR_FIRST_REQUEST_TIMEOUT", default_value = "5s", value_parser = values::parse_duration)]
+    pub first_request_timeout: Duration,
+    /// How long an answer may go untaken by its client (a peer that does not read) before the connection is cut.
+    #[arg(long, env = "OTEL_INJECTOR_WRITE_TIMEOUT", default_value = "10s", value_parser = values::parse_duration)]
+    pub write_timeout: Duration,
     /// Reviews worked on at once before answering 503 (bodies still arriving do not count).
     #[arg(long, env = "OTEL_INJECTOR_MAX_IN_FLIGHT", default_value_t = 256, value_name = "N")]
     pub max_in_flight: usize,
-    /// Connections open at once; more are closed as soon as they are accepted.
+    /// Connections open at once, per port; at the cap the one that has waited longest without a request gives way,
+    /// and when all are answering, a new one is closed at once.
     #[arg(long, env = "OTEL_INJECTOR_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
     /// Bytes of request bodies longer than 64 KiB held in memory at once, across all requests (at least

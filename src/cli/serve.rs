@@ -16,7 +16,7 @@ use crate::telemetry::traces::Setup;
 use crate::webhook::certs;
 use crate::webhook::reload;
 use crate::webhook::server::{AppState, ServeOptions, Server};
-use crate::webhook::tls::{CertStore, ClientCa, Pair, reloadable_config};
+use crate::webhook::tls::{CertStore, ClientCa, Pair, TlsError, reloadable_config};
 
 /// How often the API server's version is read again (it decides `sidecar.mode: auto`).
 const VERSION_INTERVAL: Duration = Duration::from_secs(60);
@@ -25,7 +25,7 @@ const VERSION_INTERVAL: Duration = Duration::from_secs(60);
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Runs the webhook until SIGTERM or Ctrl-C, then drains in-flight reviews.
-pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
+pub async fn run(args: ServeArgs, mut telemetry: Telemetry) -> anyhow::Result<()> {
     let own = own_namespace(args.webhook_namespace.as_deref());
     let load_config = {
         let (config_args, own, budget) = (args.config.clone(), own.clone(), args.body_budget);
@@ -45,6 +45,7 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
         }
     };
     let config = load_config()?;
+    warn_about_credentials(&config);
     let pair = match (&args.tls_cert, &args.tls_key, args.dev_certs) {
         (_, _, true) => {
             let issued = certs::dev().context("generating dev certificates")?;
@@ -57,7 +58,8 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
     let certs = Arc::new(CertStore::new(pair));
     let client_ca = args.client_ca.as_deref().map(ClientCa::from_file).transpose()?.map(Arc::new);
     let mut state = AppState::new(config, Arc::new(Fixed::default()));
-    state.metrics = Arc::new(Metrics::new(telemetry.spans_dropped.clone()));
+    state.metrics =
+        Arc::new(Metrics::new(telemetry.spans_dropped.clone()).counting_log_drops(telemetry.log_drops.clone()));
     state.trace_ids = telemetry.trace_ids();
     match &telemetry.setup {
         Some(Setup::Export { endpoint, transport }) => {
@@ -88,6 +90,8 @@ pub async fn run(args: ServeArgs, telemetry: Telemetry) -> anyhow::Result<()> {
         ServeOptions::new(args.listen, args.metrics_listen, reloadable_config(certs.clone(), client_ca.clone()));
     options.read_timeout = args.read_timeout;
     options.idle_timeout = args.idle_timeout;
+    options.first_request_timeout = args.first_request_timeout;
+    options.write_timeout = args.write_timeout;
     options.max_in_flight = args.max_in_flight;
     options.max_connections = args.max_connections;
     options.body_budget = args.body_budget;
@@ -117,48 +121,84 @@ fn reloaders(
     if let (Some(cert), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) {
         let (certs, metrics) = (certs.clone(), state.metrics.clone());
         watches.push(reload::watch(vec![cert.clone(), key.clone()], every, move || {
-            match Pair::from_files(&cert, &key) {
+            // A pair is checked before it is served: one that would take every replica down (expired, not valid
+            // yet, a chain Go clients refuse) never replaces the one that works.
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            match Pair::from_files(&cert, &key).and_then(|pair| pair.servable(now).map(|()| pair)) {
                 Ok(pair) => {
                     let not_after = pair.not_after;
                     certs.swap(pair);
                     metrics.reloaded("certificate", true);
                     tracing::info!(not_after, "serving certificate reloaded");
+                    true
                 }
                 Err(e) => {
                     metrics.reloaded("certificate", false);
                     tracing::error!(error = %e, "certificate not reloaded; the one in use keeps serving");
+                    // One not valid yet will be, without the files changing again.
+                    !matches!(e, TlsError::NotYetValid { .. })
                 }
             }
         }));
     }
     if let (Some(ca), Some(path)) = (client_ca, args.client_ca.clone()) {
         let metrics = state.metrics.clone();
-        watches.push(reload::watch(vec![path.clone()], every, move || match ca.reload(&path) {
-            Ok(()) => {
-                metrics.reloaded("client_ca", true);
-                tracing::info!("client CA reloaded");
+        watches.push(reload::watch(vec![path.clone()], every, move || {
+            match ca.reload(&path) {
+                Ok(()) => {
+                    metrics.reloaded("client_ca", true);
+                    tracing::info!("client CA reloaded");
+                }
+                Err(e) => {
+                    metrics.reloaded("client_ca", false);
+                    tracing::error!(error = %e, "client CA not reloaded; the one in use keeps serving");
+                }
             }
-            Err(e) => {
-                metrics.reloaded("client_ca", false);
-                tracing::error!(error = %e, "client CA not reloaded; the one in use keeps serving");
-            }
+            true
         }));
     }
     if let Some(path) = args.config.config.clone() {
         let (config, metrics) = (state.config.clone(), state.metrics.clone());
-        watches.push(reload::watch(vec![path], every, move || match load_config() {
-            Ok(new) => {
-                config.store(Arc::new(new));
-                metrics.reloaded("config", true);
-                tracing::info!("config reloaded");
+        watches.push(reload::watch(vec![path], every, move || {
+            match load_config() {
+                Ok(new) => {
+                    warn_about_credentials(&new);
+                    config.store(Arc::new(new));
+                    metrics.reloaded("config", true);
+                    tracing::info!("config reloaded");
+                }
+                Err(e) => {
+                    metrics.reloaded("config", false);
+                    tracing::error!(error = %e, "config not reloaded; the last good one stays in force");
+                }
             }
-            Err(e) => {
-                metrics.reloaded("config", false);
-                tracing::error!(error = %e, "config not reloaded; the last good one stays in force");
-            }
+            true
         }));
     }
     watches
+}
+
+/// Warns about each `headers` entry that looks like a credential: it is written into every instrumented pod, where
+/// whoever may read pods can read it (README "Credentials stay at the gateway").
+fn warn_about_credentials(config: &Config) {
+    for name in config.headers.keys().filter(|name| looks_like_credential(name)) {
+        tracing::warn!(
+            header = %name,
+            "config headers.{name} looks like a credential: it is written into every instrumented pod, readable by \
+             anyone who may read pods; keep credentials at the gateway collector instead"
+        );
+    }
+}
+
+/// Whether an HTTP header of this name usually carries a secret.
+fn looks_like_credential(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "authorization"
+        || name == "proxy-authorization"
+        || name == "cookie"
+        || ["token", "secret", "password", "api-key", "apikey", "api_key", "credential", "auth"]
+            .iter()
+            .any(|word| name.contains(word))
 }
 
 /// The webhook's own namespace: the flag, else `POD_NAMESPACE`, else the service account's.
@@ -185,5 +225,20 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_credential;
+
+    #[test]
+    fn headers_that_carry_secrets_are_recognised() {
+        for name in ["Authorization", "x-api-key", "X-Honeycomb-Team-Token", "DD-API-KEY", "Cookie", "x-auth-secret"] {
+            assert!(looks_like_credential(name), "{name}");
+        }
+        for name in ["X-Scope-OrgID", "x-tenant", "X-Environment"] {
+            assert!(!looks_like_credential(name), "{name}");
+        }
     }
 }

@@ -96,6 +96,19 @@ impl Namespaces for Fixed {
     }
 }
 
+/// Namespaces per page of the watch's lists.
+const NAMESPACE_PAGE: u32 = 50;
+
+/// Strips a namespace object to what the policy reads (its name, and the labels and annotations it reads).
+fn keep_policy_keys(ns: &mut PartialObjectMeta<Namespace>) {
+    let m = &mut ns.metadata;
+    m.managed_fields = None;
+    m.owner_references = None;
+    m.finalizers = None;
+    m.labels.iter_mut().for_each(|labels| labels.retain(|k, _| NamespaceMeta::reads(k)));
+    m.annotations.iter_mut().for_each(|annotations| annotations.retain(|k, _| NamespaceMeta::reads(k)));
+}
+
 /// The policy's view of a namespace object.
 pub fn meta_of(ns: &PartialObjectMeta<Namespace>) -> NamespaceMeta {
     let m = &ns.metadata;
@@ -117,7 +130,12 @@ impl Watched {
         let (store, writer) = reflector::store();
         let synced = Arc::new(AtomicBool::new(false));
         let last_event = Arc::new(Mutex::new(None));
-        let stream = reflector::reflector(writer, watcher(api.clone(), watcher::Config::default()).default_backoff());
+        // Only what the policy reads is stored: a namespace's other annotations (a large last-applied
+        // configuration, say) never reach the cache. Pages are small, so a list of many large namespaces is never
+        // held at once.
+        let config = watcher::Config::default().page_size(NAMESPACE_PAGE);
+        let watched = watcher(api.clone(), config).modify(keep_policy_keys).default_backoff();
+        let stream = reflector::reflector(writer, watched);
         let task = tokio::spawn({
             let (synced, last_event, store) = (synced.clone(), last_event.clone(), store.clone());
             async move {
@@ -202,5 +220,23 @@ mod tests {
         assert_eq!(meta.labels.len(), 1);
         assert_eq!(meta.annotations["otel-injector.io/sampling-ratio"], "0.5");
         assert!(!meta.annotations.contains_key("big"));
+    }
+
+    #[test]
+    fn the_cache_stores_a_namespace_stripped_to_the_policys_keys() {
+        let mut ns: PartialObjectMeta<Namespace> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "shop", "uid": "1", "labels": {"otel-injector.io/inject": "true", "x": "y"},
+                         "annotations": {"resource.opentelemetry.io/team": "a",
+                                         "kubectl.kubernetes.io/last-applied-configuration": "x".repeat(200_000)},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]}
+        }))
+        .expect("metadata");
+        keep_policy_keys(&mut ns);
+        let stored = serde_json::to_string(&ns).expect("json");
+        assert!(stored.len() < 500, "{stored}");
+        assert_eq!(ns.metadata.name.as_deref(), Some("shop"));
+        assert_eq!(meta_of(&ns).annotations["resource.opentelemetry.io/team"], "a");
+        assert_eq!(meta_of(&ns).labels["otel-injector.io/inject"], "true");
     }
 }

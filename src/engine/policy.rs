@@ -62,14 +62,19 @@ pub struct NamespaceMeta {
 }
 
 impl NamespaceMeta {
+    /// Whether the policy reads a namespace label or annotation of this key (`otel-injector.io/*`,
+    /// `resource.opentelemetry.io/*`).
+    pub fn reads(key: &str) -> bool {
+        key.starts_with("otel-injector.io/") || key.starts_with(keys::RESOURCE_PREFIX)
+    }
+
     /// Only the labels and annotations the policy reads (`otel-injector.io/*`, `resource.opentelemetry.io/*`), so a
     /// cache does not hold or copy the rest (e.g. `kubectl.kubernetes.io/last-applied-configuration`).
     pub fn relevant<'a>(
         labels: impl IntoIterator<Item = (&'a String, &'a String)>,
         annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Self {
-        let ours = |k: &str| k.starts_with("otel-injector.io/") || k.starts_with(keys::RESOURCE_PREFIX);
-        let keep = |(k, v): (&'a String, &'a String)| ours(k).then(|| (k.clone(), v.clone()));
+        let keep = |(k, v): (&'a String, &'a String)| Self::reads(k).then(|| (k.clone(), v.clone()));
         Self {
             labels: labels.into_iter().filter_map(keep).collect(),
             annotations: annotations.into_iter().filter_map(keep).collect(),

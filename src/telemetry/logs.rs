@@ -22,6 +22,81 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::engine::patch::push_str;
 
+/// Characters of one field's value (the message included) written in a log line; the rest is cut, with `…`.
+pub const MAX_FIELD_CHARS: usize = 2048;
+
+/// Bytes of one log line: a JSON line leaves out fields that would take it over (and says `"truncated":true`), a
+/// text line is cut.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// Lines waiting for the writer thread: when stderr is not read fast enough, more are dropped (and counted), so
+/// logging never blocks an admission. At most this many times [`MAX_LINE_BYTES`] is held.
+pub const BUFFERED_LINES: usize = 1024;
+
+/// `value`, cut to [`MAX_FIELD_CHARS`] characters.
+fn clipped(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(MAX_FIELD_CHARS) {
+        Some((cut, _)) => format!("{}…", &value[..cut]).into(),
+        None => value.into(),
+    }
+}
+
+/// Writes `value` with every control character escaped (`\n`, `\u{1b}`), so no value can start a line of its own.
+fn write_escaped(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
+    let mut from = 0;
+    for (at, c) in value.char_indices().filter(|(_, c)| c.is_control()) {
+        writer.write_str(&value[from..at])?;
+        write!(writer, "{}", c.escape_default())?;
+        from = at + c.len_utf8();
+    }
+    writer.write_str(&value[from..])
+}
+
+/// Where log lines go: a non-blocking writer on stderr (see [`BUFFERED_LINES`]), and the count of lines it dropped.
+pub fn stderr_writer() -> (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard) {
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name("otel-injector-logs")
+        .finish(std::io::stderr())
+}
+
+/// A writer that cuts every line at [`MAX_LINE_BYTES`] (the text format; JSON lines bound themselves).
+#[derive(Clone)]
+pub struct Bounded<M>(pub M);
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a> for Bounded<M> {
+    type Writer = BoundedWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        BoundedWriter(self.0.make_writer())
+    }
+}
+
+/// One line's writer of [`Bounded`].
+pub struct BoundedWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for BoundedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() <= MAX_LINE_BYTES {
+            return self.0.write(buf);
+        }
+        let mut cut = MAX_LINE_BYTES - 4;
+        while cut > 0 && (buf[cut] & 0xc0) == 0x80 {
+            cut -= 1;
+        }
+        let mut line = Vec::with_capacity(cut + 4);
+        line.extend_from_slice(&buf[..cut]);
+        line.extend_from_slice("…\n".as_bytes());
+        self.0.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Text fields: ` key=value`, the message as it is; a value of letters, digits and `-._/:@+` unquoted, anything
 /// else quoted and escaped (so a line still splits into its fields whatever a value holds).
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,21 +124,23 @@ impl Text<'_> {
 
 impl Visit for Text<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
+        let value = clipped(value);
         let plain = !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/:@+".contains(&b));
         let sep = self.separator();
         self.result = self.result.and_then(|()| match (field.name(), plain) {
-            ("message", _) => write!(self.writer, "{sep}{value}"),
+            ("message", _) => {
+                self.writer.write_str(sep)?;
+                write_escaped(&mut self.writer, &value)
+            }
             (name, true) => write!(self.writer, "{sep}{name}={value}"),
+            // Debug quotes the value and escapes its quotes, backslashes and control characters.
             (name, false) => write!(self.writer, "{sep}{name}={value:?}"),
         });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let sep = self.separator();
-        self.result = self.result.and_then(|()| match field.name() {
-            "message" => write!(self.writer, "{sep}{value:?}"),
-            name => write!(self.writer, "{sep}{name}={value:?}"),
-        });
+        // A value's own formatting can hold anything (a newline in a user's value): written as a string would be.
+        self.record_str(field, &format!("{value:?}"));
     }
 }
 
@@ -138,7 +215,14 @@ where
         if let Some((_, message)) = fields.iter().find(|(k, _)| *k == "message") {
             let _ = write!(line, ",\"message\":{message}");
         }
+        // Room for the closing `,"truncated":true}`.
+        let room = MAX_LINE_BYTES - 20;
+        let mut truncated = false;
         for (key, value) in fields.iter().filter(|(k, _)| *k != "message" && !k.starts_with("otel.")) {
+            if line.len() + key.len() + value.len() + 16 > room {
+                truncated = true;
+                continue;
+            }
             line.push(',');
             if FIXED.contains(key) {
                 push_str(&mut line, &format!("fields.{key}"));
@@ -147,6 +231,9 @@ where
             }
             line.push(':');
             line.push_str(value);
+        }
+        if truncated {
+            line.push_str(",\"truncated\":true");
         }
         line.push('}');
         writeln!(writer, "{line}")
@@ -164,7 +251,7 @@ impl Entries<'_> {
     fn put_str(&mut self, field: &Field, value: &str) {
         self.0.push_str(field.name());
         self.0.push(KEY_END);
-        push_str(self.0, value);
+        push_str(self.0, &clipped(value));
         self.0.push(ENTRY_END);
     }
 }
@@ -311,5 +398,53 @@ mod tests {
             (&0.25.into(), &(-3).into(), &u64::MAX.into(), &Value::Null)
         );
         assert_eq!(line["level"], "WARN");
+    }
+
+    #[test]
+    fn a_value_cannot_forge_a_text_line_and_lines_are_bounded() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(TextFields)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(Bounded(buffer.clone()))
+            .finish();
+        let forged = "web\n2026-12-07T00:00:00Z  INFO otel_injector: admitted reason=forged\u{1b}[31m";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("admission", name = forged);
+            let _span = span.enter();
+            tracing::info!(reason = %forged, list = ?vec![forged], "admitted {forged}");
+            let huge = "x".repeat(1_000_000);
+            tracing::warn!(a = %huge, b = %huge, c = %huge, d = %huge, e = %huge, f = %huge, g = %huge, h = %huge, i = %huge, "big");
+        });
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.lines().next().is_some_and(|l| l.contains("admitted web\\n2026")), "{text}");
+        assert!(
+            text.lines().all(|l| l.len() <= MAX_LINE_BYTES),
+            "{:?}",
+            text.lines().map(str::len).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn json_lines_are_bounded_and_stay_json() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
+            .with_writer(buffer.clone())
+            .finish();
+        let control = "\u{1}".repeat(10_000);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(a = %control, b = %control, c = %control, d = "kept?", "{}", "m".repeat(100_000));
+        });
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.len() <= MAX_LINE_BYTES + 1, "{}", text.len());
+        let line: Map<String, Value> = serde_json::from_str(text.trim()).expect("still one JSON object");
+        assert_eq!(line["message"].as_str().map(|m| m.chars().count()), Some(MAX_FIELD_CHARS + 1));
+        assert_eq!(line["truncated"], true);
     }
 }

@@ -93,6 +93,27 @@ impl SpanDrops {
     }
 }
 
+/// Log lines the non-blocking log writer dropped because stderr was not read fast enough (read at scrape time).
+#[derive(Clone, Default)]
+pub struct LineDrops(Option<tracing_appender::non_blocking::ErrorCounter>);
+
+impl LineDrops {
+    /// The count of the writer that owns `counter`.
+    pub fn new(counter: tracing_appender::non_blocking::ErrorCounter) -> Self {
+        Self(Some(counter))
+    }
+
+    fn get(&self) -> u64 {
+        self.0.as_ref().map_or(0, |c| c.dropped_lines() as u64)
+    }
+}
+
+impl std::fmt::Debug for LineDrops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LineDrops({})", self.get())
+    }
+}
+
 /// What the namespace cache looks like at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CacheState {
@@ -121,6 +142,9 @@ pub struct Metrics {
     connections: Family<ConnectionLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     cert_not_after: Gauge,
+    log_lines_dropped: Counter,
+    line_drops: LineDrops,
+    line_drops_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -182,6 +206,12 @@ impl Metrics {
             "When the serving certificate expires, in seconds since the epoch",
             cert_not_after.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was not read fast enough (logging never blocks an admission)",
+            log_lines_dropped.clone(),
+        );
         registry.register(
             "spans_dropped",
             "Spans of the webhook's own traces not delivered (queue full or export failed)",
@@ -202,7 +232,16 @@ impl Metrics {
             connections,
             reloads,
             cert_not_after,
+            log_lines_dropped,
+            line_drops: LineDrops::default(),
+            line_drops_seen: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// These metrics, exporting the lines `drops` counts as `log_lines_dropped`.
+    pub fn counting_log_drops(mut self, drops: LineDrops) -> Self {
+        self.line_drops = drops;
+        self
     }
 
     /// Counts one answered review, with the size of its patch if it has one.
@@ -255,6 +294,9 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        let dropped = self.line_drops.get();
+        let seen = self.line_drops_seen.swap(dropped, std::sync::atomic::Ordering::AcqRel);
+        self.log_lines_dropped.inc_by(dropped.saturating_sub(seen));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -19,7 +19,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use self::metrics::SpanDrops;
+use self::metrics::{LineDrops, SpanDrops};
 use self::traces::Setup;
 
 /// Log output.
@@ -40,6 +40,10 @@ pub struct Telemetry {
     /// What the tracer does, for the start-up log line.
     pub setup: Option<Setup>,
     gate: Option<traces::Gate>,
+    /// Log lines dropped by the non-blocking writer, for the metrics.
+    pub log_drops: LineDrops,
+    /// Flushes the log lines still buffered when dropped (waiting at most about a second).
+    log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
@@ -53,9 +57,9 @@ impl Telemetry {
     }
 
     /// Exports what is queued and stops the exporter, waiting at most `timeout` (off the async threads: the SDK
-    /// blocks).
-    pub async fn shutdown(self, timeout: Duration) {
-        let Some(provider) = self.provider else { return };
+    /// blocks); the buffered log lines are flushed when this is dropped.
+    pub async fn shutdown(&mut self, timeout: Duration) {
+        let Some(provider) = self.provider.take() else { return };
         let stopped = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(timeout)).await;
         if let Ok(Err(e)) = stopped {
             tracing::warn!(error = %e, "traces not flushed on exit");
@@ -73,9 +77,14 @@ pub fn init(
     traces: Option<Setup>,
 ) -> Result<Telemetry, String> {
     let colour = std::io::stderr().is_terminal();
-    let (dispatch, telemetry) =
-        subscriber(format, filter.unwrap_or(default), colour, BoxMakeWriter::new(std::io::stderr), traces)?;
+    // Lines go through a bounded queue to a thread of their own: a stderr nobody reads never blocks an admission.
+    let (writer, guard) = logs::stderr_writer();
+    let drops = LineDrops::new(writer.error_counter());
+    let (dispatch, mut telemetry) =
+        subscriber(format, filter.unwrap_or(default), colour, BoxMakeWriter::new(logs::Bounded(writer)), traces)?;
     dispatch.try_init().map_err(|e| format!("cannot install the logger: {e}"))?;
+    telemetry.log_drops = drops;
+    telemetry.log_writer = Some(guard);
     Ok(telemetry)
 }
 
@@ -129,5 +138,7 @@ pub fn subscriber(
             .with_filter(filter)
     });
     let subscriber = tracing_subscriber::registry().with(logs).with(tracer);
-    Ok((subscriber, Telemetry { provider, spans_dropped, setup: traces, gate }))
+    let telemetry =
+        Telemetry { provider, spans_dropped, setup: traces, gate, log_drops: LineDrops::default(), log_writer: None };
+    Ok((subscriber, telemetry))
 }

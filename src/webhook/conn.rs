@@ -201,12 +201,12 @@ impl Tracker {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        if self.requests.load(Ordering::Relaxed) == 0 {
-            return Some((Wait::Idle, self.origin + timeouts.first_request));
-        }
         match self.head_since.load(Ordering::Acquire) {
             since if since > 0 && protocol == Protocol::Http1 => {
                 Some((Wait::Headers, self.at(since - 1) + timeouts.header))
+            }
+            _ if self.requests.load(Ordering::Relaxed) == 0 => {
+                Some((Wait::Idle, self.origin + timeouts.first_request.min(timeouts.idle)))
             }
             _ => Some((Wait::Idle, self.at(self.last_activity.load(Ordering::Relaxed)) + timeouts.idle)),
         }

@@ -352,8 +352,9 @@ fn describe(review: &Review<'_>, traced: bool) {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let span = tracing::Span::current();
     if traced {
-        // Named for the operation (`CREATE Pod`); the span has started, so the name goes to it directly.
-        span.context().span().update_name(format!("{} {}", review.operation(), review.kind()));
+        // Named for the operation (`CREATE Pod`), of the kinds the webhook knows (`CREATE other` for the rest: a
+        // caller must not mint span names); the span has started, so the name goes to it directly.
+        span.context().span().update_name(format!("{} {}", review.operation(), metric_kind(review.kind())));
     }
     tracing::record_all!(
         span,

@@ -31,8 +31,10 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
     paths.iter().map(|p| std::fs::read(p).ok().map(|bytes| Sha256::digest(&bytes).into())).collect()
 }
 
-/// Calls `on_change` whenever the content of any of `paths` changes, until the returned [`Watch`] is dropped.
-pub fn watch(paths: Vec<PathBuf>, poll: Duration, on_change: impl Fn() + Send + 'static) -> Watch {
+/// Calls `on_change` whenever the content of any of `paths` changes, until the returned [`Watch`] is dropped;
+/// when it returns false (what it read may be good later, e.g. a certificate not valid yet), it is called again
+/// at the next poll even if nothing changed.
+pub fn watch(paths: Vec<PathBuf>, poll: Duration, on_change: impl Fn() -> bool + Send + 'static) -> Watch {
     let (tx, mut events) = mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -73,8 +75,8 @@ pub fn watch(paths: Vec<PathBuf>, poll: Duration, on_change: impl Fn() + Send + 
             }
             let now = fingerprint(&paths);
             if now != last {
-                last = now;
-                on_change();
+                // Unsettled: no fingerprint matches an empty one, so the next poll calls again.
+                last = if on_change() { now } else { Vec::new() };
             }
         }
     });
@@ -120,6 +122,7 @@ mod tests {
         // A poll far beyond the test: only the directory watch can see the swap.
         let _watch = watch(vec![dir.path().join("tls.crt")], Duration::from_secs(3600), move || {
             counter.fetch_add(1, Ordering::SeqCst);
+            true
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         secret_volume(dir.path(), "v2", "two");
@@ -138,9 +141,26 @@ mod tests {
         let counter = changes.clone();
         let mut watch = watch(vec![file.clone()], Duration::from_millis(50), move || {
             counter.fetch_add(1, Ordering::SeqCst);
+            true
         });
         watch._watcher = None; // as if the platform had no file events
         std::fs::write(&file, "b").expect("write");
         until(&changes, 1).await;
+    }
+
+    #[tokio::test]
+    async fn content_not_good_yet_is_read_again_at_the_next_poll() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tls.crt");
+        std::fs::write(&file, "a").expect("write");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        // Unsettled twice (a certificate not valid yet), then good.
+        let _watch =
+            watch(vec![file.clone()], Duration::from_millis(50), move || counter.fetch_add(1, Ordering::SeqCst) >= 2);
+        std::fs::write(&file, "b").expect("write");
+        until(&calls, 3).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "called again until settled, then only on a change");
     }
 }

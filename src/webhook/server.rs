@@ -160,8 +160,8 @@ impl AppState {
             Some("shutting down".to_owned())
         } else if let Some(e) = self.accept_error() {
             Some(format!("the webhook listener cannot accept connections: {e}"))
-        } else if self.certs.as_ref().is_some_and(|c| c.expired(now)) {
-            Some("the serving certificate has expired".to_owned())
+        } else if let Some(problem) = self.certs.as_ref().and_then(|c| c.problem(now)) {
+            Some(problem.to_owned())
         } else if !self.namespaces.synced() {
             Some("namespace cache not synced".to_owned())
         } else if self.cluster && self.server_version.get().is_none() {
@@ -205,6 +205,13 @@ struct Edge {
     shutdown_grace: Duration,
     /// Whether this is the webhook listener: its accept errors count against health, its connections are counted.
     webhook: bool,
+}
+
+impl Edge {
+    /// The longest a TLS handshake may take: within the first-request, idle and read timeouts.
+    fn handshake_timeout(&self) -> Duration {
+        self.timeouts.first_request.min(self.timeouts.idle).min(self.timeouts.header)
+    }
 }
 
 /// A running webhook: both listeners bound, serving until [`Server::shutdown`].
@@ -413,7 +420,7 @@ async fn serve_connection(
         Some(acceptor) => {
             // The handshake counts against the first-request timeout, and gives way at the cap like a connection
             // that has sent nothing.
-            let handshake = tokio::time::timeout(edge.timeouts.first_request, acceptor.accept(tcp));
+            let handshake = tokio::time::timeout(edge.handshake_timeout(), acceptor.accept(tcp));
             let handshaken = tokio::select! {
                 handshaken = handshake => handshaken,
                 () = tracker.evicted() => return,
@@ -425,7 +432,7 @@ async fn serve_connection(
                     serve_io(tls, protocol, edge, watcher, tracker).await;
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(timeout = ?edge.timeouts.first_request, "TLS handshake timed out"),
+                Err(_) => tracing::debug!(timeout = ?edge.handshake_timeout(), "TLS handshake timed out"),
             }
         }
     }

@@ -47,6 +47,32 @@ pub enum TlsError {
     /// The certificate cannot be read as X.509.
     #[error("{0}: not a valid X.509 certificate")]
     BadCertificate(String),
+    /// The certificate has expired.
+    #[error("{cert}: expired at {not_after} (seconds since the epoch)")]
+    Expired {
+        /// Where the certificate came from.
+        cert: String,
+        /// Its `notAfter`.
+        not_after: i64,
+    },
+    /// The certificate is not valid yet.
+    #[error("{cert}: not valid until {not_before} (seconds since the epoch)")]
+    NotYetValid {
+        /// Where the certificate came from.
+        cert: String,
+        /// Its `notBefore`.
+        not_before: i64,
+    },
+    /// The chain makes a handshake message larger than Go's TLS accepts.
+    #[error("{cert}: the chain makes a {bytes}-byte TLS Certificate message; Go clients (the API server) accept {max}")]
+    ChainTooLarge {
+        /// Where the certificate came from.
+        cert: String,
+        /// The message's size.
+        bytes: usize,
+        /// The most Go accepts.
+        max: usize,
+    },
     /// rustls rejected the pair (e.g. a key that does not match the certificate).
     #[error("certificate {cert} and key {key} do not make a TLS configuration: {source}")]
     Rustls {
@@ -60,12 +86,22 @@ pub enum TlsError {
     },
 }
 
+/// The largest TLS handshake message every Go release accepts (64 KiB; Go 1.22 and later take certificate messages
+/// up to 256 KiB, but API servers built with older Go are still about).
+pub const GO_MAX_HANDSHAKE: usize = 65536;
+
 /// A serving certificate and its key, checked to belong together.
 #[derive(Debug, Clone)]
 pub struct Pair {
     key: Arc<CertifiedKey>,
+    /// Where the certificate came from.
+    source: String,
+    /// The certificate's `notBefore`, in seconds since the epoch.
+    pub not_before: i64,
     /// The certificate's `notAfter`, in seconds since the epoch.
     pub not_after: i64,
+    /// The size of the TLS 1.3 Certificate message the chain makes.
+    pub message_bytes: usize,
 }
 
 impl Pair {
@@ -76,12 +112,31 @@ impl Pair {
         let leaf = chain.first().ok_or_else(|| TlsError::NoCertificate(cert.to_owned()))?;
         let (_, parsed) =
             x509_parser::parse_x509_certificate(leaf).map_err(|_| TlsError::BadCertificate(cert.to_owned()))?;
-        let not_after = parsed.validity().not_after.timestamp();
+        let (not_before, not_after) =
+            (parsed.validity().not_before.timestamp(), parsed.validity().not_after.timestamp());
+        // Handshake header, request context, list length; per certificate its length and (empty) extensions.
+        let message_bytes = 4 + 1 + 3 + chain.iter().map(|c| 3 + c.len() + 2).sum::<usize>();
         let private = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::NoKey(key.to_owned()))?;
         let rustls = |source| TlsError::Rustls { cert: cert.to_owned(), key: key.to_owned(), source };
         let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(rustls)?;
         certified.keys_match().map_err(rustls)?;
-        Ok(Self { key: Arc::new(certified), not_after })
+        Ok(Self { key: Arc::new(certified), source: cert.to_owned(), not_before, not_after, message_bytes })
+    }
+
+    /// Why this pair cannot be served at `now` (seconds since the epoch), if it cannot: expired, not valid yet, or
+    /// a chain too large for the API server's TLS.
+    pub fn servable(&self, now: i64) -> Result<(), TlsError> {
+        let cert = self.source.clone();
+        if self.not_after < now {
+            return Err(TlsError::Expired { cert, not_after: self.not_after });
+        }
+        if self.not_before > now {
+            return Err(TlsError::NotYetValid { cert, not_before: self.not_before });
+        }
+        if self.message_bytes > GO_MAX_HANDSHAKE {
+            return Err(TlsError::ChainTooLarge { cert, bytes: self.message_bytes, max: GO_MAX_HANDSHAKE });
+        }
+        Ok(())
     }
 
     /// Reads a pair from a certificate file and a key file.
@@ -96,20 +151,20 @@ impl Pair {
 /// The serving certificate in force, swapped atomically; handshakes read it without a lock.
 #[derive(Debug)]
 pub struct CertStore {
-    current: ArcSwap<CertifiedKey>,
+    current: ArcSwap<Pair>,
     not_after: AtomicI64,
 }
 
 impl CertStore {
     /// A store serving `pair`.
     pub fn new(pair: Pair) -> Self {
-        Self { current: ArcSwap::new(pair.key), not_after: AtomicI64::new(pair.not_after) }
+        Self { not_after: AtomicI64::new(pair.not_after), current: ArcSwap::from_pointee(pair) }
     }
 
     /// Serves `pair` from the next handshake on.
     pub fn swap(&self, pair: Pair) {
-        self.current.store(pair.key);
         self.not_after.store(pair.not_after, Ordering::Release);
+        self.current.store(Arc::new(pair));
     }
 
     /// The served certificate's `notAfter`, in seconds since the epoch.
@@ -117,15 +172,21 @@ impl CertStore {
         self.not_after.load(Ordering::Acquire)
     }
 
-    /// Whether the served certificate has expired at `now` (seconds since the epoch).
-    pub fn expired(&self, now: i64) -> bool {
-        self.not_after() < now
+    /// Why the served certificate cannot work at `now` (seconds since the epoch), in a few words, if it cannot
+    /// (a pair loaded at start is served whatever it is: there is no other; a reload never swaps in such a pair).
+    pub fn problem(&self, now: i64) -> Option<&'static str> {
+        match self.current.load().servable(now) {
+            Ok(()) => None,
+            Err(TlsError::Expired { .. }) => Some("the serving certificate has expired"),
+            Err(TlsError::NotYetValid { .. }) => Some("the serving certificate is not valid yet"),
+            Err(_) => Some("the serving certificate chain is too large for the API server's TLS"),
+        }
     }
 }
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        Some(self.current.load().key.clone())
     }
 }
 
@@ -265,10 +326,30 @@ mod tests {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         assert!((pair.not_after - now - 30 * 86_400).abs() < 600, "dev certificates last 30 days");
         let store = CertStore::new(pair.clone());
-        assert!(!store.expired(now) && store.expired(pair.not_after + 1));
+        assert_eq!(store.problem(now), None);
+        assert_eq!(store.problem(pair.not_after + 1), Some("the serving certificate has expired"));
+        assert_eq!(store.problem(pair.not_before - 1), Some("the serving certificate is not valid yet"));
         let second = certs::issue(&["localhost".to_owned()], 1).expect("issued");
         let pair = Pair::from_pem(second.cert_pem.as_bytes(), "c", second.key_pem.as_bytes(), "k").expect("pair");
         store.swap(pair.clone());
         assert_eq!(store.not_after(), pair.not_after);
+    }
+
+    #[test]
+    fn a_pair_that_cannot_work_is_named_before_it_is_served() {
+        let issued = certs::dev().expect("issued");
+        let pair = Pair::from_pem(issued.cert_pem.as_bytes(), "tls.crt", issued.key_pem.as_bytes(), "k").expect("pair");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(pair.servable(now).is_ok());
+        let expired = pair.servable(pair.not_after + 60).expect_err("expired");
+        assert!(expired.to_string().starts_with("tls.crt: expired at "), "{expired}");
+        assert!(matches!(pair.servable(pair.not_before - 60), Err(TlsError::NotYetValid { .. })));
+        // A chain padded with copies of the leaf until its handshake message is over what Go accepts.
+        let copies = GO_MAX_HANDSHAKE / issued.cert_pem.len() * 2;
+        let padded = issued.cert_pem.repeat(copies);
+        let big = Pair::from_pem(padded.as_bytes(), "big.crt", issued.key_pem.as_bytes(), "k").expect("a pair still");
+        let err = big.servable(now).expect_err("too large");
+        assert!(err.to_string().starts_with("big.crt: the chain makes a "), "{err}");
+        assert!(err.to_string().ends_with("Go clients (the API server) accept 65536"), "{err}");
     }
 }

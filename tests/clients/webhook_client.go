@@ -4,6 +4,8 @@
 //	webhook_client keepalive URL CA BODY IDLES   POST BODY, then wait each idle (e.g. 10s,93s) and POST again on
 //	                                            the same pool; prints {"requests":N,"failures":F,"reused":R}
 //	webhook_client oversized URL CA SIZE         POST SIZE bytes; prints the status code or the error
+//	webhook_client load URL CA BODY N CONCURRENCY  POST BODY N times, CONCURRENCY at once, on one pool; prints
+//	                                            {"requests":N,"failures":F,"p50_ms":..,"p99_ms":..,"max_ms":..}
 package main
 
 import (
@@ -16,8 +18,10 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -102,9 +106,64 @@ func oversized(url, caFile, size string) {
 	fmt.Printf("%d %s", resp.StatusCode, text)
 }
 
+func load(url, caFile, bodyFile, count, concurrency string) {
+	c := client(caFile)
+	body, err := os.ReadFile(bodyFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	n, _ := strconv.Atoi(count)
+	workers, _ := strconv.Atoi(concurrency)
+	jobs := make(chan int)
+	var mu sync.Mutex
+	var latencies []float64
+	failures := 0
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				started := time.Now()
+				req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := c.Do(req)
+				failed := err != nil
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					failed = resp.StatusCode != 200
+					if failed {
+						fmt.Fprintf(os.Stderr, "status %d\n", resp.StatusCode)
+					}
+				} else {
+					fmt.Fprintln(os.Stderr, err)
+				}
+				mu.Lock()
+				latencies = append(latencies, float64(time.Since(started).Microseconds())/1000)
+				if failed {
+					failures++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	sort.Float64s(latencies)
+	at := func(q float64) float64 { return latencies[int(q*float64(len(latencies)-1))] }
+	out, _ := json.Marshal(map[string]float64{"requests": float64(n), "failures": float64(failures),
+		"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": latencies[len(latencies)-1]})
+	fmt.Println(string(out))
+}
+
 func main() {
 	if len(os.Args) < 5 {
-		fmt.Fprintln(os.Stderr, "usage: webhook_client keepalive URL CA BODY IDLES | oversized URL CA SIZE")
+		fmt.Fprintln(os.Stderr, "usage: webhook_client keepalive URL CA BODY IDLES | oversized URL CA SIZE | load URL CA BODY N CONCURRENCY")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -115,6 +174,11 @@ func main() {
 		keepalive(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
 	case "oversized":
 		oversized(os.Args[2], os.Args[3], os.Args[4])
+	case "load":
+		if len(os.Args) < 7 {
+			os.Exit(2)
+		}
+		load(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6])
 	default:
 		os.Exit(2)
 	}

@@ -275,3 +275,68 @@ async fn config_reloads_when_its_configmap_volume_swaps_and_an_invalid_one_keeps
     assert_eq!(ratio(&serve, &certs.ca_pem).await.as_deref(), Some("0.25"), "the last good config stays in force");
     assert!(serve.logs().contains("config samplingRatio: must be a number from 0.0 to 1.0"), "the log names the field");
 }
+
+/// A serving certificate for 127.0.0.1 and localhost whose validity starts `starts_in` from now.
+fn pair_valid_from(starts_in: time::Duration) -> (String, String) {
+    let now = time::OffsetDateTime::now_utc();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
+    params.not_before = now + starts_in;
+    params.not_after = now + time::Duration::days(1);
+    let cert = params.self_signed(&key).expect("certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn a_certificate_that_would_take_the_webhook_down_never_replaces_the_one_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let good = pair_in(scratch.path());
+    let files =
+        volume(dir.path(), "v1", &[("tls.crt", good.cert_pem.as_bytes()), ("tls.key", good.key_pem.as_bytes())]);
+    let (cert, key) = (files[0].to_string_lossy().into_owned(), files[1].to_string_lossy().into_owned());
+    let serve = Serve::start(&["--tls-cert", &cert, "--tls-key", &key, "--reload-interval", "200ms"]);
+    let failed = |s: &Serve| s.metric("otel_injector_reloads_total{what=\"certificate\",result=\"failure\"}");
+    let wait_failures = |n: f64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while failed(&serve).unwrap_or(0.0) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(failed(&serve), Some(n), "{}", serve.logs());
+    };
+
+    // Expired: refused, the good one keeps serving, the webhook stays ready.
+    let (expired_cert, expired_key) = expired_pair();
+    volume(dir.path(), "v2", &[("tls.crt", expired_cert.as_bytes()), ("tls.key", expired_key.as_bytes())]);
+    wait_failures(1.0);
+    assert_eq!(served(&serve).await, der(&good.cert_pem));
+    assert_eq!(serve.get("/readyz").0, 200);
+    assert!(serve.logs().contains("expired at"), "the reason is logged");
+
+    // A 200 KB chain: Go clients (the API server) would fail every handshake. Refused; Go still connects.
+    let padded = good.cert_pem.repeat(200_000 / good.cert_pem.len() + 1);
+    volume(dir.path(), "v3", &[("tls.crt", padded.as_bytes()), ("tls.key", good.key_pem.as_bytes())]);
+    wait_failures(2.0);
+    assert!(serve.logs().contains("Go clients (the API server) accept 65536"), "{}", serve.logs());
+    let body = scratch.path().join("review.json");
+    std::fs::write(&body, review_body()).expect("write");
+    let ca = scratch.path().join("ca.crt");
+    let out = std::process::Command::new(super::go_client())
+        .args(["load", &serve.url(), &ca.to_string_lossy(), &body.to_string_lossy(), "3", "1"])
+        .output()
+        .expect("the Go client runs");
+    let result: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(result["failures"], 0, "Go handshakes: {}", String::from_utf8_lossy(&out.stderr));
+
+    // Not valid for two more seconds: refused now, and served once it is, with no further change to the files.
+    let (soon_cert, soon_key) = pair_valid_from(time::Duration::seconds(2));
+    volume(dir.path(), "v4", &[("tls.crt", soon_cert.as_bytes()), ("tls.key", soon_key.as_bytes())]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served(&serve).await != der(&soon_cert) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served(&serve).await, der(&soon_cert), "served once valid: {}", serve.logs());
+    assert!(serve.logs().contains("not valid until"), "refused while not valid yet");
+    assert_eq!(serve.get("/readyz").0, 200);
+}
