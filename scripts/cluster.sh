@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Kubernetes API server on 127.0.0.1: etcd and kube-apiserver v1.20.2 (built from Debian's source package by
-# scripts/kube-apiserver.sh, cached), a CA and serving certificate from `otel-injector certs`, a static admin token
-# and RBAC. There is no controller-manager, scheduler or kubelet: Pods stay Pending and Deployments create no Pods.
+# scripts/kube-apiserver.sh, cached), a CA and serving certificate from `otel-injector certs`, a static admin token,
+# RBAC, and a client certificate it presents to webhooks (DIR/pki/apiserver-client-ca.crt is its CA). There is no controller-manager, scheduler or kubelet: Pods stay Pending and Deployments create no Pods.
 #
 #   scripts/cluster.sh up DIR                 start; writes DIR/kubeconfig and prints `export KUBECONFIG=...`
 #   scripts/cluster.sh down DIR [--purge]     stop (and remove DIR)
@@ -68,6 +68,36 @@ up)
   # account verification key.
   "$bin" certs --service kubernetes --namespace default --ip 127.0.0.1 --dns localhost --days 30 \
     --out-dir "$dir/pki" >/dev/null 2>&1
+  # The client certificate the API server presents to every webhook (AdmissionConfiguration below), so a webhook
+  # started with --client-ca "$dir/pki/apiserver-client-ca.crt" lets only this API server in.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=otel-injector-e2e-apiserver-client-ca -keyout "$dir/pki/apiserver-client-ca.key" \
+    -out "$dir/pki/apiserver-client-ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=kube-apiserver \
+    -keyout "$dir/pki/apiserver-client.key" -out "$dir/pki/apiserver-client.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >"$dir/pki/apiserver-client.ext"
+  openssl x509 -req -in "$dir/pki/apiserver-client.csr" -CA "$dir/pki/apiserver-client-ca.crt" \
+    -CAkey "$dir/pki/apiserver-client-ca.key" -CAcreateserial -days 30 -extfile "$dir/pki/apiserver-client.ext" \
+    -out "$dir/pki/apiserver-client.crt" 2>/dev/null
+  cat >"$dir/webhook-kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: '*'
+  user:
+    client-certificate: $dir/pki/apiserver-client.crt
+    client-key: $dir/pki/apiserver-client.key
+EOF
+  cat >"$dir/admission.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $dir/webhook-kubeconfig
+EOF
   python3 -c 'import secrets; print(secrets.token_hex(16))' >"$dir/token"
   echo "$(cat "$dir/token"),admin,admin,\"system:masters\"" >"$dir/tokens.csv"
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
@@ -97,6 +127,7 @@ up)
 --service-cluster-ip-range=10.0.0.0/24
 --endpoint-reconciler-type=none
 --disable-admission-plugins=ServiceAccount
+--admission-control-config-file=$dir/admission.yaml
 --allow-privileged=true
 EOF
   if [ -n "${OWNER_PID:-}" ]; then

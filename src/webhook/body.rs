@@ -174,20 +174,43 @@ pub async fn read(
             Some(_) => {}
             None => {
                 let small = u32::try_from(chunk.len()).ok().filter(|_| total <= FIRST_PART);
-                match small.and_then(|n| budget.small.clone().try_acquire_many_owned(n).ok()) {
-                    Some(permit) => match &mut first_part {
+                let whole = declared.unwrap_or(limit).clamp(total, limit);
+                let n = u32::try_from(whole).map_err(|_| Refused::TooLarge)?;
+                let waiting = Instant::now();
+                // Room is waited for at most the grace: a body stuck behind others gives back what it holds soon.
+                let wait_until = until.min(waiting + GRACE);
+                let room = match small {
+                    // A first part: from the small pool; when that is full (slow senders hold it for a second at
+                    // most), from the budget if it has room now, else from the small pool as it frees: never in
+                    // the queue behind bodies of megabytes.
+                    Some(part) => match budget.small.clone().try_acquire_many_owned(part) {
+                        Ok(permit) => Room::Part(permit),
+                        Err(_) => match budget.reserved.clone().try_acquire_many_owned(n) {
+                            Ok(permit) => Room::Whole(permit),
+                            Err(_) => {
+                                let freed = budget.small.clone().acquire_many_owned(part);
+                                match tokio::time::timeout_at(wait_until.into(), freed).await {
+                                    Ok(Ok(permit)) => Room::Part(permit),
+                                    _ => return Err(Refused::Busy),
+                                }
+                            }
+                        },
+                    },
+                    None => {
+                        let acquired = budget.reserved.clone().acquire_many_owned(n);
+                        match tokio::time::timeout_at(wait_until.into(), acquired).await {
+                            Ok(Ok(permit)) => Room::Whole(permit),
+                            _ => return Err(Refused::Busy),
+                        }
+                    }
+                };
+                waited += waiting.elapsed();
+                match room {
+                    Room::Part(permit) => match &mut first_part {
                         Some(held) => held.merge(permit),
                         None => first_part = Some(permit),
                     },
-                    None => {
-                        let whole = declared.unwrap_or(limit).clamp(total, limit);
-                        let n = u32::try_from(whole).map_err(|_| Refused::TooLarge)?;
-                        let acquired = budget.reserved.clone().acquire_many_owned(n);
-                        let waiting = Instant::now();
-                        let Ok(Ok(permit)) = tokio::time::timeout_at(until.into(), acquired).await else {
-                            return Err(Refused::Busy);
-                        };
-                        waited += waiting.elapsed();
+                    Room::Whole(permit) => {
                         reserved = Some((permit, whole));
                         first_part = None;
                         store.make_room(whole);
@@ -256,6 +279,14 @@ impl hyper::body::Body for Outgoing {
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::SizeHint::with_exact(self.rest.len() as u64)
     }
+}
+
+/// Where a body's next bytes are charged.
+enum Room {
+    /// To its first part, in the small pool.
+    Part(OwnedSemaphorePermit),
+    /// To a reservation of its whole length.
+    Whole(OwnedSemaphorePermit),
 }
 
 /// Reads and throws away what is left of a body (at most [`DISCARD_AT_MOST`] bytes, until `until`), so a client

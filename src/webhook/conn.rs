@@ -220,6 +220,10 @@ enum Wait {
     Write,
 }
 
+/// How long a new connection is left to make its TLS handshake and send its first request before it may be asked
+/// to give way to another.
+pub const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
+
 /// The connections of one listener, for choosing which gives way at the cap.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -236,13 +240,17 @@ impl Registry {
     }
 
     /// Asks the connection that has waited longest without a request (never sent one, then stalled in its
-    /// headers, then idle the longest) to give way. False when every connection is answering something.
+    /// headers, then idle the longest) to give way; one opened within [`NEW_CONNECTION_GRACE`] is left to send its
+    /// first request. False when no connection may give way.
     pub fn evict_one(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let victim = open
             .values()
             .filter_map(|t| {
                 t.standing().map(|(standing, since)| (standing, t.origin + Duration::from_millis(since), t))
+            })
+            .filter(|(standing, _, t)| {
+                *standing != Standing::NoRequestYet || t.origin.elapsed() >= NEW_CONNECTION_GRACE
             })
             .min_by_key(|(standing, since, _)| (*standing, *since));
         match victim {
@@ -556,15 +564,21 @@ mod tests {
         let answering = used();
         answering.request_started();
         let idle = used();
-        tokio::time::advance(Duration::from_secs(1)).await;
         let silent = Arc::new(Tracker::default());
-        let _guards: Vec<_> = [&answering, &idle, &silent].into_iter().map(|t| registry.enter((*t).clone())).collect();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let newcomer = Arc::new(Tracker::default());
+        let _guards: Vec<_> =
+            [&answering, &idle, &silent, &newcomer].into_iter().map(|t| registry.enter((*t).clone())).collect();
         assert!(registry.evict_one());
         assert!(silent.evicted.load(Ordering::Acquire), "no request yet: the first to go");
         assert!(registry.evict_one());
         assert!(idle.evicted.load(Ordering::Acquire), "then the idle one");
-        assert!(!registry.evict_one(), "one answering a request never gives way");
+        assert!(!registry.evict_one(), "one answering a request never gives way, nor one just opened");
         assert!(!answering.evicted.load(Ordering::Acquire));
+        assert!(!newcomer.evicted.load(Ordering::Acquire));
+        tokio::time::advance(NEW_CONNECTION_GRACE).await;
+        assert!(registry.evict_one());
+        assert!(newcomer.evicted.load(Ordering::Acquire), "once it has had its grace");
     }
 
     #[tokio::test(start_paused = true)]

@@ -45,6 +45,11 @@ const CONN_BUFFER: usize = 128 * 1024;
 /// The HTTP/2 window of one stream.
 const STREAM_WINDOW: u32 = 64 * 1024;
 
+/// The kernel's send buffer of each connection (it doubles it for its own use). Left to autotune, it would take a
+/// whole answer for a client that never reads (over a megabyte, charged to the pod's memory), and the write
+/// timeout would never see the client stall.
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// How the server listens and protects itself.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -379,6 +384,7 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
             },
         };
         let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER);
         let edge = edge.clone();
         let watcher = graceful.watcher();
         let tracker = Arc::new(Tracker::default());

@@ -61,6 +61,11 @@ impl Cluster {
         SHARED.get_or_init(|| Cluster::up(false))
     }
 
+    /// The CA of the client certificate the API server presents to webhooks (for `--client-ca`).
+    pub fn client_ca(&self) -> PathBuf {
+        self.dir.join("pki/apiserver-client-ca.crt")
+    }
+
     /// An API server of one's own (for tests that restart it), stopped on drop.
     pub fn dedicated() -> Cluster {
         Cluster::up(true)
@@ -249,6 +254,8 @@ pub struct Webhook<'c> {
     registration: Registration,
     /// Extra environment (the `OTEL_*` of the test's own are never inherited).
     env: Vec<(String, String)>,
+    /// Extra `serve` flags.
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -271,6 +278,21 @@ impl<'c> Webhook<'c> {
         registration: &Registration,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::launch(cluster, config_yaml, registration, env, &[])
+    }
+
+    /// [`Webhook::start`] with extra `serve` flags.
+    pub fn start_with_args(cluster: &'c Cluster, config_yaml: &str, args: &[&str]) -> Self {
+        Self::launch(cluster, config_yaml, &Registration::default(), &[], args)
+    }
+
+    fn launch(
+        cluster: &'c Cluster,
+        config_yaml: &str,
+        registration: &Registration,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, config_yaml).expect("write config");
@@ -284,10 +306,16 @@ impl<'c> Webhook<'c> {
             logs: Arc::default(),
             registration: registration.clone(),
             env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             _dir: dir,
         };
         hook.run();
         hook
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Stops the process and starts it again with `config_yaml` (on new ports, registered again).
@@ -315,6 +343,7 @@ impl<'c> Webhook<'c> {
             .arg(pki.dir.join("tls.crt"))
             .arg("--tls-key")
             .arg(pki.dir.join("tls.key"))
+            .args(&self.args)
             .env_remove("KUBECONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

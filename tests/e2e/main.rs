@@ -13,3 +13,4 @@ mod harness;
 mod install;
 mod lifecycle;
 mod namespace_policy;
+mod tenant;
