@@ -97,7 +97,7 @@ impl Namespaces for Fixed {
 }
 
 /// Namespaces per page of the watch's lists.
-const NAMESPACE_PAGE: u32 = 50;
+const NAMESPACE_PAGE: u32 = 10;
 
 /// Strips a namespace object to what the policy reads (its name, and the labels and annotations it reads).
 fn keep_policy_keys(ns: &mut PartialObjectMeta<Namespace>) {

@@ -11,7 +11,8 @@
 //! the allocator never sees multi-megabyte buffers, so a burst of them cannot leave its arenas at their peak.
 //!
 //! A body must keep arriving at [`MIN_RATE`] after a short grace, so a slow sender holds its share of the budget
-//! for a second or so, not for the whole read timeout. Answers are charged to the same budget until they are
+//! for a second or so, not for the whole read timeout. A body waiting in line for room holds its first part in a
+//! pool of its own, so the line never holds up small bodies; when that pool is full, it is answered 503 at once. Answers are charged to the same budget until they are
 //! written ([`Outgoing`]): a client that does not read holds what it was sent, no more, and only until the
 //! connection's write timeout cuts it off.
 
@@ -29,6 +30,10 @@ pub const FIRST_PART: usize = 64 * 1024;
 
 /// The pool the first parts of bodies are charged to.
 pub const SMALL_POOL: usize = 4 * 1024 * 1024;
+
+/// The pool the first parts of bodies waiting for room are charged to: when it is full, a body that would wait is
+/// answered 503 at once.
+pub const WAITING_POOL: usize = 4 * 1024 * 1024;
 
 /// At most this much of an oversized body is read and thrown away so the client sees the answer.
 const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
@@ -48,14 +53,19 @@ const ANSWER_PART: usize = 16 * 1024;
 pub struct Budget {
     small: Arc<Semaphore>,
     reserved: Arc<Semaphore>,
+    /// The first parts of bodies waiting for room in `reserved`: moved out of the small pool, so that bodies in
+    /// that queue never hold up the small ones.
+    waiting: Arc<Semaphore>,
 }
 
 impl Budget {
-    /// A budget of `bytes` for bodies longer than [`FIRST_PART`], plus [`SMALL_POOL`] for first parts.
+    /// A budget of `bytes` for bodies longer than [`FIRST_PART`], plus [`SMALL_POOL`] for first parts and
+    /// [`WAITING_POOL`] for those of bodies waiting for room.
     pub fn new(bytes: usize) -> Self {
         Self {
             small: Arc::new(Semaphore::new(SMALL_POOL)),
             reserved: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            waiting: Arc::new(Semaphore::new(WAITING_POOL)),
         }
     }
 
@@ -177,32 +187,41 @@ pub async fn read(
                 let whole = declared.unwrap_or(limit).clamp(total, limit);
                 let n = u32::try_from(whole).map_err(|_| Refused::TooLarge)?;
                 let waiting = Instant::now();
-                // Room is waited for at most the grace: a body stuck behind others gives back what it holds soon.
-                let wait_until = until.min(waiting + GRACE);
                 let room = match small {
-                    // A first part: from the small pool; when that is full (slow senders hold it for a second at
-                    // most), from the budget if it has room now, else from the small pool as it frees: never in
-                    // the queue behind bodies of megabytes.
+                    // A first part: from the small pool; when that is full (only bodies still arriving hold it,
+                    // and slow ones are cut off), from the budget if it has room now, else from the small pool as
+                    // it frees: never in the queue behind bodies of megabytes.
                     Some(part) => match budget.small.clone().try_acquire_many_owned(part) {
                         Ok(permit) => Room::Part(permit),
                         Err(_) => match budget.reserved.clone().try_acquire_many_owned(n) {
                             Ok(permit) => Room::Whole(permit),
                             Err(_) => {
                                 let freed = budget.small.clone().acquire_many_owned(part);
-                                match tokio::time::timeout_at(wait_until.into(), freed).await {
+                                match tokio::time::timeout_at(until.into(), freed).await {
                                     Ok(Ok(permit)) => Room::Part(permit),
                                     _ => return Err(Refused::Busy),
                                 }
                             }
                         },
                     },
-                    None => {
-                        let acquired = budget.reserved.clone().acquire_many_owned(n);
-                        match tokio::time::timeout_at(wait_until.into(), acquired).await {
-                            Ok(Ok(permit)) => Room::Whole(permit),
-                            _ => return Err(Refused::Busy),
+                    None => match budget.reserved.clone().try_acquire_many_owned(n) {
+                        Ok(permit) => Room::Whole(permit),
+                        Err(_) => {
+                            // Waiting in line, its first part moves from the small pool to the waiting pool.
+                            let kept = u32::try_from(store.len().max(1)).map_err(|_| Refused::TooLarge)?;
+                            let Ok(in_line) = budget.waiting.clone().try_acquire_many_owned(kept) else {
+                                return Err(Refused::Busy);
+                            };
+                            first_part = None;
+                            let acquired = budget.reserved.clone().acquire_many_owned(n);
+                            let room = tokio::time::timeout_at(until.into(), acquired).await;
+                            drop(in_line);
+                            match room {
+                                Ok(Ok(permit)) => Room::Whole(permit),
+                                _ => return Err(Refused::Busy),
+                            }
                         }
-                    }
+                    },
                 };
                 waited += waiting.elapsed();
                 match room {
