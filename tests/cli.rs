@@ -289,3 +289,73 @@ fn an_error_names_its_cause_once() {
     let last = stderr.lines().last().unwrap_or_default();
     assert_eq!(last.matches("Address already in use").count(), 1, "{stderr}");
 }
+
+/// What `kubectl` makes of a manifest: `kubectl patch --local` with an empty patch prints each object as it read
+/// it (YAML 1.1 scalars, merge keys, lists flattened), offline.
+fn as_kubectl_reads(file: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new("kubectl")
+        .args(["patch", "--local", "--type=merge", "-p", "{}", "-o", "json", "-f"])
+        .arg(file)
+        .output()
+        .expect("kubectl runs (make test installs it)");
+    assert!(out.status.success(), "kubectl: {}", text(&out.stderr));
+    serde_json::Deserializer::from_slice(&out.stdout).into_iter().collect::<Result<_, _>>().expect("JSON objects")
+}
+
+/// What `preview` makes of a manifest, instrumenting nothing: each object as it read it.
+fn as_preview_reads(file: &Path, config: &Path) -> Vec<serde_json::Value> {
+    let out = run(&["preview", "-o", "json", "--config", &config.to_string_lossy(), "-f", &file.to_string_lossy()]);
+    assert!(out.status.success(), "preview {}: {}", file.display(), text(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    match value.get("items") {
+        Some(serde_json::Value::Array(items)) if value["kind"] == "List" => items.clone(),
+        _ => vec![value],
+    }
+}
+
+#[test]
+fn preview_reads_yaml_as_kubectl_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "default: skip\n").expect("write");
+    // YAML 1.1 scalars and merge keys, which a YAML 1.2 reader takes otherwise.
+    let tricky = dir.path().join("tricky.yaml");
+    std::fs::write(
+        &tricky,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: &l {app: web, tier: \"yes\"}\n  annotations:\n    \
+         <<: {a: \"1\", b: \"2\"}\n    b: three\n    octal: \"0644\"\nspec:\n  containers:\n  - name: c\n    image: x\n  \
+         volumes:\n  - name: v\n    configMap: {name: cm, defaultMode: 0644}\n  - name: w\n    secret: {secretName: s, \
+         defaultMode: 0o644}\n  - name: u\n    secret: {secretName: s, defaultMode: 1_0}\n  - name: x\n    secret: \
+         {secretName: s, defaultMode: 08}\n",
+    )
+    .expect("write");
+    let read = as_preview_reads(&tricky, &config);
+    assert_eq!(read, as_kubectl_reads(&tricky));
+    assert_eq!(read[0]["spec"]["volumes"][0]["configMap"]["defaultMode"], 420, "0644 is octal");
+    assert_eq!(read[0]["metadata"]["annotations"]["a"], "1", "merge keys apply");
+    // And every manifest of the corpus.
+    for file in common::corpus::files("manifests") {
+        assert_eq!(as_preview_reads(&file, &config), as_kubectl_reads(&file), "{}", file.display());
+    }
+}
+
+#[test]
+fn preview_refuses_aliases_that_expand_past_its_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = "x".repeat(200 * 1024);
+    let aliases: String = (0..20_000).map(|i| format!("    k{i}: *big\n")).collect();
+    let file = dir.path().join("bomb.yaml");
+    std::fs::write(
+        &file,
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n  annotations: {{a: &big {big}}}\ndata:\n{aliases}"),
+    )
+    .expect("write");
+    let started = std::time::Instant::now();
+    let out = run(&["preview", "-f", &file.to_string_lossy()]);
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(said.contains("aliases expand this input past 64 MiB (refused)"), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    // Before: preview grew to about 2.9 GB and was killed.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

@@ -6,8 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
-use serde::Deserialize;
 use serde_json::Value;
+
+pub mod yaml;
 
 use crate::cli::{OutputFormat, PreviewArgs};
 use crate::cluster::read;
@@ -241,20 +242,12 @@ fn documents(input: &Input) -> Result<Vec<Item>, PreviewError> {
         let stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
         raw.extend(stream.map(|r| r.map_err(|e| format!("invalid JSON: {e}"))));
     } else {
-        for doc in serde_yaml_ng::Deserializer::from_str(&input.text) {
-            let parsed = Value::deserialize(doc).map_err(|e| {
-                let hint = if e.to_string().contains("unknown escape") {
-                    " (YAML has no \\' escape in double quotes; kubectl tolerates it, use ' or single quotes)"
-                } else {
-                    ""
-                };
-                format!("invalid YAML: {e}{hint}")
-            });
-            let failed = parsed.is_err();
-            raw.push(parsed);
-            // After a syntax error the stream cannot resynchronise (it would repeat the error forever).
-            if failed {
-                break;
+        // Read as kubectl reads it (YAML 1.1 scalars, merge keys), aliases within a budget.
+        match yaml::documents(&input.text) {
+            Ok(docs) => raw.extend(docs.into_iter().map(Ok)),
+            Err(e) => {
+                raw.extend((1..e.document).map(|_| Ok(Value::Null)));
+                raw.push(Err(e.message));
             }
         }
     }

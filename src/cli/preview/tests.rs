@@ -4,6 +4,7 @@ use super::*;
 use crate::engine::config::DefaultMode;
 use crate::fixtures::{container, pod, review};
 use rstest::rstest;
+use serde::Deserialize;
 
 fn options(output: OutputFormat) -> Options {
     Options::new(output, Config { default: DefaultMode::Inject, ..Config::default() })
@@ -142,7 +143,10 @@ fn admission_reviews_go_through_the_webhook_path() {
 
 #[rstest]
 #[case::bad_yaml("apiVersion: v1\nkind: Pod\nmetadata: {name: [\n", "in.yaml: document 1: invalid YAML: ")]
-#[case::bad_escape("a: \"x\\'y\"\n", "kubectl tolerates it")]
+#[case::bad_escape(
+    "a: \"x\\qy\"\n",
+    "in.yaml: document 1: invalid YAML: while parsing a quoted scalar, found unknown escape"
+)]
 #[case::second_doc("apiVersion: v1\nkind: Pod\n---\n- a list\n", "in.yaml: document 2: is not a Kubernetes object")]
 #[case::no_kind("metadata: {name: x}\n", "in.yaml: document 1: has no apiVersion and kind")]
 #[case::scalar("just text\n", "in.yaml: document 1: is not a Kubernetes object")]
