@@ -26,20 +26,20 @@ pub struct YamlError {
 pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
     // go-yaml takes `\'` inside double quotes as `'`, which YAML does not define: so does this, one at a time.
     let mut text = std::borrow::Cow::Borrowed(text);
-    for _ in 0..MAX_QUOTE_ESCAPES {
+    let mut fixed = 0;
+    loop {
         match read(&text) {
-            Err(Unreadable::QuoteEscape(quote)) => {
-                let Some(escape) = quote_escape(&text, quote) else { break };
-                text.to_mut().replace_range(escape..escape + 2, "'");
-            }
-            Err(Unreadable::Error(e)) => return Err(e),
             Ok(docs) => return Ok(docs),
+            Err(Unreadable::QuoteEscape(quote, e)) => match quote_escape(&text, quote) {
+                Some(escape) if fixed < MAX_QUOTE_ESCAPES => {
+                    text.to_mut().replace_range(escape..escape + 2, "'");
+                    fixed += 1;
+                }
+                _ => return Err(e),
+            },
+            Err(Unreadable::Error(e)) => return Err(e),
         }
     }
-    read(&text).map_err(|e| match e {
-        Unreadable::Error(e) => e,
-        Unreadable::QuoteEscape(_) => YamlError { document: 1, message: "invalid YAML: too many \\' escapes".into() },
-    })
 }
 
 /// Where the first `\'` escape is in the double-quoted scalar that opens at byte `quote`.
@@ -62,8 +62,8 @@ const MAX_QUOTE_ESCAPES: usize = 1000;
 
 /// Why a text could not be read.
 enum Unreadable {
-    /// A `\'` in the double-quoted scalar that opens at this byte.
-    QuoteEscape(usize),
+    /// An unknown escape in the double-quoted scalar that opens at this byte (go-yaml's `\'`, perhaps).
+    QuoteEscape(usize, YamlError),
     /// Anything else.
     Error(YamlError),
 }
@@ -72,7 +72,7 @@ fn read(text: &str) -> Result<Vec<Value>, Unreadable> {
     let mut loader =
         Loader { parser: Parser::new_from_str(text), escape_at: None, anchors: HashMap::new(), spent: 0, document: 0 };
     loader.documents().map_err(|e| match loader.escape_at.take() {
-        Some(at) => Unreadable::QuoteEscape(at),
+        Some(at) => Unreadable::QuoteEscape(at, e),
         None => Unreadable::Error(e),
     })
 }
