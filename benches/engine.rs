@@ -1,6 +1,6 @@
 //! Engine benchmarks on three pod sizes: the pure engine (`inject::mutate_json`: the object's JSON text in, reading
 //! it included; the decision, the patch and the status out) and the whole admission path (`admission::review`:
-//! bytes in, response bytes out, the envelope and base64 included).
+//! bytes in, response bytes out, the envelope and base64 included); and the worst legal reviews of a hostile tenant.
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -76,6 +76,18 @@ fn benches(c: &mut Criterion) {
         });
     }
     full.finish();
+    // The worst legal reviews a tenant can send (3 MiB objects; a 7 MiB UPDATE): each must cost under 50 ms of CPU
+    // (README "Limits"), against about 20 µs for the 10 KB pod above.
+    let hostile_config = otel_injector::fixtures::hostile::config();
+    let mut worst = c.benchmark_group("hostile");
+    worst.sample_size(10).measurement_time(std::time::Duration::from_secs(2));
+    for (name, body) in otel_injector::fixtures::hostile::all(otel_injector::fixtures::hostile::MAX_OBJECT) {
+        worst.throughput(Throughput::Bytes(body.len() as u64));
+        worst.bench_with_input(BenchmarkId::new("review", format!("{name}/{}B", body.len())), &body, |b, body| {
+            b.iter(|| admission::review(std::hint::black_box(body.as_bytes()), &hostile_config, &namespaces))
+        });
+    }
+    worst.finish();
 }
 
 criterion_group!(engine_benches, benches);
