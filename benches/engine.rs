@@ -17,8 +17,9 @@ fn minimal() -> Value {
     pod("web").container(container("app").image("nginx:1.27")).build()
 }
 
+/// As many containers as the limits allow.
 fn wide() -> Value {
-    (0..200)
+    (0..otel_injector::engine::limits::CONTAINERS)
         .fold(pod("batch"), |p, i| p.container(container(&format!("c{i}")).image("busybox:1.36").env("X", "1")))
         .build()
 }
@@ -34,7 +35,7 @@ fn benches(c: &mut Criterion) {
     let cases = [
         ("minimal", minimal()),
         ("production-10k", otel_injector::fixtures::production_pod()),
-        ("containers-200", wide()),
+        ("containers-100", wide()),
     ];
     let mut engine = c.benchmark_group("engine");
     for (name, object) in &cases {

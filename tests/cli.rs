@@ -359,3 +359,31 @@ fn preview_refuses_aliases_that_expand_past_its_budget() {
     // Before: preview grew to about 2.9 GB and was killed.
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+#[test]
+fn serve_warns_about_a_config_header_that_looks_like_a_credential() {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = home.path().join("config.yaml");
+    std::fs::write(&config, "headers:\n  X-Scope-OrgID: prod\n  Authorization: Bearer secret-token\n").expect("write");
+    let mut child = serve_without_a_cluster(home.path(), &["--config", &config.to_string_lossy()]);
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        let serving = v["message"] == "serving";
+        lines.push(v);
+        if serving {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let warnings: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["level"] == "WARN" && l["header"].is_string()).collect();
+    assert_eq!(warnings.len(), 1, "one header looks like a credential: {lines:?}");
+    assert_eq!(warnings[0]["header"], "Authorization");
+    let message = warnings[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("readable by anyone who may read pods"), "{message}");
+    assert!(!lines.iter().any(|l| l.to_string().contains("secret-token")), "the value itself is never logged");
+}
