@@ -319,11 +319,13 @@ async fn overload_is_shed_with_503_instead_of_queued_and_slow_bodies_do_not_coun
     let server = TestServer::start_with(inject_all(), Arc::new(SlowLookups), |o| o.max_in_flight = 1).await;
     let (mut slow, rest) = half_sent(&server).await;
     let body = serde_json::to_vec(&review(&web_pod(), "CREATE", "shop")).expect("json");
+    // At work for half a second (its namespace lookup takes half the caller's second), so the slow body can finish
+    // within the minimum-rate grace.
     let at_work = tokio::spawn({
-        let (client, url, body) = (server.client(false), server.url(), body.clone());
+        let (client, url, body) = (server.client(false), format!("{}?timeout=1s", server.url()), body.clone());
         async move { client.post(url).header("content-type", "application/json").body(body).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.send(false, body).await.status(), 503, "the one slot is taken by a review at work");
     assert_eq!(at_work.await.expect("joined").expect("answered").status(), 200);
     slow.write_all(&rest).await.expect("finish the slow body");

@@ -1,5 +1,5 @@
 //! Memory that cannot be blown up: the worst reviews the API server can legally send, 25 at a time, stay under
-//! 64 MiB of resident memory, and the memory is given back afterwards.
+//! 64 MiB of resident memory, and the memory is given back afterwards (tests/e2e/tenant has the hostile ones).
 
 use std::time::Duration;
 
@@ -70,14 +70,17 @@ async fn the_worst_legal_reviews_stay_under_64_mib_and_memory_is_given_back() {
             answered
         }));
     }
-    let mut instrumented = 0;
+    let (mut instrumented, mut over_limit) = (0, 0);
     for task in tasks {
         for (status, answer) in task.await.expect("joined") {
             assert_eq!(status, 200, "{answer}");
             instrumented += usize::from(patch_text(&answer).contains("OTEL_SERVICE_NAME"));
+            let warnings = answer["response"]["warnings"].to_string();
+            over_limit += usize::from(warnings.contains("env entries, over the limit of 1000"));
         }
     }
-    assert_eq!(instrumented, 75, "every worst review was answered with its patch");
+    // 142,000 env entries are over the engine's limit (README "Limits"): admitted unchanged, with a warning.
+    assert_eq!((instrumented, over_limit), (25, 50), "every worst review answered, within the limits or not");
     let peak = serve.memory_kb("VmHWM");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (after, after_anon) = (serve.memory_kb("VmRSS"), serve.memory_kb("RssAnon"));
