@@ -23,6 +23,8 @@ apt_install() {
 }
 
 apt_install etcd-server
+# `--etcd-only`: etcd is all the caller needs (the current lane builds its own API server).
+if [ "${1:-}" = --etcd-only ]; then exit 0; fi
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 
 mkdir -p "$cache"
