@@ -404,15 +404,24 @@ async fn accept_loop(listener: TcpListener, edge: Edge, mut stop: watch::Receive
     }
 }
 
-/// How long a new connection at the cap waits for the one asked to give way to close.
-const EVICTION_WAIT: Duration = Duration::from_millis(200);
+/// How long a new connection at the cap waits for the one asked to give way to close, before asking another.
+const EVICTION_WAIT: Duration = Duration::from_millis(250);
+
+/// How many connections are asked in turn to give way to one new connection (one that was asked may have just
+/// received a request, or be slow to be scheduled on a busy machine).
+const EVICTION_ATTEMPTS: usize = 4;
 
 /// Asks the connection that has waited longest without a request to give way, and waits (briefly) for its slot.
 async fn make_room(edge: &Edge, connections: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
-    if !edge.registry.evict_one() {
-        return None;
+    for _ in 0..EVICTION_ATTEMPTS {
+        if !edge.registry.evict_one() {
+            return None;
+        }
+        if let Ok(Ok(permit)) = tokio::time::timeout(EVICTION_WAIT, connections.clone().acquire_owned()).await {
+            return Some(permit);
+        }
     }
-    tokio::time::timeout(EVICTION_WAIT, connections.clone().acquire_owned()).await.ok()?.ok()
+    None
 }
 
 async fn serve_connection(

@@ -73,11 +73,15 @@ fn preview_from_cluster_reads_the_namespace_and_the_server_version() {
     let shown = preview(&[]);
     let status = status_of(&shown).expect("instrumented by the namespace's annotation");
     assert_eq!(status["reason"], "namespace annotation otel-injector.io/inject=true");
-    assert_eq!(status["sidecar"], "classic: Kubernetes 1.20 lacks native sidecars (1.29+)", "the server's version");
+    assert_eq!(status["sidecar"], "native", "the server's version (1.37) has native sidecars");
     let collector = container(&shown["spec"], "otel-collector").expect("sidecar");
     assert!(env_of(collector)["OTEL_COLLECTOR_CONFIG"].contains("sampling_percentage: 30"), "the namespace's ratio");
-    let newer = preview(&["--kube-version", "1.30"]);
-    assert_eq!(status_of(&newer).expect("status")["sidecar"], "native", "--kube-version wins");
+    let older = preview(&["--kube-version", "1.28"]);
+    assert_eq!(
+        status_of(&older).expect("status")["sidecar"],
+        "classic: Kubernetes 1.28 lacks native sidecars (1.29+)",
+        "--kube-version wins"
+    );
     // What preview shows is what the API server stores (which adds its defaults).
     let stored = cluster.create(&ns, &serde_yaml_ng::from_str::<Value>(&read("examples/pod.yaml")).expect("yaml"));
     for name in ["web", "otel-collector"] {

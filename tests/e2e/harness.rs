@@ -1,5 +1,6 @@
-//! A real kube-apiserver (scripts/cluster.sh), real `kubectl`, and the real `otel-injector serve` binary registered
-//! as a mutating webhook through `clientConfig.url`.
+//! A real Kubernetes control plane (scripts/cluster.sh: the current release with its controllers and scheduler, or
+//! v1.20 for what needs an old API server), its own `kubectl`, and the real `otel-injector serve` binary registered as
+//! a mutating webhook through `clientConfig.url`.
 //!
 //! Every webhook gets a scope: its MutatingWebhookConfiguration only selects namespaces labelled with that scope,
 //! so tests share one API server without seeing each other's webhooks.
@@ -54,11 +55,36 @@ pub struct Cluster {
     dedicated: bool,
 }
 
+/// Which Kubernetes a cluster runs (scripts/cluster.sh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The current release, with its controllers and scheduler (tools/kubernetes).
+    Current,
+    /// kube-apiserver v1.20 alone, for what needs an old API server.
+    Old,
+}
+
+impl Lane {
+    fn arg(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Old => "1.20",
+        }
+    }
+}
+
 impl Cluster {
-    /// The API server shared by this test binary, started on first use and stopped when the process exits.
+    /// The current control plane shared by this test binary, started on first use and stopped when the process
+    /// exits.
     pub fn shared() -> &'static Cluster {
         static SHARED: OnceLock<Cluster> = OnceLock::new();
-        SHARED.get_or_init(|| Cluster::up(false))
+        SHARED.get_or_init(|| Cluster::up(false, Lane::Current))
+    }
+
+    /// The v1.20 API server shared by this test binary, for what needs an old one.
+    pub fn old() -> &'static Cluster {
+        static OLD: OnceLock<Cluster> = OnceLock::new();
+        OLD.get_or_init(|| Cluster::up(false, Lane::Old))
     }
 
     /// The CA of the client certificate the API server presents to webhooks (for `--client-ca`).
@@ -66,33 +92,39 @@ impl Cluster {
         self.dir.join("pki/apiserver-client-ca.crt")
     }
 
-    /// An API server of one's own (for tests that restart it), stopped on drop.
+    /// A current control plane of one's own (for tests that restart it), stopped on drop.
     pub fn dedicated() -> Cluster {
-        Cluster::up(true)
+        Cluster::up(true, Lane::Current)
     }
 
-    fn up(dedicated: bool) -> Cluster {
+    fn up(dedicated: bool, lane: Lane) -> Cluster {
         let dir = std::env::temp_dir().join(unique("otel-injector-e2e"));
         let started = Instant::now();
         let out = Command::new(repo().join("scripts/cluster.sh"))
             .arg("up")
             .arg(&dir)
+            .arg(lane.arg())
             .env("OTEL_INJECTOR_BIN", BIN)
             .env("OWNER_PID", std::process::id().to_string())
             .output()
             .expect("scripts/cluster.sh runs");
         assert!(
             out.status.success(),
-            "the API server did not start (make test builds it: scripts/kube-apiserver.sh): {}",
+            "the control plane did not start (make test builds it: scripts/control-plane.sh, scripts/kube-apiserver.sh): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        eprintln!("kube-apiserver up in {:?} ({})", started.elapsed(), dir.display());
+        eprintln!("control plane ({}) up in {:?} ({})", lane.arg(), started.elapsed(), dir.display());
         Cluster { kubeconfig: dir.join("kubeconfig"), dir, dedicated }
+    }
+
+    /// The kubectl of the cluster's own release.
+    pub fn kubectl_path(&self) -> PathBuf {
+        self.dir.join("bin/kubectl")
     }
 
     /// Runs `kubectl` against this API server, with `stdin` if given.
     pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = Command::new(self.kubectl_path());
         cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
         run(cmd, stdin)
     }
@@ -141,6 +173,12 @@ impl Cluster {
         let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)}});
         self.kubectl_ok(&["create", "-f", "-"], Some(&ns.to_string()));
+        // Where controllers run, a pod can be created once the namespace has its `default` service account.
+        if std::fs::read_to_string(self.dir.join("lane")).is_ok_and(|l| l.trim() == "current") {
+            let has_account =
+                || self.kubectl_with(&["get", "serviceaccount", "default", "-n", name], None).status.success();
+            assert!(eventually(Duration::from_secs(20), || has_account().then_some(())).is_some(), "no default SA");
+        }
     }
 
     /// Stops kube-apiserver and starts it again on the same etcd and port.
