@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A development cluster on this machine: the real API server of scripts/cluster.sh with otel-injector running beside
-# it and registered as a mutating webhook (clientConfig.url on 127.0.0.1), so `kubectl apply` shows injection
-# with nothing else installed. Pods stay Pending (there is no scheduler or kubelet) but are stored instrumented.
+# A development cluster on this machine: the current control plane of scripts/cluster.sh (API server, controllers,
+# scheduler, two Nodes) with otel-injector running beside it and registered as a mutating webhook
+# (clientConfig.url on 127.0.0.1), so `kubectl create deployment` gives instrumented pods with nothing else
+# installed. Pods are scheduled but never start (there is no kubelet); they are stored exactly as admitted.
 #
-#   scripts/dev-cluster.sh up DIR     start everything; prints the KUBECONFIG to export
+#   scripts/dev-cluster.sh up DIR     start everything; prints the KUBECONFIG and PATH (its kubectl) to export
 #   scripts/dev-cluster.sh down DIR   stop everything and remove DIR
 #
 # Environment: OTEL_INJECTOR_BIN (default target/debug/otel-injector).
@@ -24,7 +25,7 @@ up)
   [ -x "$bin" ] || { echo "$bin not found: run cargo build (or set OTEL_INJECTOR_BIN)" >&2; exit 1; }
   if [ -f "$dir/webhook.pid" ] && kill -0 "$(cat "$dir/webhook.pid")" 2>/dev/null; then
     echo "a dev cluster is already running in $dir (stop it with: make dev-cluster-down)" >&2
-    echo "export KUBECONFIG=$(cd "$dir" && pwd)/kubeconfig"
+    echo "export KUBECONFIG=$(cd "$dir" && pwd)/kubeconfig PATH=$(cd "$dir" && pwd)/bin:\$PATH"
     exit 0
   fi
   mkdir -p "$dir"
@@ -32,7 +33,10 @@ up)
   export OTEL_INJECTOR_BIN=$bin
   "$here/cluster.sh" up "$dir/cluster" >/dev/null
   cp "$dir/cluster/kubeconfig" "$dir/kubeconfig"
-  export KUBECONFIG=$dir/kubeconfig
+  # kubectl of the control plane's own release.
+  mkdir -p "$dir/bin"
+  ln -sf "$(readlink -f "$dir/cluster/bin/kubectl")" "$dir/bin/kubectl"
+  export KUBECONFIG=$dir/kubeconfig PATH=$dir/bin:$PATH
   mkdir -p "$dir/webhook-certs"
   "$bin" certs --service otel-injector --namespace otel-injector --ip 127.0.0.1 --dns localhost \
     --out-dir "$dir/webhook-certs" 2>/dev/null >"$dir/webhook-certs/ca-bundle"
@@ -83,8 +87,8 @@ EOF
   probe='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probe","annotations":{"otel-injector.io/inject":"true"}},"spec":{"containers":[{"name":"c","image":"x"}]}}'
   for _ in $(seq 100); do
     if echo "$probe" | kubectl create -n default --dry-run=server -o yaml -f - 2>/dev/null | grep -q otel-injector.io/status; then
-      echo "dev cluster up: kube-apiserver $(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), otel-injector on 127.0.0.1:$port (metrics :$metrics, log $dir/webhook.log)" >&2
-      echo "export KUBECONFIG=$dir/kubeconfig"
+      echo "dev cluster up: Kubernetes $(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), otel-injector on 127.0.0.1:$port (metrics :$metrics, log $dir/webhook.log)" >&2
+      echo "export KUBECONFIG=$dir/kubeconfig PATH=$dir/bin:\$PATH"
       exit 0
     fi
     sleep 0.1
