@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::engine::inject::status::Status;
 use crate::engine::inject::{Target, mutate_json};
 use crate::engine::object::PodView;
+use crate::engine::policy::Cause;
 
 /// What is wrong with an object's instrumentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,6 +56,11 @@ pub fn assess(object: &Value, target: &Target<'_>) -> Option<Assessment> {
     let mutation = mutate_json(&json, target);
     let explanation = &mutation.explanation;
     let decision = &explanation.decision;
+    if decision.cause == Cause::ControllerOwned {
+        // A ReplicaSet of a Deployment, a Job of a CronJob: its template is its owner's copy (status included), and
+        // the owner and the pods are what is judged.
+        return None;
+    }
     let found = |finding, detail: String| Some(Assessment { finding, detail });
     match (decision.inject, recorded, &explanation.hash) {
         (true, None, Some(_)) => found(Finding::NotInstrumented, format!("policy: {}", decision.reason)),
@@ -103,6 +109,20 @@ mod tests {
         assert_eq!(assess(&done, &target(&skip, &ns)).map(|a| a.finding), Some(Finding::NoLongerWanted));
         let opted_out = NamespaceMeta { annotations: [(keys::INJECT.into(), "false".into())].into(), ..ns.clone() };
         assert_eq!(assess(&done, &target(&inject, &opted_out)).map(|a| a.finding), Some(Finding::NoLongerWanted));
+
+        // A ReplicaSet its Deployment made carries the Deployment's instrumented template: not a finding of its own.
+        let deployment = pod("").container(container("app")).template_of("Deployment", "web");
+        let config = Config { workloads: WorkloadKind::ALL.to_vec(), ..inject.clone() };
+        let deployment_target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
+        let mut done_deployment = deployment.clone();
+        let patch = mutate(&deployment, &deployment_target).patch.to_json_patch();
+        json_patch::patch(&mut done_deployment, &patch).expect("applies");
+        let mut replica_set = done_deployment.clone();
+        replica_set["kind"] = "ReplicaSet".into();
+        replica_set["metadata"] = serde_json::json!({"name": "web-5d8", "ownerReferences":
+            [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "1", "controller": true}]});
+        let rs_target = Target::new(WorkloadKind::ReplicaSet, "shop", &ns, &config);
+        assert_eq!(assess(&replica_set, &rs_target), None, "the owner's copy");
 
         let changed = Config { sampling_ratio: 0.5, ..inject.clone() };
         let a = assess(&done, &target(&changed, &ns)).expect("drift");

@@ -58,6 +58,35 @@ pub struct Container<'a> {
     pub env: Option<Env<'a>>,
     /// Every `containerPort` it declares.
     pub ports: Vec<i64>,
+    /// Its `resources`, when set.
+    pub resources: Option<Resources>,
+    /// Its `restartPolicy` (an init container with `Always` is a sidecar, running beside the others).
+    pub restart_policy: Option<Str<'a>>,
+}
+
+/// Compute resources (`requests`, `limits`) as the quantities' text, by resource name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `requests`.
+    pub requests: Vec<(String, String)>,
+    /// `limits`.
+    pub limits: Vec<(String, String)>,
+}
+
+impl Resources {
+    /// What the scheduler counts for `resource`: the request, else the limit (which the API server defaults a
+    /// missing request to), as a number.
+    pub fn counted(&self, resource: &str) -> Option<f64> {
+        crate::engine::values::quantity(self.text(resource)?)
+    }
+
+    /// The text of what the scheduler counts for `resource` (see [`Resources::counted`]).
+    pub fn text(&self, resource: &str) -> Option<&str> {
+        fn find<'r>(list: &'r [(String, String)], resource: &str) -> Option<&'r str> {
+            list.iter().find(|(k, _)| k == resource).map(|(_, v)| v.as_str())
+        }
+        find(&self.requests, resource).or_else(|| find(&self.limits, resource))
+    }
 }
 
 impl Container<'_> {
@@ -218,6 +247,10 @@ pub struct PodView<'a> {
     pub host_network: bool,
     /// `spec.restartPolicy`.
     pub restart_policy: Option<Str<'a>>,
+    /// `spec.resources` (pod-level resources), when set.
+    pub resources: Option<Resources>,
+    /// `spec.os.name`, when set.
+    pub os: Option<Str<'a>>,
     /// Where the pod template's JSON text is, as sent (what an UPDATE compares, and where a rebuilt env list
     /// comes from).
     pub source: Source<'a>,
@@ -343,6 +376,8 @@ impl<'a> PodView<'a> {
             attributes_not_kept,
             host_network: spec.host_network.unwrap_or(false),
             restart_policy: spec.restart_policy.map(|s| s.0),
+            resources: spec.resources.map(|r| r.0.read()),
+            os: spec.os.and_then(|o| o.0.name).map(|s| s.0),
             source,
         })
     }
@@ -780,6 +815,61 @@ struct PodSpec<'a> {
     host_network: Option<bool>,
     #[serde(borrow, default, rename = "restartPolicy")]
     restart_policy: Option<S<'a>>,
+    #[serde(default)]
+    resources: Option<Obj<ResourcesRaw>>,
+    #[serde(borrow, default)]
+    os: Option<Obj<OsRaw<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct OsRaw<'a> {
+    #[serde(borrow, default)]
+    name: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ResourcesRaw {
+    #[serde(default)]
+    requests: Option<std::collections::BTreeMap<String, QuantityText>>,
+    #[serde(default)]
+    limits: Option<std::collections::BTreeMap<String, QuantityText>>,
+}
+
+impl ResourcesRaw {
+    fn read(self) -> Resources {
+        let list = |m: Option<std::collections::BTreeMap<String, QuantityText>>| {
+            m.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()
+        };
+        Resources { requests: list(self.requests), limits: list(self.limits) }
+    }
+}
+
+/// A quantity as text: the API server writes a string; a manifest may hold a number (`cpu: 1`).
+struct QuantityText(String);
+
+impl<'de> Deserialize<'de> for QuantityText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = QuantityText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quantity")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(QuantityText(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(QuantityText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(QuantityText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(QuantityText(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -792,6 +882,10 @@ struct ContainerRaw<'a> {
     env: Option<EnvRead<'a>>,
     #[serde(default)]
     ports: Option<Vec<Obj<Port>>>,
+    #[serde(default)]
+    resources: Option<Obj<ResourcesRaw>>,
+    #[serde(borrow, default, rename = "restartPolicy")]
+    restart_policy: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -814,14 +908,16 @@ struct EnvEntry<'a> {
 impl<'a> ContainerRaw<'a> {
     /// The container at `index`; `path` names it (`spec.containers[0]`) when something is wrong.
     fn read(self, index: usize, path: impl Fn() -> String) -> Result<Container<'a>, ShapeError> {
-        let ContainerRaw { name, image, env, ports } = self;
+        let ContainerRaw { name, image, env, ports, resources, restart_policy } = self;
         let name = name
             .map(|s| s.0)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| shape(format!("{}.name", path()), "is missing"))?;
         let env = env.map(|env| Env { len: env.len, read: env.read });
         let ports = ports.unwrap_or_default().into_iter().map(|p| p.0.container_port).collect();
-        Ok(Container { index, name, image: image.map(|s| s.0), env, ports })
+        let resources = resources.map(|r| r.0.read());
+        let restart_policy = restart_policy.map(|s| s.0);
+        Ok(Container { index, name, image: image.map(|s| s.0), env, ports, resources, restart_policy })
     }
 }
 

@@ -8,6 +8,7 @@ mod common;
 
 mod admission;
 mod commands;
+mod controllers;
 mod corpus;
 mod harness;
 mod install;

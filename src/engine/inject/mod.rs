@@ -162,7 +162,7 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
         Some(p) => Earlier::Stale(p),
     };
     let ours = sidecar::find(view, previous.as_ref());
-    let sidecar = sidecar::plan(view, &settings, placement.clone(), previous.as_ref());
+    let sidecar = sidecar::plan(view, &settings, placement.clone(), previous.as_ref(), &config.sidecar.resources);
     let mut done = match instrument_containers(view, target, &settings, service.as_ref(), &sidecar, ours, &earlier) {
         Ok(done) => done,
         Err(Halted::Stopped) => {

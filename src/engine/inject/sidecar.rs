@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::collector::{self, GRPC_PORT, HEALTH_PORT, HTTP_PORT, POD_IP_VAR};
 use super::env::{self, Helper};
 use super::status::Status;
-use crate::engine::config::{Config, SidecarMode};
+use crate::engine::config::{Config, Resources as SidecarResources, SidecarMode};
 use crate::engine::object::{Container, PodView};
 use crate::engine::patch::{self, Json, Ops};
 use crate::engine::policy::Settings;
@@ -121,6 +121,7 @@ pub fn plan(
     settings: &Settings,
     placement: (Placement, String),
     status: Option<&Status>,
+    resources: &SidecarResources,
 ) -> Sidecar {
     if !settings.sidecar.value {
         return Sidecar::Off;
@@ -142,7 +143,35 @@ pub fn plan(
     if settings.signals.value.is_empty() {
         return Sidecar::Refused("no signals are enabled".to_owned());
     }
+    if view.os.as_deref() == Some("windows") {
+        return Sidecar::Refused("a Windows pod cannot run the Linux collector".to_owned());
+    }
+    if let Some(why) = no_room(view, resources) {
+        return Sidecar::Refused(why);
+    }
     Sidecar::Add(placement.0, placement.1)
+}
+
+/// Why the pod's own resources (`spec.resources`) cannot hold the sidecar's requests beside its containers', if
+/// they cannot: the API server refuses a pod whose containers (and sidecars) ask for more than the pod has.
+fn no_room(view: &PodView<'_>, sidecar: &SidecarResources) -> Option<String> {
+    let pod = view.resources.as_ref()?;
+    let sidecars = view.init_containers.iter().filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let running = view.containers.iter().chain(sidecars);
+    for resource in ["cpu", "memory"] {
+        let Some(room) = pod.counted(resource) else { continue };
+        let asked = sidecar.requests.get(resource).or_else(|| sidecar.limits.get(resource));
+        let Some(ours) = asked.and_then(|q| values::quantity(q)) else { continue };
+        let used: f64 = running.clone().filter_map(|c| c.resources.as_ref()?.counted(resource)).sum();
+        if used + ours > room {
+            return Some(format!(
+                "pod resources ({resource} {}) leave no room for its {}",
+                pod.text(resource).unwrap_or_default(),
+                asked.map(String::as_str).unwrap_or_default()
+            ));
+        }
+    }
+    None
 }
 
 /// Operations that bring the webhook's own sidecar (at `index` of its list) up to date with `wanted`: its image

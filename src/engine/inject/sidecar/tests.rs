@@ -178,6 +178,19 @@ fn kubelet_model_matches_the_documented_rules() {
 #[case::health_port(web().container(container("agent").port(13133)), "container agent uses port 13133, which the sidecar needs")]
 #[case::host_network(web().spec("hostNetwork", json!(true)), "the pod uses hostNetwork, its ports would bind on the node")]
 #[case::no_signals(web().annotation("otel-injector.io/signals", ""), "no signals are enabled")]
+#[case::windows(web().spec("os", json!({"name": "windows"})), "a Windows pod cannot run the Linux collector")]
+#[case::pod_resources_too_small(
+    web().spec("resources", json!({"requests": {"cpu": "20m", "memory": "1Gi"}})),
+    "pod resources (cpu 20m) leave no room for its 50m")]
+#[case::pod_limits_only(
+    pod("web").container(container("app").field("resources", json!({"requests": {"memory": "200Mi"}})))
+        .spec("resources", json!({"limits": {"memory": "256Mi"}})),
+    "pod resources (memory 256Mi) leave no room for its 64Mi")]
+#[case::beside_a_sidecar_of_its_own(
+    web().init_container(container("proxy").field("restartPolicy", json!("Always"))
+        .field("resources", json!({"limits": {"cpu": "1"}})))
+        .spec("resources", json!({"requests": {"cpu": "1"}})),
+    "pod resources (cpu 1) leave no room for its 50m")]
 fn refusals_warn_and_still_inject_the_environment(#[case] builder: PodBuilder, #[case] why: &str) {
     let object = builder.build();
     let (out, m) = run(&object);
@@ -193,6 +206,17 @@ fn refusals_warn_and_still_inject_the_environment(#[case] builder: PodBuilder, #
     assert_eq!(env(app, "OTEL_EXPORTER_OTLP_HEADERS").as_deref(), Some("X-Scope-OrgID=prod"));
     let status = out["metadata"]["annotations"]["otel-injector.io/status"].as_str().expect("status");
     assert!(status.contains(&format!("\"sidecar\":\"refused: {why}\"")), "{status}");
+}
+
+#[test]
+fn a_pod_whose_own_resources_hold_the_sidecar_gets_it() {
+    let object = pod("web")
+        .container(container("app").field("resources", json!({"requests": {"cpu": "200m", "memory": "128Mi"}})))
+        .init_container(container("migrate").field("resources", json!({"requests": {"cpu": "4"}})))
+        .spec("resources", json!({"requests": {"cpu": "250m", "memory": "192Mi"}}))
+        .build();
+    let (out, m) = run(&object);
+    assert!(named(&out["spec"]["initContainers"], "otel-collector").is_some(), "{:?}", m.warnings);
 }
 
 #[test]
