@@ -12,7 +12,7 @@ use crate::engine::workload::WorkloadKind;
 pub const ALWAYS_EXCLUDED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
 /// The collector image the sidecar runs unless the config names another.
-pub const DEFAULT_COLLECTOR_IMAGE: &str = "otel/opentelemetry-collector-contrib:0.158.0";
+pub const DEFAULT_COLLECTOR_IMAGE: &str = "otel/opentelemetry-collector-contrib:0.165.0";
 
 /// The cluster-wide decision when no annotation or label decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -387,7 +387,7 @@ skipContainers: [istio-proxy]
 sidecar:
   enabled: true
   mode: classic
-  image: otel/opentelemetry-collector-contrib:0.158.0
+  image: otel/opentelemetry-collector-contrib:0.165.0
   exporterEndpoint: gateway.monitoring:4317
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 1Gi}}
   tls: {insecure: false, caFile: /etc/ssl/gateway/ca.crt}

@@ -136,7 +136,11 @@ impl Receiver {
                     Transport::Grpc => {
                         let incoming = tonic::transport::server::TcpIncoming::from(listener);
                         let _ = tonic::transport::Server::builder()
-                            .add_service(TraceServiceServer::new(sink))
+                            // Gzip, as collectors' OTLP exporters send by default.
+                            .add_service(
+                                TraceServiceServer::new(sink)
+                                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+                            )
                             .serve_with_incoming_shutdown(incoming, stopped)
                             .await;
                     }

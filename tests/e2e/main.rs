@@ -7,6 +7,7 @@
 mod common;
 
 mod admission;
+mod collector;
 mod commands;
 mod controllers;
 mod corpus;
