@@ -97,8 +97,9 @@ pub async fn run(args: ServeArgs, mut telemetry: Telemetry) -> anyhow::Result<()
     options.body_budget = args.body_budget;
     options.drain_delay = args.drain_delay;
     options.shutdown_grace = args.shutdown_grace;
-    let server = Server::start(options, state.clone()).await?;
+    // Watched before serving: a file that changes once the webhook says it serves is always seen as a change.
     let _reloads = reloaders(&args, &state, &certs, client_ca, load_config);
+    let server = Server::start(options, state.clone()).await?;
     shutdown_signal().await;
     server.shutdown().await;
     watchers.iter().for_each(JoinHandle::abort);
