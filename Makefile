@@ -78,10 +78,10 @@ fmt:
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-readme: ## regenerate the CLI reference in README.md from clap
+readme: ## regenerate the CLI reference in docs/cli.md from clap
 	UPDATE_README=1 $(CARGO) test --locked --test readme
 
-bench: ## criterion benches (engine, tracing), then the webhook under load against a minimal one (README "Speed")
+bench: ## criterion benches (engine, tracing), then the webhook under load against a minimal one (docs/speed.md)
 	$(CARGO) bench --locked --bench engine -- --noplot
 	$(CARGO) bench --locked --bench tracing -- --noplot
 	python3 scripts/bench.py --out target/bench-report.md

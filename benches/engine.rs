@@ -78,7 +78,7 @@ fn benches(c: &mut Criterion) {
     }
     full.finish();
     // The worst legal reviews a tenant can send (3 MiB objects; a 7 MiB UPDATE): each must cost under 50 ms of CPU
-    // (README "Limits"), against about 20 µs for the 10 KB pod above.
+    // (docs/operations.md, "Limits of one object"), against about 20 µs for the 10 KB pod above.
     let hostile_config = otel_injector::fixtures::hostile::config();
     let mut worst = c.benchmark_group("hostile");
     worst.sample_size(10).measurement_time(std::time::Duration::from_secs(2));

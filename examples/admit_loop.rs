@@ -3,7 +3,7 @@
 //! `dead` (exporting over gRPC to a port that refuses), or `engine` (the engine alone, then reading the object alone
 //! and into a `serde_json::Value`, on the benches' ~10 KB pod, or with `OBJECT=review` on the review's object).
 //! `admit_loop compare N ROUNDS` runs `off`, `local` and `dead` in turns of N admissions and prints each one's median
-//! against `off` (what the README reports for tracing's cost).
+//! against `off` (what docs/speed.md reports for tracing's cost).
 #![allow(missing_docs)]
 
 use std::sync::Arc;

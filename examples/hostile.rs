@@ -1,6 +1,6 @@
 //! Admits each hostile review of `otel_injector::fixtures::hostile` in-process and prints the CPU it cost, the size
 //! of the answer and what was decided: `cargo run --release --example hostile [BYTES]` (default 3 MiB objects).
-//! The figures the README's "Limits" section reports come from here. `hostile write DIR [BYTES]` writes each review
+//! The figures docs/operations.md ("Limits of one object") reports come from here. `hostile write DIR [BYTES]` writes each review
 //! to `DIR/<name>.json` instead, for load tools.
 #![allow(missing_docs)]
 

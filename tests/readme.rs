@@ -1,5 +1,6 @@
-//! The README: its CLI reference is generated from clap (`make readme`, UPDATE_README=1, rewrites it), and its quick
-//! tour runs as written on a fresh copy of the repository.
+//! The README and its docs: the CLI reference of docs/cli.md is generated from clap (`make readme`, UPDATE_README=1,
+//! rewrites it), the quick tour runs as written on a fresh copy of the repository, and every link between them leads
+//! to a file that exists.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,17 +15,17 @@ fn readme() -> String {
 }
 
 #[test]
-fn cli_reference_in_readme_matches_clap() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let readme = readme();
-    let (head, rest) = readme.split_once(START).expect("README has the cli-reference start marker");
-    let (current, tail) = rest.split_once(END).expect("README has the cli-reference end marker");
+fn cli_reference_in_the_docs_matches_clap() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+    let readme = std::fs::read_to_string(&path).expect("docs/cli.md");
+    let (head, rest) = readme.split_once(START).expect("docs/cli.md has the cli-reference start marker");
+    let (current, tail) = rest.split_once(END).expect("docs/cli.md has the cli-reference end marker");
     let generated = otel_injector::cli::reference_markdown();
     if std::env::var_os("UPDATE_README").is_some() {
-        std::fs::write(&path, format!("{head}{START}{generated}{END}{tail}")).expect("write README.md");
+        std::fs::write(&path, format!("{head}{START}{generated}{END}{tail}")).expect("write docs/cli.md");
         return;
     }
-    assert!(current == generated, "README.md's CLI reference is stale: run `make readme`");
+    assert!(current == generated, "docs/cli.md's CLI reference is stale: run `make readme`");
 }
 
 /// A shell block of the quick tour, and whether it runs in the background (a server).
@@ -173,4 +174,26 @@ fn quick_tour_runs_as_written_on_a_fresh_copy() {
         }
     }
     drop(cleanup);
+}
+
+#[test]
+fn the_readme_stays_a_front_page_and_every_link_to_the_docs_leads_somewhere() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = readme();
+    assert!(readme.lines().count() <= 300, "the README is a front page: {} lines", readme.lines().count());
+    let mut files = vec![(root.join("README.md"), readme)];
+    for entry in std::fs::read_dir(root.join("docs")).expect("docs/") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        files.push((path, text));
+    }
+    for (path, text) in &files {
+        for link in text.split("](").skip(1).filter_map(|rest| rest.split(')').next()) {
+            if link.starts_with("http") || link.starts_with('#') {
+                continue;
+            }
+            let target = path.parent().expect("dir").join(link.split('#').next().unwrap_or(link));
+            assert!(target.exists(), "{}: the link {link} leads nowhere", path.display());
+        }
+    }
 }

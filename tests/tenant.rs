@@ -47,7 +47,7 @@ fn expected(name: &str) -> &'static str {
 
 #[test]
 fn every_hostile_review_costs_little_cpu_and_gets_a_bounded_answer() {
-    // Release builds take at most ~31 ms each (README "Limits"); a debug build is about ten times slower. Before
+    // Release builds take at most ~31 ms each (docs/operations.md, "Limits of one object"); a debug build is about ten times slower. Before
     // this was bounded, these took from 5 s to minutes of CPU, and answers ran to hundreds of MiB.
     let bound = Duration::from_millis(1500);
     let config = hostile::config();

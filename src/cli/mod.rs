@@ -389,7 +389,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
     Cli::try_parse_from(args)
 }
 
-/// The CLI reference for the README: every command's help, rendered by clap (env values hidden, 100 columns).
+/// The CLI reference of docs/cli.md: every command's help, rendered by clap (env values hidden, 100 columns).
 pub fn reference_markdown() -> String {
     use clap::CommandFactory;
     fn stable(cmd: clap::Command) -> clap::Command {

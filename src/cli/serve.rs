@@ -180,7 +180,7 @@ fn reloaders(
 }
 
 /// Warns about each `headers` entry that looks like a credential: it is written into every instrumented pod, where
-/// whoever may read pods can read it (README "Credentials stay at the gateway").
+/// whoever may read pods can read it (docs/operations.md, "Credentials stay at the gateway").
 fn warn_about_credentials(config: &Config) {
     for name in config.headers.keys().filter(|name| looks_like_credential(name)) {
         tracing::warn!(

@@ -1,4 +1,4 @@
-//! What one object may ask of the engine (README "Limits"). Whoever may create a pod decides what the webhook
+//! What one object may ask of the engine (docs/operations.md, "Limits of one object"). Whoever may create a pod decides what the webhook
 //! reads, so the work per review and the size of its answer are bounded whatever the object holds. No real
 //! workload comes near these numbers; an object beyond them is admitted unchanged, with a warning saying which
 //! limit, and counted (`reason="over_limit"`).

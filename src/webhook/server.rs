@@ -409,7 +409,7 @@ const EVICTION_WAIT: Duration = Duration::from_millis(250);
 
 /// How many connections are asked in turn to give way to one new connection (one that was asked may have just
 /// received a request, or be slow to be scheduled on a busy machine).
-const EVICTION_ATTEMPTS: usize = 4;
+const EVICTION_ATTEMPTS: usize = 8;
 
 /// Asks the connection that has waited longest without a request to give way, and waits (briefly) for its slot.
 async fn make_room(edge: &Edge, connections: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {

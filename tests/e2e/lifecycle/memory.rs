@@ -79,7 +79,7 @@ async fn the_worst_legal_reviews_stay_under_64_mib_and_memory_is_given_back() {
             over_limit += usize::from(warnings.contains("env entries, over the limit of 1000"));
         }
     }
-    // 142,000 env entries are over the engine's limit (README "Limits"): admitted unchanged, with a warning.
+    // 142,000 env entries are over the engine's limit (docs/operations.md, "Limits of one object"): admitted unchanged, with a warning.
     assert_eq!((instrumented, over_limit), (25, 50), "every worst review answered, within the limits or not");
     let peak = serve.memory_kb("VmHWM");
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -89,7 +89,11 @@ fn load(url: &str, dir: &std::path::Path, n: usize, concurrency: usize) -> Value
         .output()
         .expect("the Go client runs");
     let said = String::from_utf8_lossy(&out.stderr);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("the Go client said: {said}"))
+    let mut result: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("the Go client said: {said}"));
+    // What went wrong, if anything did, travels with the figures into the assertion messages.
+    result["said"] = said.lines().take(5).collect::<Vec<_>>().join("; ").into();
+    result
 }
 
 fn mib(serve: &Serve, field: &str) -> u64 {
