@@ -153,7 +153,11 @@ impl ConfigArgs {
     /// The config file (or the defaults) with these overrides applied, validated.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let config = match &self.config {
-            Some(path) => Config::from_file(path)?,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                Config::from_yaml(&text)?
+            }
             None => Config::default(),
         };
         self.over(config)

@@ -309,11 +309,7 @@ fn preview(item: Item, options: &Options) -> Outcome {
     let Some(kind) = WorkloadKind::from_type_meta(api_version, kind_name) else {
         return outcome;
     };
-    let current = match kind {
-        WorkloadKind::Pod => "v1",
-        WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
-        _ => "apps/v1",
-    };
+    let current = kind.api_version();
     if api_version != current {
         outcome.warnings.push(format!("{api_version} {kind} is not served by current Kubernetes (use {current})"));
     }

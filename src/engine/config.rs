@@ -1,7 +1,6 @@
 //! The configuration file of SPEC §7: every key with its default, unknown keys rejected, errors naming the field.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -273,13 +272,6 @@ impl Config {
         listed.iter().for_each(|ns| config.exclude(ns));
         config.validate()?;
         Ok(config)
-    }
-
-    /// Reads, parses and validates a config file.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        Self::from_yaml(&text)
     }
 
     /// Checks every value; the error names the first bad field.

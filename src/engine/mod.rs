@@ -13,3 +13,8 @@ pub mod report;
 pub mod values;
 pub mod warnings;
 pub mod workload;
+
+/// Spans on this target are never seen by the tracer's layer: an admission's spans while the tracer's gate is shut,
+/// and the engine's steps under them (a child follows its parent's target). The edge that records an admission
+/// chooses it; the engine only follows.
+pub const UNTRACED: &str = "otel_injector::untraced";

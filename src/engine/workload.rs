@@ -55,6 +55,15 @@ impl WorkloadKind {
         }
     }
 
+    /// The `apiVersion` current Kubernetes serves this kind under (`v1`, `apps/v1`, `batch/v1`).
+    pub fn api_version(self) -> &'static str {
+        match self.api_resource() {
+            ("", _, _) => "v1",
+            ("apps", _, _) => "apps/v1",
+            _ => "batch/v1",
+        }
+    }
+
     /// The kind for an object's `apiVersion` and `kind` fields.
     pub fn from_type_meta(api_version: &str, kind: &str) -> Option<Self> {
         let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);

@@ -141,9 +141,8 @@ fn resource() -> Resource {
     }
 }
 
-/// Spans on this target are never seen by the tracer's layer: an admission's spans while its [`Gate`] is shut
-/// (and their children, which follow their parent's target).
-pub const UNTRACED: &str = "otel_injector::untraced";
+/// Spans on this target are never seen by the tracer's layer (see [`crate::engine::UNTRACED`]).
+pub use crate::engine::UNTRACED;
 
 /// Where an admission's trace ids come from.
 #[derive(Debug, Clone, Default)]

@@ -284,12 +284,12 @@ enum Step {
 /// traced), so that a child is recorded exactly when its parent is.
 fn child_span(step: Step) -> tracing::Span {
     let untraced =
-        tracing::Span::current().metadata().is_some_and(|m| m.target() == crate::telemetry::traces::UNTRACED);
+        tracing::Span::current().metadata().is_some_and(|m| m.target() == crate::engine::UNTRACED);
     match (step, untraced) {
         (Step::Policy, false) => tracing::info_span!("policy"),
-        (Step::Policy, true) => tracing::info_span!(target: crate::telemetry::traces::UNTRACED, "policy"),
+        (Step::Policy, true) => tracing::info_span!(target: crate::engine::UNTRACED, "policy"),
         (Step::Patch, false) => tracing::info_span!("patch"),
-        (Step::Patch, true) => tracing::info_span!(target: crate::telemetry::traces::UNTRACED, "patch"),
+        (Step::Patch, true) => tracing::info_span!(target: crate::engine::UNTRACED, "patch"),
     }
 }
 
