@@ -77,7 +77,8 @@ mod tests {
     use super::*;
     use crate::engine::config::{Config, DefaultMode};
     use crate::engine::inject::mutate;
-    use crate::engine::policy::{NamespaceMeta, keys};
+    use crate::engine::keys;
+    use crate::engine::policy::NamespaceMeta;
     use crate::engine::workload::WorkloadKind;
     use crate::fixtures::{container, pod};
 

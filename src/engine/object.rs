@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::engine::keys;
 use crate::engine::limits;
-use crate::engine::policy::keys;
 use crate::engine::workload::{OwnerRef, Owners, WorkloadKind};
 
 /// A string from the JSON: borrowed when it has no escapes, owned otherwise.

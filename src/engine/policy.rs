@@ -4,53 +4,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::engine::config::{Config, DefaultMode};
+use crate::engine::keys;
 use crate::engine::limits;
 use crate::engine::object::PodView;
 use crate::engine::values::{self, Protocol, Signal};
-use crate::engine::warnings::Warnings;
-
-/// Annotation (and label) keys of SPEC §2.
-pub mod keys {
-    /// Opt in / opt out (annotation or label).
-    pub const INJECT: &str = "otel-injector.io/inject";
-    /// Add the collector sidecar.
-    pub const SIDECAR: &str = "otel-injector.io/sidecar";
-    /// Only these containers.
-    pub const CONTAINER_NAMES: &str = "otel-injector.io/container-names";
-    /// `service.name` override.
-    pub const SERVICE_NAME: &str = "otel-injector.io/service-name";
-    /// OTLP endpoint override.
-    pub const ENDPOINT: &str = "otel-injector.io/endpoint";
-    /// OTLP protocol.
-    pub const PROTOCOL: &str = "otel-injector.io/protocol";
-    /// Head sampling ratio.
-    pub const SAMPLING_RATIO: &str = "otel-injector.io/sampling-ratio";
-    /// `OTEL_PROPAGATORS`.
-    pub const PROPAGATORS: &str = "otel-injector.io/propagators";
-    /// Exported signals.
-    pub const SIGNALS: &str = "otel-injector.io/signals";
-    /// Extra resource attributes, `k=v,k2=v2`.
-    pub const RESOURCE_ATTRIBUTES: &str = "otel-injector.io/resource-attributes";
-    /// One resource attribute per annotation (OpenTelemetry Operator convention).
-    pub const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
-    /// What the webhook did and why.
-    pub const STATUS: &str = "otel-injector.io/status";
-
-    /// Every annotation of the webhook's own that the engine reads.
-    pub const ALL: [&str; 11] = [
-        INJECT,
-        SIDECAR,
-        CONTAINER_NAMES,
-        SERVICE_NAME,
-        ENDPOINT,
-        PROTOCOL,
-        SAMPLING_RATIO,
-        PROPAGATORS,
-        SIGNALS,
-        RESOURCE_ATTRIBUTES,
-        STATUS,
-    ];
-}
+use crate::engine::warnings::{Warnings, clip};
 
 /// A Namespace's labels and annotations, as the policy sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,6 +76,13 @@ pub struct Resolved<T> {
     pub origin: Origin,
 }
 
+/// A resolved setting serialises as its value alone: where it came from does not change what is injected.
+impl<T: serde::Serialize> serde::Serialize for Resolved<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
 /// Whether the object is instrumented, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -172,8 +137,9 @@ impl Cause {
     }
 }
 
-/// The settings in force for one object after precedence.
-#[derive(Debug, Clone, PartialEq)]
+/// The settings in force for one object after precedence. Serialised, they are the settings part of the status
+/// hash (see [`crate::engine::inject::status::settings_hash`]): a field added here is hashed too.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Settings {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub endpoint: Resolved<String>,
@@ -185,7 +151,8 @@ pub struct Settings {
     pub propagators: Resolved<Vec<String>>,
     /// Exported signals.
     pub signals: Resolved<Vec<Signal>>,
-    /// Add the collector sidecar.
+    /// Add the collector sidecar (hashed with the sidecar's configuration and placement, not here).
+    #[serde(skip)]
     pub sidecar: Resolved<bool>,
     /// The `service-name` annotation, if valid.
     pub service_name: Option<String>,
@@ -432,15 +399,6 @@ fn fit(head: String, tail: &str) -> String {
         format!("{head}{}…", tail.chars().take(budget - 1).collect::<String>())
     } else {
         head.trim_end().trim_end_matches(" value").to_owned()
-    }
-}
-
-/// Shortens a user-supplied value for a warning line.
-pub fn clip(s: &str) -> String {
-    const MAX: usize = 40;
-    match s.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_owned(),
     }
 }
 

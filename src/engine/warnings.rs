@@ -55,6 +55,15 @@ impl Warnings {
     }
 }
 
+/// Shortens a user-supplied value for a warning line.
+pub fn clip(s: &str) -> String {
+    const MAX: usize = 40;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

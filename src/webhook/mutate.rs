@@ -21,8 +21,9 @@ use super::body::{self, Budget, Outgoing, Refused};
 use super::server::AppState;
 use crate::cluster::namespaces::Fetched;
 use crate::engine::inject::Stop;
-use crate::engine::policy::{Cause, NamespaceMeta, clip};
+use crate::engine::policy::{Cause, NamespaceMeta};
 use crate::engine::values;
+use crate::engine::warnings::clip;
 use crate::telemetry::metrics::AdmissionLabels;
 use crate::telemetry::traces;
 

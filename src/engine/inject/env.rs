@@ -9,12 +9,10 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::record::Record;
+use super::vars::{ENDPOINT, HEADERS, PROTOCOL, RESOURCE_ATTRIBUTES};
 use crate::engine::object::{Container, Env};
 use crate::engine::patch::{Json, ListWriter, Ops, child, item};
 use crate::engine::values;
-
-/// `OTEL_RESOURCE_ATTRIBUTES`, the one variable merged rather than left alone.
-pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 
 /// A value only the kubelet knows, read through the downward API into a helper variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,7 +99,7 @@ pub struct EnvPlan {
 
 /// Why a container opted itself out, if it did (SPEC §2).
 pub fn opt_out(c: &Container<'_>) -> Option<&'static str> {
-    let endpoint = c.env_var("OTEL_EXPORTER_OTLP_ENDPOINT");
+    let endpoint = c.env_var(ENDPOINT);
     if endpoint.is_some_and(|e| !e.value_from && e.value.as_deref().unwrap_or_default().is_empty()) {
         return Some("OTEL_EXPORTER_OTLP_ENDPOINT is set empty");
     }
@@ -165,10 +163,6 @@ struct Insert {
     name: &'static str,
     entry: Json,
 }
-
-const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 
 /// Plans the env of one container.
 ///

@@ -407,3 +407,39 @@ fn the_sampler_arg_is_short_and_canonical(#[case] ratio: &str, #[case] want: &st
     let (out, _) = create(&object, WorkloadKind::Pod, &config());
     assert_eq!(var(&out, WorkloadKind::Pod, 0, "OTEL_TRACES_SAMPLER_ARG").as_deref(), Some(want));
 }
+
+/// Every variable of the table, read from the table: written on CREATE, recorded, and on a later UPDATE put back
+/// when deleted and left alone once the user edited it.
+#[test]
+fn every_variable_of_the_table_is_recorded_put_back_and_left_to_the_user_once_edited() {
+    let with_headers = Config { headers: [("X-Scope-OrgID".into(), "prod".into())].into(), ..config() };
+    let (before, m) = create(&deployment("web:1"), WorkloadKind::Deployment, &with_headers);
+    let status = Status::read(&PodView::parse(&before.to_string(), WorkloadKind::Deployment).expect("valid"))
+        .expect("status annotation");
+    let record = record::Record::parse(status.env.get("app").expect("a record for app"));
+    for v in vars::VARS {
+        assert!(var(&before, WorkloadKind::Deployment, 0, v.name).is_some(), "{} written: {m:?}", v.name);
+        if v.source != Source::MergedAttributes {
+            assert!(record.recorded(v.name), "{} recorded in {:?}", v.name, status.env);
+        }
+    }
+    for v in vars::literals() {
+        let mut edited = before.clone();
+        set_var(&mut edited, WorkloadKind::Deployment, 0, v.name, "the-users-own");
+        set_image(&mut edited, "web:2");
+        let (out, _) = update(&before, &edited, WorkloadKind::Deployment, &with_headers);
+        assert_eq!(var(&out, WorkloadKind::Deployment, 0, v.name).as_deref(), Some("the-users-own"), "{}", v.name);
+        // The others are still the webhook's: one the webhook set, since deleted, comes back.
+        let mut removed = before.clone();
+        let env = removed.pointer_mut("/spec/template/spec/containers/0/env").and_then(Value::as_array_mut);
+        env.expect("env").retain(|e| e["name"] != v.name);
+        set_image(&mut removed, "web:2");
+        let (out, _) = update(&before, &removed, WorkloadKind::Deployment, &with_headers);
+        assert_eq!(
+            var(&out, WorkloadKind::Deployment, 0, v.name),
+            var(&before, WorkloadKind::Deployment, 0, v.name),
+            "{} put back",
+            v.name
+        );
+    }
+}

@@ -4,30 +4,35 @@
 
 pub mod collector;
 pub mod env;
+pub mod over_limit;
+pub mod placement;
 pub mod record;
 pub mod resource;
 pub mod service_name;
 pub mod sidecar;
 pub mod status;
+pub mod vars;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::engine::config::{Config, SidecarMode};
+use crate::engine::keys;
 use crate::engine::limits;
 use crate::engine::object::{Container, PodView, ShapeError};
 use crate::engine::patch::{self, Json, Ops, Patch};
-use crate::engine::policy::{self, Cause, NamespaceMeta, Settings, keys};
+use crate::engine::policy::{self, Cause, NamespaceMeta, Settings};
 use crate::engine::report::{ContainerOutcome, ContainerReport, Explanation};
-use crate::engine::values::Signal;
 use crate::engine::values::{self, KubeVersion};
 use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;
+use placement::Placement;
 use record::Record;
 use service_name::ServiceName;
-use sidecar::{Placement, Sidecar};
+use sidecar::Sidecar;
 use status::Status;
+use vars::Source;
 
 /// What the engine needs to know besides the object.
 #[derive(Debug, Clone, Copy)]
@@ -142,14 +147,14 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     if !decision.inject {
         return Mutation::unchanged(Explanation::skipped(decision.cause, decision.reason), warnings);
     }
-    if let Some(over) = limits::exceeded(view) {
+    if let Some(over) = over_limit::exceeded(view) {
         return over_limit(target.kind, &over, warnings);
     }
     let settings = policy::settings(view, target.ns, config, &mut warnings);
     let service = service_name::resolve(view, &settings, &mut warnings);
     policy_span.exit();
     let _patch_span = child_span(Step::Patch).entered();
-    let placement = sidecar::placement(config.sidecar.mode, target.server_version);
+    let placement = placement::decide(config.sidecar.mode, target.server_version);
     let service_value = service.as_ref().map(|s| s.value.as_str());
     let hash = status::settings_hash(&settings, config, placement.0, target.namespace, service_value);
     let previous = Status::read(view);
@@ -283,8 +288,7 @@ enum Step {
 /// The span of `step`, on its parent's target when that is the one the tracer never sees (an admission not
 /// traced), so that a child is recorded exactly when its parent is.
 fn child_span(step: Step) -> tracing::Span {
-    let untraced =
-        tracing::Span::current().metadata().is_some_and(|m| m.target() == crate::engine::UNTRACED);
+    let untraced = tracing::Span::current().metadata().is_some_and(|m| m.target() == crate::engine::UNTRACED);
     match (step, untraced) {
         (Step::Policy, false) => tracing::info_span!("policy"),
         (Step::Policy, true) => tracing::info_span!(target: crate::engine::UNTRACED, "policy"),
@@ -453,43 +457,35 @@ fn skip_reason(
     None
 }
 
-/// The standard variables of SPEC §4 in canonical order, with their final values. With a sidecar, applications
-/// export to it on localhost; the sidecar adds the tenant header and does the sampling.
+/// The literal variables of [`vars::VARS`] in canonical order, with their final values (a variable without one is
+/// not set). With a sidecar, applications export to it on localhost; the sidecar adds the tenant header and does the
+/// sampling.
 fn standard_vars(
     settings: &Settings,
     config: &Config,
     service_name: &str,
     sidecar: bool,
 ) -> Vec<(&'static str, String)> {
-    let protocol = settings.protocol.value;
-    let endpoint = if sidecar {
-        sidecar::local_endpoint(protocol).to_owned()
-    } else {
-        env::escape(&settings.endpoint.value).into_owned()
+    let value = |source: Source| match source {
+        Source::ServiceName => Some(env::escape(service_name).into_owned()),
+        Source::Endpoint if sidecar => Some(sidecar::local_endpoint(settings.protocol.value).to_owned()),
+        Source::Endpoint => Some(env::escape(&settings.endpoint.value).into_owned()),
+        Source::Protocol => Some(settings.protocol.value.as_str().to_owned()),
+        Source::Headers if sidecar || config.headers.is_empty() => None,
+        Source::Headers => {
+            let headers: Vec<String> =
+                config.headers.iter().map(|(k, v)| format!("{k}={}", resource::encode(v))).collect();
+            Some(env::escape(&headers.join(",")).into_owned())
+        }
+        Source::Exporter(signal) => {
+            Some(if settings.signals.value.contains(&signal) { "otlp" } else { "none" }.to_owned())
+        }
+        Source::Sampler => Some("parentbased_traceidratio".to_owned()),
+        Source::SamplerArg => Some(values::format_ratio(if sidecar { 1.0 } else { settings.sampling_ratio.value })),
+        Source::Propagators => Some(settings.propagators.value.join(",")),
+        Source::MergedAttributes => None,
     };
-    let mut vars = vec![
-        ("OTEL_SERVICE_NAME", env::escape(service_name).into_owned()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.as_str().to_owned()),
-    ];
-    if !config.headers.is_empty() && !sidecar {
-        let headers: Vec<String> = config.headers.iter().map(|(k, v)| format!("{k}={}", resource::encode(v))).collect();
-        vars.push(("OTEL_EXPORTER_OTLP_HEADERS", env::escape(&headers.join(",")).into_owned()));
-    }
-    for signal in Signal::ALL {
-        let exporter = if settings.signals.value.contains(&signal) { "otlp" } else { "none" };
-        let name = match signal {
-            Signal::Traces => "OTEL_TRACES_EXPORTER",
-            Signal::Metrics => "OTEL_METRICS_EXPORTER",
-            Signal::Logs => "OTEL_LOGS_EXPORTER",
-        };
-        vars.push((name, exporter.to_owned()));
-    }
-    vars.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()));
-    let ratio = if sidecar { 1.0 } else { settings.sampling_ratio.value };
-    vars.push(("OTEL_TRACES_SAMPLER_ARG", values::format_ratio(ratio)));
-    vars.push(("OTEL_PROPAGATORS", settings.propagators.value.join(",")));
-    vars
+    vars::literals().filter_map(|var| Some((var.name, value(var.source)?))).collect()
 }
 
 /// The sidecar line of the explanation.

@@ -7,22 +7,7 @@
 
 use std::hash::Hasher;
 
-use super::env::RESOURCE_ATTRIBUTES;
-
-/// The variables the webhook sets literally, and their codes in the record (order = rendering order).
-pub const CODES: [(&str, &str); 11] = [
-    ("OTEL_SERVICE_NAME", "SN"),
-    ("OTEL_EXPORTER_OTLP_ENDPOINT", "EP"),
-    ("OTEL_EXPORTER_OTLP_PROTOCOL", "PR"),
-    ("OTEL_EXPORTER_OTLP_HEADERS", "HD"),
-    ("OTEL_TRACES_EXPORTER", "TE"),
-    ("OTEL_METRICS_EXPORTER", "ME"),
-    ("OTEL_LOGS_EXPORTER", "LE"),
-    ("OTEL_TRACES_SAMPLER", "TS"),
-    ("OTEL_TRACES_SAMPLER_ARG", "TA"),
-    ("OTEL_PROPAGATORS", "PG"),
-    (RESOURCE_ATTRIBUTES, "RA"),
-];
+use super::vars::{RESOURCE_ATTRIBUTES, VARS};
 
 /// The most `OTEL_RESOURCE_ATTRIBUTES` pairs the webhook writes into one container: the attributes it derives and
 /// the ones configured or annotated.
@@ -68,16 +53,16 @@ pub fn digest(value: &str) -> Digest {
     Digest((hasher.finish() & 0xff_ffff) as u32)
 }
 
-/// Where `name` is in [`CODES`], for a variable recorded by itself (not `OTEL_RESOURCE_ATTRIBUTES`).
+/// Where `name` is in [`VARS`], for a variable recorded by itself (not `OTEL_RESOURCE_ATTRIBUTES`).
 fn slot(name: &str) -> Option<usize> {
-    CODES.iter().position(|(n, _)| *n == name && *n != RESOURCE_ATTRIBUTES)
+    VARS.iter().position(|v| v.name == name && v.name != RESOURCE_ATTRIBUTES)
 }
 
 /// The webhook's values in one container, as digests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
-    /// By position in [`CODES`].
-    vars: [Option<Digest>; CODES.len()],
+    /// By position in [`VARS`].
+    vars: [Option<Digest>; VARS.len()],
     pairs: Vec<Digest>,
 }
 
@@ -86,8 +71,8 @@ impl Record {
     pub fn parse(text: &str) -> Self {
         let mut record = Self::default();
         for (code, value) in text.split(',').filter_map(|entry| entry.split_once('=')) {
-            match CODES.iter().position(|(_, c)| *c == code) {
-                Some(i) if CODES[i].0 == RESOURCE_ATTRIBUTES => {
+            match VARS.iter().position(|v| v.code == code) {
+                Some(i) if VARS[i].name == RESOURCE_ATTRIBUTES => {
                     // No more than the webhook ever writes: a forged record cannot make every lookup long.
                     let digests = value.split('.').filter(|d| !d.is_empty()).take(MAX_PAIRS);
                     record.pairs = digests.map(Digest::parse).collect();
@@ -99,9 +84,9 @@ impl Record {
         record
     }
 
-    /// The record's text, in the fixed order of [`CODES`].
+    /// The record's text, in the fixed order of [`VARS`].
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(10 * CODES.len() + 7 * self.pairs.len());
+        let mut out = String::with_capacity(10 * VARS.len() + 7 * self.pairs.len());
         let start = |out: &mut String, code: &str| {
             if !out.is_empty() {
                 out.push(',');
@@ -109,8 +94,9 @@ impl Record {
             out.push_str(code);
             out.push('=');
         };
-        for (i, (name, code)) in CODES.iter().enumerate() {
-            if *name == RESOURCE_ATTRIBUTES {
+        for (i, var) in VARS.iter().enumerate() {
+            let code = var.code;
+            if var.name == RESOURCE_ATTRIBUTES {
                 for (k, d) in self.pairs.iter().enumerate() {
                     if k == 0 {
                         start(&mut out, code);
@@ -127,7 +113,7 @@ impl Record {
         out
     }
 
-    /// Notes that the webhook set `name` to `value` (a name outside [`CODES`] is not recorded).
+    /// Notes that the webhook set `name` to `value` (a name outside [`VARS`] is not recorded).
     pub fn set(&mut self, name: &str, value: &str) {
         if let Some(i) = slot(name) {
             self.vars[i] = Some(digest(value));
@@ -156,7 +142,7 @@ impl Record {
 
     /// The variables the webhook set.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        CODES.iter().zip(&self.vars).filter(|(_, d)| d.is_some()).map(|((name, _), _)| *name)
+        VARS.iter().zip(&self.vars).filter(|(_, d)| d.is_some()).map(|(var, _)| var.name)
     }
 
     /// Whether nothing is recorded.

@@ -1,9 +1,10 @@
 //! `service.name` without API calls: annotation > `app.kubernetes.io/name` > owning workload > pod name or
 //! `generateName` stem > container name (SPEC §4).
 
+use crate::engine::keys;
 use crate::engine::limits;
 use crate::engine::object::{PodView, stem};
-use crate::engine::policy::{Settings, keys};
+use crate::engine::policy::Settings;
 use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;
 

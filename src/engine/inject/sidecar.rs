@@ -4,12 +4,13 @@ use serde_json::{Value, json};
 
 use super::collector::{self, GRPC_PORT, HEALTH_PORT, HTTP_PORT, POD_IP_VAR};
 use super::env::{self, Helper};
+use super::placement::Placement;
 use super::status::Status;
 use crate::engine::config::{Config, Resources as SidecarResources, SidecarMode};
 use crate::engine::object::{Container, PodView};
 use crate::engine::patch::{self, Json, Ops};
 use crate::engine::policy::Settings;
-use crate::engine::values::{self, KubeVersion, Protocol};
+use crate::engine::values::{self, Protocol};
 
 /// The sidecar's container name.
 pub const NAME: &str = "otel-collector";
@@ -19,50 +20,6 @@ pub const CONFIG_VAR: &str = "OTEL_COLLECTOR_CONFIG";
 /// its configuration from the same variable).
 pub const MARKER_VAR: &str = "OTEL_INJECTOR_SIDECAR";
 
-/// Where the sidecar runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Placement {
-    /// An `initContainers` entry with `restartPolicy: Always`.
-    Native,
-    /// A regular entry in `containers`.
-    Classic,
-}
-
-impl Placement {
-    /// `native` or `classic`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Native => "native",
-            Self::Classic => "classic",
-        }
-    }
-
-    /// The pod spec list it goes in.
-    pub fn list(self) -> &'static str {
-        match self {
-            Self::Native => "initContainers",
-            Self::Classic => "containers",
-        }
-    }
-}
-
-/// Where the sidecar goes under `mode` on an API server of `version` (unknown: no cluster, or preview without
-/// `--kube-version`), and why, in a few words.
-pub fn placement(mode: SidecarMode, version: Option<KubeVersion>) -> (Placement, String) {
-    match (mode, version) {
-        (SidecarMode::Native, _) => (Placement::Native, "sidecar.mode native".to_owned()),
-        (SidecarMode::Classic, _) => (Placement::Classic, "sidecar.mode classic".to_owned()),
-        (SidecarMode::Auto, None) => (Placement::Native, "sidecar.mode auto, server version unknown".to_owned()),
-        (SidecarMode::Auto, Some(v)) if v.has_native_sidecars() => {
-            (Placement::Native, format!("sidecar.mode auto, Kubernetes {v} has native sidecars"))
-        }
-        (SidecarMode::Auto, Some(v)) => {
-            (Placement::Classic, format!("Kubernetes {v} lacks native sidecars ({}+)", KubeVersion::NATIVE_SIDECARS))
-        }
-    }
-}
-
 /// What happens about the sidecar for one pod.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sidecar {
@@ -71,7 +28,7 @@ pub enum Sidecar {
     /// Ours is already in the pod (re-admission, reinvocation, a Pod from an injected template), at this index of
     /// its list.
     Present(Placement, usize),
-    /// To be added (see [`container`]), placed as decided by [`placement`] for the reason given.
+    /// To be added (see [`container`]), placed as decided by [`super::placement::decide`] for the reason given.
     Add(Placement, String),
     /// Requested, but adding it would break the pod; the reason is returned as a warning.
     Refused(String),
@@ -84,7 +41,7 @@ impl Sidecar {
     }
 
     /// The `sidecar` field of the status annotation: `native`, `classic` (with the reason when `auto` had to fall
-    /// back, as `decided` by [`placement`]), `off`, or `refused: <why>`. The same whether the sidecar is added now or
+    /// back, as `decided` by [`super::placement::decide`]), `off`, or `refused: <why>`. The same whether the sidecar is added now or
     /// found already there.
     pub fn status(&self, mode: SidecarMode, decided: &(Placement, String)) -> String {
         match self {
@@ -114,7 +71,7 @@ pub fn find(view: &PodView<'_>, status: Option<&Status>) -> Option<(Placement, u
     native.or_else(|| view.containers.iter().find(|c| is_ours(c, status)).map(|c| (Placement::Classic, c.index)))
 }
 
-/// Decides about the sidecar; `placement` is where a new one would go (see [`placement`]), `status` what the
+/// Decides about the sidecar; `placement` is where a new one would go (see [`super::placement::decide`]), `status` what the
 /// object's status annotation says.
 pub fn plan(
     view: &PodView<'_>,

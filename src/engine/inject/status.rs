@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::sidecar::Placement;
+use super::placement::Placement;
 use crate::engine::config::{Config, SidecarConfig};
+use crate::engine::keys;
 use crate::engine::object::PodView;
-use crate::engine::policy::{Settings, keys};
-use crate::engine::values::{Protocol, Signal};
+use crate::engine::policy::Settings;
 
 /// Bumped whenever the engine would inject differently for the same settings.
 const ENGINE_REVISION: u32 = 2;
@@ -53,14 +53,8 @@ impl Status {
 #[derive(Serialize)]
 struct HashInput<'a> {
     revision: u32,
-    endpoint: &'a str,
-    protocol: Protocol,
-    sampling_ratio: f64,
-    propagators: &'a [String],
-    signals: &'a [Signal],
-    service_name: Option<&'a str>,
-    container_names: Option<&'a [String]>,
-    attributes: &'a [(String, String)],
+    #[serde(flatten)]
+    settings: &'a Settings,
     headers: &'a BTreeMap<String, String>,
     service_namespace: Option<&'a str>,
     skip_containers: &'a [String],
@@ -72,6 +66,9 @@ struct HashInput<'a> {
 /// A short, stable hash of everything that shapes the injection (16 hex digits of SHA-256): the settings in force,
 /// where a sidecar goes, and the object's namespace and `service.name` (so a manifest copied elsewhere does not
 /// pass for current).
+///
+/// The [`Settings`] are hashed whole; the configuration's fields are taken apart without `..`, so a field added to
+/// [`Config`] does not compile until it is hashed here or said not to shape the injection.
 pub fn settings_hash(
     settings: &Settings,
     config: &Config,
@@ -79,20 +76,32 @@ pub fn settings_hash(
     namespace: &str,
     service_name: Option<&str>,
 ) -> String {
+    let Config {
+        headers,
+        service_namespace,
+        skip_containers,
+        sidecar,
+        // Decide whether an object is instrumented, not how.
+        default: _,
+        excluded_namespaces: _,
+        workloads: _,
+        // Defaults of the settings, hashed as the settings in force.
+        endpoint: _,
+        protocol: _,
+        sampling_ratio: _,
+        propagators: _,
+        signals: _,
+        resource_attributes: _,
+        // The server's, not the injection's.
+        max_request_bytes: _,
+    } = config;
     let input = HashInput {
         revision: ENGINE_REVISION,
-        endpoint: &settings.endpoint.value,
-        protocol: settings.protocol.value,
-        sampling_ratio: settings.sampling_ratio.value,
-        propagators: &settings.propagators.value,
-        signals: &settings.signals.value,
-        service_name: settings.service_name.as_deref(),
-        container_names: settings.container_names.as_deref(),
-        attributes: &settings.attributes,
-        headers: &config.headers,
-        service_namespace: config.service_namespace.as_deref(),
-        skip_containers: &config.skip_containers,
-        sidecar: settings.sidecar.value.then_some((&config.sidecar, placement)),
+        settings,
+        headers,
+        service_namespace: service_namespace.as_deref(),
+        skip_containers,
+        sidecar: settings.sidecar.value.then_some((sidecar, placement)),
         namespace,
         service_name_value: service_name,
     };
@@ -142,6 +151,9 @@ mod tests {
         assert_eq!(base, "b33102ee4460de31");
         assert_eq!(base, hash_of(json!({}), &Config::default()));
         assert_eq!(base, hash_of(json!({"unrelated": "x"}), &Config::default()));
+        // Where a setting comes from is not hashed, only its value.
+        let default_endpoint = Config::default().endpoint;
+        assert_eq!(base, hash_of(json!({keys::ENDPOINT: default_endpoint}), &Config::default()));
         for annotations in [
             json!({keys::ENDPOINT: "http://other:4317"}),
             json!({keys::PROTOCOL: "http/protobuf"}),
