@@ -27,7 +27,7 @@ use otel_injector::engine::values::Protocol;
 use otel_injector::telemetry::traces::Setup;
 use otel_injector::telemetry::{self, LogFormat};
 use otel_injector::webhook::mutate::mutate;
-use otel_injector::webhook::server::AppState;
+use otel_injector::webhook::state::{AppState, Parts};
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
@@ -76,8 +76,8 @@ fn benches(c: &mut Criterion) {
         };
         let dispatch: tracing::Dispatch = subscriber.into();
         let config = Config { default: DefaultMode::Inject, ..Config::default() };
-        let mut state = AppState::new(config, Arc::new(Fixed::default()));
-        state.trace_ids = telemetry.trace_ids();
+        let state =
+            AppState::new(Parts { trace_ids: telemetry.trace_ids(), ..Parts::new(config, Arc::new(Fixed::default())) });
         group.bench_function(name, |b| {
             b.iter(|| {
                 let request = Request::post("/mutate")

@@ -16,7 +16,7 @@ use otel_injector::engine::values::Protocol;
 use otel_injector::telemetry::traces::Setup;
 use otel_injector::telemetry::{self, LogFormat};
 use otel_injector::webhook::mutate::mutate;
-use otel_injector::webhook::server::AppState;
+use otel_injector::webhook::state::{AppState, Parts};
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
@@ -112,8 +112,8 @@ fn mode(name: &'static str) -> Mode {
             .expect("subscriber")
     };
     let config = Config { default: DefaultMode::Inject, ..Config::default() };
-    let mut state = AppState::new(config, Arc::new(Fixed::default()));
-    state.trace_ids = telemetry.trace_ids();
+    let state =
+        AppState::new(Parts { trace_ids: telemetry.trace_ids(), ..Parts::new(config, Arc::new(Fixed::default())) });
     Mode { name, rt, dispatch: subscriber.into(), state, telemetry }
 }
 

@@ -14,7 +14,8 @@ use axum::routing::post;
 use otel_injector::cluster::namespaces::Fixed;
 use otel_injector::engine::config::Config;
 use otel_injector::webhook::certs;
-use otel_injector::webhook::server::{AppState, ServeOptions, Server};
+use otel_injector::webhook::server::{ServeOptions, Server};
+use otel_injector::webhook::state::{AppState, Parts};
 use otel_injector::webhook::tls;
 
 async fn allow(body: Bytes) -> Response {
@@ -38,7 +39,7 @@ async fn main() {
     let config = tls::server_config(issued.cert_pem.as_bytes(), "dev cert", issued.key_pem.as_bytes(), "dev key")
         .expect("TLS config");
     let options = ServeOptions::new(listen, ([127, 0, 0, 1], 0).into(), config);
-    let state = AppState::new(Config::default(), Arc::new(Fixed::default()));
+    let state = AppState::new(Parts::new(Config::default(), Arc::new(Fixed::default())));
     let server = Server::start_serving(options, state, |_| Router::new().route("/mutate", post(allow)))
         .await
         .expect("listening");

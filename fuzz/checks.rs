@@ -26,7 +26,10 @@ pub fn review_bytes(data: &[u8]) {
         LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"));
     use tower::ServiceExt;
     let config = Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() };
-    let state = otel_injector::webhook::server::AppState::new(config, Arc::new(Fixed::default()));
+    let state = otel_injector::webhook::state::AppState::new(otel_injector::webhook::state::Parts::new(
+        config,
+        Arc::new(Fixed::default()),
+    ));
     let router = otel_injector::webhook::server::webhook_router(state);
     let request = axum::http::Request::post("/mutate?timeout=10s")
         .header("content-type", "application/json")

@@ -8,7 +8,6 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use base64::Engine;
-use otel_injector::cluster::namespaces::Fixed;
 use rustls_pki_types::ServerName;
 
 const BIN: &str = env!("CARGO_BIN_EXE_otel-injector");
@@ -51,7 +50,7 @@ async fn certs_issue_a_pair_that_serves_the_service_dns_names_and_extra_sans() {
         tls,
     );
     options.drain_delay = std::time::Duration::ZERO;
-    let state = otel_injector::webhook::server::AppState::new(Default::default(), Arc::new(Fixed::default()));
+    let state = otel_injector::webhook::state::AppState::new(Default::default());
     let server = otel_injector::webhook::server::Server::start(options, state).await.expect("serves");
     for name in ["hook.obs.svc", "hook.obs.svc.cluster.local", "hook.example", "127.0.0.1"] {
         use rustls_pki_types::pem::PemObject;

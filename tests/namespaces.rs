@@ -13,6 +13,7 @@ use common::TestServer;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use otel_injector::cluster::namespaces::{Fetched, Namespaces};
+use otel_injector::cluster::version::ServerVersion;
 use otel_injector::engine::config::Config;
 use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::values::KubeVersion;
@@ -95,7 +96,7 @@ fn lookups(server: &TestServer, outcome: &str) -> bool {
 #[tokio::test]
 async fn an_unseen_namespace_is_looked_up_and_its_policy_applies() {
     let source = Scripted::new(Lookup::Answer(Fetched::Found(opted_in())));
-    let server = TestServer::start_with(Config::default(), source.clone(), |_| {}).await;
+    let server = TestServer::start_with(Config::default(), source.clone(), |_, _| {}).await;
     let (status, response) = server.post(&web_review()).await;
     assert_eq!(status, 200);
     assert!(response["response"]["patch"].is_string(), "the namespace's opt-in applies: {response}");
@@ -108,7 +109,7 @@ async fn an_unseen_namespace_is_looked_up_and_its_policy_applies() {
 #[tokio::test]
 async fn a_lookup_that_hangs_stays_inside_the_callers_deadline_and_the_review_is_admitted_with_a_warning() {
     let source = Scripted::new(Lookup::Hang);
-    let server = TestServer::start_with(Config::default(), source.clone(), |_| {}).await;
+    let server = TestServer::start_with(Config::default(), source.clone(), |_, _| {}).await;
     let started = Instant::now();
     let response = post_with_timeout(&server, "1s").await;
     let took = started.elapsed();
@@ -127,7 +128,7 @@ async fn a_lookup_that_hangs_stays_inside_the_callers_deadline_and_the_review_is
 #[tokio::test]
 async fn a_namespace_the_api_server_does_not_know_is_admitted_with_a_warning() {
     let server =
-        TestServer::start_with(Config::default(), Scripted::new(Lookup::Answer(Fetched::NotFound)), |_| {}).await;
+        TestServer::start_with(Config::default(), Scripted::new(Lookup::Answer(Fetched::NotFound)), |_, _| {}).await;
     let (_, response) = server.post(&web_review()).await;
     let warning = response["response"]["warnings"][0].as_str().expect("a warning");
     assert_eq!(warning, "otel-injector: namespace fresh unknown (it does not exist); namespace policy not applied");
@@ -138,7 +139,7 @@ async fn a_namespace_the_api_server_does_not_know_is_admitted_with_a_warning() {
 #[tokio::test]
 async fn without_a_cluster_unknown_namespaces_are_silently_policy_free() {
     let source = Scripted::new(Lookup::Answer(Fetched::Unavailable));
-    let server = TestServer::start_with(Config::default(), source, |_| {}).await;
+    let server = TestServer::start_with(Config::default(), source, |_, _| {}).await;
     let (_, response) = server.post(&web_review()).await;
     assert!(response["response"].get("warnings").is_none(), "{response}");
     assert!(!server.state.metrics.encode().contains("namespace_lookups_total{"), "no lookup is counted");
@@ -149,20 +150,20 @@ async fn without_a_cluster_unknown_namespaces_are_silently_policy_free() {
 async fn readiness_waits_for_the_namespace_cache_and_the_server_version() {
     let source = Scripted::new(Lookup::Answer(Fetched::NotFound));
     source.synced.store(false, Ordering::Release);
-    let server = TestServer::start_with(Config::default(), source.clone(), |_| {}).await;
+    // A cluster is configured: the server version must be known too (it decides sidecar.mode auto).
+    let version = Arc::new(ServerVersion::default());
+    let server =
+        TestServer::start_with(Config::default(), source.clone(), |_, p| p.server_version = Some(version.clone()))
+            .await;
     let readyz = || async {
         let r = reqwest::get(server.ops_url("/readyz")).await.expect("response");
         (r.status().as_u16(), r.text().await.expect("text"))
     };
     assert_eq!(readyz().await, (503, "not ready: namespace cache not synced\n".to_owned()));
     source.synced.store(true, Ordering::Release);
+    assert_eq!(readyz().await, (503, "not ready: API server version not read yet\n".to_owned()));
+    version.record(KubeVersion { major: 1, minor: 20 });
     assert_eq!(readyz().await.0, 200);
-    // With a cluster configured, the server version must be known too (it decides sidecar.mode auto).
-    let mut state = server.state.clone();
-    state.cluster = true;
-    assert_eq!(state.not_ready().as_deref(), Some("API server version not read yet"));
-    state.server_version.record(KubeVersion { major: 1, minor: 20 });
-    assert_eq!(state.not_ready(), None);
     let metrics = reqwest::get(server.ops_url("/metrics")).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("otel_injector_namespace_cache_synced 1"), "{metrics}");
     assert!(metrics.contains("otel_injector_namespace_cache_seconds_since_event -1.0"), "{metrics}");

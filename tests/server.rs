@@ -233,7 +233,8 @@ async fn webhook_and_preview_agree_byte_for_byte() {
 async fn namespace_policy_reaches_the_engine() {
     let annotations = [("otel-injector.io/inject".to_owned(), "true".to_owned())].into();
     let ns = otel_injector::engine::policy::NamespaceMeta { annotations, ..Default::default() };
-    let server = TestServer::start_with(Config::default(), Arc::new(Fixed::new([("shop".into(), ns)])), |_| {}).await;
+    let server =
+        TestServer::start_with(Config::default(), Arc::new(Fixed::new([("shop".into(), ns)])), |_, _| {}).await;
     let (_, in_shop) = server.post(&review(&web_pod(), "CREATE", "shop")).await;
     let (_, elsewhere) = server.post(&review(&web_pod(), "CREATE", "other")).await;
     assert!(in_shop["response"]["patch"].is_string());
@@ -279,8 +280,8 @@ async fn half_sent(server: &TestServer) -> (tokio_rustls::client::TlsStream<toki
 
 #[tokio::test]
 async fn a_slow_body_is_cut_off_by_the_read_timeout() {
-    let server = TestServer::start_with(inject_all(), Arc::new(Fixed::default()), |o| {
-        o.read_timeout = Duration::from_millis(300)
+    let server = TestServer::start_with(inject_all(), Arc::new(Fixed::default()), |_, p| {
+        p.limits.read_timeout = Duration::from_millis(300)
     })
     .await;
     let (mut stalled, _rest) = half_sent(&server).await;
@@ -316,7 +317,7 @@ impl Namespaces for SlowLookups {
 
 #[tokio::test]
 async fn overload_is_shed_with_503_instead_of_queued_and_slow_bodies_do_not_count() {
-    let server = TestServer::start_with(inject_all(), Arc::new(SlowLookups), |o| o.max_in_flight = 1).await;
+    let server = TestServer::start_with(inject_all(), Arc::new(SlowLookups), |_, p| p.limits.max_in_flight = 1).await;
     let (mut slow, rest) = half_sent(&server).await;
     let body = serde_json::to_vec(&review(&web_pod(), "CREATE", "shop")).expect("json");
     // At work for half a second (its namespace lookup takes half the caller's second), so the slow body can finish
@@ -352,8 +353,8 @@ async fn shutdown_drains_in_flight_reviews() {
 
 #[tokio::test]
 async fn a_client_that_never_handshakes_is_disconnected() {
-    let server = TestServer::start_with(inject_all(), Arc::new(Fixed::default()), |o| {
-        o.read_timeout = Duration::from_millis(300)
+    let server = TestServer::start_with(inject_all(), Arc::new(Fixed::default()), |_, p| {
+        p.limits.read_timeout = Duration::from_millis(300)
     })
     .await;
     let mut silent = tokio::net::TcpStream::connect(server.server.webhook_addr()).await.expect("connect");

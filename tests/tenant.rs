@@ -16,7 +16,7 @@ use otel_injector::engine::policy::{Cause, NamespaceMeta};
 use otel_injector::engine::workload::WorkloadKind;
 use otel_injector::fixtures::{container, hostile, pod};
 use otel_injector::webhook::admission;
-use otel_injector::webhook::server::AppState;
+use otel_injector::webhook::state::{AppState, Parts};
 use serde_json::Value;
 
 /// The CPU time the calling thread has used (Linux: `/proc/thread-self/stat`, in clock ticks of 10 ms).
@@ -114,7 +114,7 @@ fn small_review() -> String {
 
 #[tokio::test]
 async fn a_review_whose_deadline_has_passed_is_not_worked_on() {
-    let state = AppState::new(hostile::config(), std::sync::Arc::new(Fixed::default()));
+    let state = AppState::new(Parts::new(hostile::config(), std::sync::Arc::new(Fixed::default())));
     let (status, text) = handle(&state, "/mutate?timeout=0s", small_review()).await;
     assert_eq!(status, 504, "{text}");
     assert!(text.starts_with("the caller's deadline (0ns) passed before the review was answered"), "{text}");

@@ -13,6 +13,7 @@ use crate::engine::policy::NamespaceMeta;
 use crate::engine::values::{self, KubeVersion, Protocol};
 use crate::engine::workload::WorkloadKind;
 use crate::telemetry::LogFormat;
+use crate::webhook::defaults;
 
 pub mod audit;
 pub mod certs;
@@ -201,10 +202,10 @@ impl ConfigArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TLS address of the webhook.
-    #[arg(long, env = "OTEL_INJECTOR_LISTEN", default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    #[arg(long, env = "OTEL_INJECTOR_LISTEN", default_value = defaults::LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Plain-HTTP address of /healthz, /readyz and /metrics.
-    #[arg(long, env = "OTEL_INJECTOR_METRICS_LISTEN", default_value = "0.0.0.0:9090", value_name = "ADDR")]
+    #[arg(long, env = "OTEL_INJECTOR_METRICS_LISTEN", default_value = defaults::METRICS_LISTEN, value_name = "ADDR")]
     pub metrics_listen: SocketAddr,
     /// Serving certificate (PEM).
     #[arg(long, env = "OTEL_INJECTOR_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -220,41 +221,41 @@ pub struct ServeArgs {
     pub client_ca: Option<PathBuf>,
     /// How often the certificate, key, client CA and config files are also read again and compared (besides
     /// watching their directories).
-    #[arg(long, env = "OTEL_INJECTOR_RELOAD_INTERVAL", default_value = "10s", value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_RELOAD_INTERVAL", default_value = defaults::RELOAD_INTERVAL, value_parser = values::parse_duration)]
     pub reload_interval: Duration,
     /// The webhook's own namespace, never instrumented (default: POD_NAMESPACE or the service account's).
     #[arg(long, env = "OTEL_INJECTOR_WEBHOOK_NAMESPACE", value_name = "NAME")]
     pub webhook_namespace: Option<String>,
     /// Longest wait for a TLS handshake, a started request's headers, or its body.
-    #[arg(long, env = "OTEL_INJECTOR_READ_TIMEOUT", default_value = "10s", value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_READ_TIMEOUT", default_value = defaults::READ_TIMEOUT, value_parser = values::parse_duration)]
     pub read_timeout: Duration,
     /// How long an idle keep-alive connection stays open (longer than the API server's 90 s).
-    #[arg(long, env = "OTEL_INJECTOR_IDLE_TIMEOUT", default_value = "120s", value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_IDLE_TIMEOUT", default_value = defaults::IDLE_TIMEOUT, value_parser = values::parse_duration)]
     pub idle_timeout: Duration,
     /// How long a new connection has to send its first request, TLS handshake included (within the idle timeout).
-    #[arg(long, env = "OTEL_INJECTOR_FIRST_REQUEST_TIMEOUT", default_value = "5s", value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_FIRST_REQUEST_TIMEOUT", default_value = defaults::FIRST_REQUEST_TIMEOUT, value_parser = values::parse_duration)]
     pub first_request_timeout: Duration,
     /// How long an answer may go untaken by its client (a peer that does not read) before the connection is cut.
-    #[arg(long, env = "OTEL_INJECTOR_WRITE_TIMEOUT", default_value = "10s", value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_WRITE_TIMEOUT", default_value = defaults::WRITE_TIMEOUT, value_parser = values::parse_duration)]
     pub write_timeout: Duration,
     /// Reviews worked on at once before answering 503 (bodies still arriving do not count).
-    #[arg(long, env = "OTEL_INJECTOR_MAX_IN_FLIGHT", default_value_t = 256, value_name = "N")]
+    #[arg(long, env = "OTEL_INJECTOR_MAX_IN_FLIGHT", default_value_t = defaults::MAX_IN_FLIGHT, value_name = "N")]
     pub max_in_flight: usize,
     /// Connections open at once, per port; at the cap the one that has waited longest without a request gives way,
     /// and when all are answering, a new one is closed at once.
-    #[arg(long, env = "OTEL_INJECTOR_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N")]
+    #[arg(long, env = "OTEL_INJECTOR_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS, value_name = "N")]
     pub max_connections: usize,
     /// Bytes of request bodies longer than 64 KiB held in memory at once, across all requests (at least
     /// maxRequestBytes; the first 64 KiB of each body come from a further 4 MiB).
-    #[arg(long, env = "OTEL_INJECTOR_BODY_BUDGET", default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    #[arg(long, env = "OTEL_INJECTOR_BODY_BUDGET", default_value_t = defaults::BODY_BUDGET, value_name = "BYTES")]
     pub body_budget: usize,
     /// How long after SIGTERM the webhook keeps serving while /readyz says not ready (endpoint removal takes a
     /// few seconds to reach every API server).
-    #[arg(long, env = "OTEL_INJECTOR_DRAIN_DELAY", default_value = "5s", value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_DRAIN_DELAY", default_value = defaults::DRAIN_DELAY, value_parser = values::parse_duration)]
     pub drain_delay: Duration,
     /// How long in-flight reviews may take to finish once the webhook stops accepting; with the drain delay it
     /// must fit in the pod's terminationGracePeriodSeconds.
-    #[arg(long, env = "OTEL_INJECTOR_SHUTDOWN_GRACE", default_value = "20s", value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_SHUTDOWN_GRACE", default_value = defaults::SHUTDOWN_GRACE, value_parser = values::parse_duration)]
     pub shutdown_grace: Duration,
     /// Configuration.
     #[command(flatten)]

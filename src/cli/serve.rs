@@ -9,13 +9,15 @@ use tokio::task::JoinHandle;
 use crate::cli::ServeArgs;
 use crate::cluster::client;
 use crate::cluster::namespaces::{Fixed, Watched};
+use crate::cluster::version::ServerVersion;
 use crate::engine::config::{Config, ConfigError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::traces::Setup;
 use crate::webhook::certs;
 use crate::webhook::reload;
-use crate::webhook::server::{AppState, ServeOptions, Server};
+use crate::webhook::server::{ServeOptions, Server};
+use crate::webhook::state::{AppState, Parts, ReviewLimits};
 use crate::webhook::tls::{CertStore, ClientCa, Pair, TlsError, reloadable_config};
 
 /// How often the API server's version is read again (it decides `sidecar.mode: auto`).
@@ -57,10 +59,8 @@ pub async fn run(args: ServeArgs, mut telemetry: Telemetry) -> anyhow::Result<()
     };
     let certs = Arc::new(CertStore::new(pair));
     let client_ca = args.client_ca.as_deref().map(ClientCa::from_file).transpose()?.map(Arc::new);
-    let mut state = AppState::new(config, Arc::new(Fixed::default()));
-    state.metrics =
+    let metrics =
         Arc::new(Metrics::new(telemetry.spans_dropped.clone()).counting_log_drops(telemetry.log_drops.clone()));
-    state.trace_ids = telemetry.trace_ids();
     match &telemetry.setup {
         Some(Setup::Export { endpoint, transport }) => {
             tracing::info!(endpoint = %endpoint, protocol = %transport, "exporting a trace per admission over OTLP");
@@ -70,7 +70,17 @@ pub async fn run(args: ServeArgs, mut telemetry: Telemetry) -> anyhow::Result<()
         ),
         Some(Setup::Disabled) | None => tracing::info!("tracing disabled (OTEL_SDK_DISABLED)"),
     }
-    state.certs = Some(certs.clone());
+    let mut parts = Parts {
+        certs: Some(certs.clone()),
+        metrics: metrics.clone(),
+        trace_ids: telemetry.trace_ids(),
+        limits: ReviewLimits {
+            read_timeout: args.read_timeout,
+            body_budget: args.body_budget,
+            max_in_flight: args.max_in_flight,
+        },
+        ..Parts::new(config, Arc::new(Fixed::default()))
+    };
     let mut watchers = Vec::new();
     match client::connect(&args.cluster.source()).await? {
         // Without a cluster connection namespace policy is empty and the webhook still serves.
@@ -79,24 +89,24 @@ pub async fn run(args: ServeArgs, mut telemetry: Telemetry) -> anyhow::Result<()
              namespace policy is empty, sidecar.mode auto uses native sidecars"
         ),
         Some(client) => {
-            let (namespaces, watch) = Watched::start(client.clone(), state.metrics.clone());
-            state.namespaces = namespaces;
-            state.cluster = true;
+            let (namespaces, watch) = Watched::start(client.clone(), metrics);
+            let server_version = Arc::new(ServerVersion::default());
             watchers.push(watch);
-            watchers.push(state.server_version.clone().poll(client, VERSION_INTERVAL));
+            watchers.push(server_version.clone().poll(client, VERSION_INTERVAL));
+            parts.namespaces = namespaces;
+            parts.server_version = Some(server_version);
         }
     }
-    let mut options =
-        ServeOptions::new(args.listen, args.metrics_listen, reloadable_config(certs.clone(), client_ca.clone()));
-    options.read_timeout = args.read_timeout;
-    options.idle_timeout = args.idle_timeout;
-    options.first_request_timeout = args.first_request_timeout;
-    options.write_timeout = args.write_timeout;
-    options.max_in_flight = args.max_in_flight;
-    options.max_connections = args.max_connections;
-    options.body_budget = args.body_budget;
-    options.drain_delay = args.drain_delay;
-    options.shutdown_grace = args.shutdown_grace;
+    let state = AppState::new(parts);
+    let options = ServeOptions {
+        idle_timeout: args.idle_timeout,
+        first_request_timeout: args.first_request_timeout,
+        write_timeout: args.write_timeout,
+        max_connections: args.max_connections,
+        drain_delay: args.drain_delay,
+        shutdown_grace: args.shutdown_grace,
+        ..ServeOptions::new(args.listen, args.metrics_listen, reloadable_config(certs.clone(), client_ca.clone()))
+    };
     // Watched before serving: a file that changes once the webhook says it serves is always seen as a change.
     let _reloads = reloaders(&args, &state, &certs, client_ca, load_config);
     let server = Server::start(options, state.clone()).await?;

@@ -13,12 +13,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, field::Empty};
 
 use super::admission::{Answer, Decision, Malformed, Review};
-use super::body::{self, Budget, Outgoing, Refused};
-use super::server::AppState;
+use super::body::{self, Outgoing, Refused};
+use super::state::AppState;
 use crate::cluster::namespaces::Fetched;
 use crate::engine::inject::Stop;
 use crate::engine::policy::{Cause, NamespaceMeta};
@@ -32,29 +32,6 @@ const LARGE: usize = 512 * 1024;
 
 /// The longest lookup of a namespace the cache has not seen.
 const NAMESPACE_LOOKUP: Duration = Duration::from_secs(1);
-
-/// The limits every review shares.
-#[derive(Debug)]
-pub struct Limits {
-    /// Longest time for a request's body (shortened by the caller's `?timeout=`).
-    pub read_timeout: Duration,
-    /// Bytes of request bodies held at once.
-    pub budget: Budget,
-    /// Reviews being worked on at once.
-    in_flight: Arc<Semaphore>,
-}
-
-impl Limits {
-    /// Limits of `read_timeout`, `budget_bytes` of bodies in memory (plus [`body::SMALL_POOL`]) and
-    /// `max_in_flight` reviews at work.
-    pub fn new(read_timeout: Duration, budget_bytes: usize, max_in_flight: usize) -> Self {
-        Self {
-            read_timeout,
-            budget: Budget::new(budget_bytes),
-            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
-        }
-    }
-}
 
 /// A request answered with an HTTP error: one line of text saying why.
 #[derive(Debug, thiserror::Error)]
@@ -298,7 +275,7 @@ async fn answer(
     if passed() {
         return Err(gone());
     }
-    let version = state.server_version.get();
+    let version = state.server_version();
     let answer = heavy(large, || review.answer(&config, &ns, version, notes, Stop::when(&passed)));
     if answer.cause == Cause::Deadline.as_str() {
         return Err(gone());

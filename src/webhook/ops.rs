@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::server::AppState;
+use super::state::AppState;
 use crate::telemetry::metrics::CacheState;
 
 /// The operations router.

@@ -10,11 +10,9 @@
 //! period, and closes idle keep-alive connections.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::http::{HeaderValue, Version, header};
 use axum::routing::post;
@@ -30,14 +28,10 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::conn::{Protocol, Registry, Timed, Timeouts, Tracked, Tracker};
-use super::mutate::{self, Limits};
-use super::ops;
-use super::tls::CertStore;
-use crate::cluster::namespaces::Namespaces;
-use crate::cluster::version::ServerVersion;
-use crate::engine::config::Config;
-use crate::telemetry::metrics::Metrics;
-use crate::telemetry::traces::TraceIds;
+use super::state::AppState;
+#[cfg(doc)]
+use super::state::ReviewLimits;
+use super::{defaults, mutate, ops};
 
 /// Bytes one connection may buffer ahead of the handler: the HTTP/1.1 read buffer, the HTTP/2 connection window.
 const CONN_BUFFER: usize = 128 * 1024;
@@ -50,7 +44,7 @@ const STREAM_WINDOW: u32 = 64 * 1024;
 /// timeout would never see the client stall.
 const SEND_BUFFER: usize = 64 * 1024;
 
-/// How the server listens and protects itself.
+/// How the server listens and protects itself (the limits of each review are the state's, [`ReviewLimits`]).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The TLS webhook address.
@@ -59,20 +53,14 @@ pub struct ServeOptions {
     pub metrics_listen: SocketAddr,
     /// Certificate and key (see [`super::tls::reloadable_config`]).
     pub tls: Arc<rustls::ServerConfig>,
-    /// Longest time for a TLS handshake, a request's headers once it has started, or a whole body.
-    pub read_timeout: Duration,
     /// How long an idle keep-alive connection stays open (longer than the API server's 90 s).
     pub idle_timeout: Duration,
     /// How long a new connection has to send its first request, its TLS handshake included.
     pub first_request_timeout: Duration,
     /// How long an answer being written may make no progress before the connection is cut off.
     pub write_timeout: Duration,
-    /// Reviews worked on at once; more are answered 503 at once rather than queued past the caller's deadline.
-    pub max_in_flight: usize,
     /// Connections open at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
-    /// Bytes of request bodies held in memory at once, across all requests.
-    pub body_budget: usize,
     /// Streams at once on one HTTP/2 connection.
     pub http2_max_streams: u32,
     /// How long after SIGTERM the server keeps accepting while it reports not ready.
@@ -82,97 +70,19 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    /// The defaults of `serve`, for `tls`, on two addresses.
+    /// The defaults of `serve` ([`super::defaults`]), for `tls`, on two addresses.
     pub fn new(listen: SocketAddr, metrics_listen: SocketAddr, tls: Arc<rustls::ServerConfig>) -> Self {
         Self {
             listen,
             metrics_listen,
             tls,
-            read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
-            first_request_timeout: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(10),
-            max_in_flight: 256,
-            max_connections: 1024,
-            body_budget: 16 * 1024 * 1024,
+            idle_timeout: defaults::seconds(defaults::IDLE_TIMEOUT),
+            first_request_timeout: defaults::seconds(defaults::FIRST_REQUEST_TIMEOUT),
+            write_timeout: defaults::seconds(defaults::WRITE_TIMEOUT),
+            max_connections: defaults::MAX_CONNECTIONS,
             http2_max_streams: 32,
-            drain_delay: Duration::from_secs(5),
-            shutdown_grace: Duration::from_secs(20),
-        }
-    }
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The configuration in force (swapped whole on reload).
-    pub config: Arc<ArcSwap<Config>>,
-    /// Namespace labels and annotations.
-    pub namespaces: Arc<dyn Namespaces>,
-    /// The API server's version, when a cluster is configured and it has been read.
-    pub server_version: Arc<ServerVersion>,
-    /// Whether a cluster is configured: then `/readyz` also waits for the server version.
-    pub cluster: bool,
-    /// The serving certificate, when the server can tell it has expired (`/readyz`, the `notAfter` gauge).
-    pub certs: Option<Arc<CertStore>>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// Set once listeners are bound.
-    pub ready: Arc<AtomicBool>,
-    /// Set on shutdown: `/readyz` fails and HTTP/1.1 answers carry `Connection: close`.
-    pub draining: Arc<AtomicBool>,
-    /// The last error accepting webhook connections, while accepting fails (e.g. file descriptors exhausted).
-    accept_error: Arc<Mutex<Option<String>>>,
-    /// Time and memory limits of reviews.
-    pub limits: Arc<Limits>,
-    /// Where each admission's trace ids come from.
-    pub trace_ids: TraceIds,
-}
-
-impl AppState {
-    /// State for `config` and `namespaces` without a cluster, not yet ready.
-    pub fn new(config: Config, namespaces: Arc<dyn Namespaces>) -> Self {
-        Self {
-            config: Arc::new(ArcSwap::from_pointee(config)),
-            namespaces,
-            server_version: Arc::new(ServerVersion::default()),
-            cluster: false,
-            certs: None,
-            metrics: Arc::new(Metrics::default()),
-            ready: Arc::new(AtomicBool::new(false)),
-            draining: Arc::new(AtomicBool::new(false)),
-            accept_error: Arc::default(),
-            limits: Arc::new(Limits::new(Duration::from_secs(10), 16 * 1024 * 1024, 256)),
-            trace_ids: TraceIds::default(),
-        }
-    }
-
-    /// Why the webhook listener cannot accept connections, while it cannot.
-    pub fn accept_error(&self) -> Option<String> {
-        self.accept_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn set_accept_error(&self, error: Option<String>) {
-        *self.accept_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
-    }
-
-    /// Why the webhook is not ready, if it is not.
-    pub fn not_ready(&self) -> Option<String> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        if !self.ready.load(Ordering::Acquire) {
-            Some("listeners not started".to_owned())
-        } else if self.draining.load(Ordering::Acquire) {
-            Some("shutting down".to_owned())
-        } else if let Some(e) = self.accept_error() {
-            Some(format!("the webhook listener cannot accept connections: {e}"))
-        } else if let Some(problem) = self.certs.as_ref().and_then(|c| c.problem(now)) {
-            Some(problem.to_owned())
-        } else if !self.namespaces.synced() {
-            Some("namespace cache not synced".to_owned())
-        } else if self.cluster && self.server_version.get().is_none() {
-            Some("API server version not read yet".to_owned())
-        } else {
-            None
+            drain_delay: defaults::seconds(defaults::DRAIN_DELAY),
+            shutdown_grace: defaults::seconds(defaults::SHUTDOWN_GRACE),
         }
     }
 }
@@ -240,7 +150,7 @@ impl Server {
     /// webhook that does nothing, runs on this).
     pub async fn start_serving(
         options: ServeOptions,
-        mut state: AppState,
+        state: AppState,
         webhook: impl FnOnce(AppState) -> Router,
     ) -> Result<Self, ServeError> {
         let bind = |addr: SocketAddr| {
@@ -252,7 +162,6 @@ impl Server {
         };
         let (webhook_listener, webhook_addr) = bind(options.listen)?;
         let (metrics_listener, metrics_addr) = bind(options.metrics_listen)?;
-        state.limits = Arc::new(Limits::new(options.read_timeout, options.body_budget, options.max_in_flight));
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // hyper's header timeout also runs on idle keep-alive connections; `Timed` does both jobs instead.
@@ -269,7 +178,7 @@ impl Server {
             .keep_alive_timeout(Duration::from_secs(10));
         let timeouts = Timeouts {
             idle: options.idle_timeout,
-            header: options.read_timeout,
+            header: state.limits.read_timeout,
             first_request: options.first_request_timeout,
             write: options.write_timeout,
         };
@@ -298,7 +207,7 @@ impl Server {
             tokio::spawn(accept_loop(webhook_listener, edge, stopped.clone())),
             tokio::spawn(accept_loop(metrics_listener, ops_edge, stopped)),
         ];
-        state.ready.store(true, Ordering::Release);
+        state.set_ready();
         tracing::info!(%webhook_addr, %metrics_addr, "serving");
         Ok(Self { webhook_addr, metrics_addr, state, drain_delay: options.drain_delay, stop, tasks })
     }
@@ -316,7 +225,7 @@ impl Server {
     /// Drains (not ready, still serving, for the drain delay), stops accepting, lets in-flight requests finish
     /// within the grace period, closes idle connections, and returns.
     pub async fn shutdown(self) {
-        self.state.draining.store(true, Ordering::Release);
+        self.state.set_draining();
         tracing::info!(drain = ?self.drain_delay, "draining: not ready, still serving");
         tokio::time::sleep(self.drain_delay).await;
         tracing::info!("no longer accepting; finishing in-flight requests");
@@ -463,9 +372,9 @@ async fn serve_io<T>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(Timed::new(io, tracker.clone(), protocol, edge.timeouts));
-    let (router, draining) = (edge.router.clone(), edge.state.draining.clone());
+    let (router, state) = (edge.router.clone(), edge.state.clone());
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let (router, draining, tracker) = (router.clone(), draining.clone(), tracker.clone());
+        let (router, state, tracker) = (router.clone(), state.clone(), tracker.clone());
         async move {
             tracker.request_started();
             let http1 = request.version() == Version::HTTP_11;
@@ -473,7 +382,7 @@ async fn serve_io<T>(
             tracker.request_finished();
             response.map(|response| {
                 let mut response = response.map(|body| axum::body::Body::new(Tracked::new(body, tracker)));
-                if http1 && draining.load(Ordering::Acquire) {
+                if http1 && state.draining() {
                     // Draining: the client should open its next connection to a replica that stays.
                     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }

@@ -16,7 +16,8 @@ use base64::Engine;
 use otel_injector::cluster::namespaces::{Fixed, Namespaces};
 use otel_injector::engine::config::Config;
 use otel_injector::webhook::certs;
-use otel_injector::webhook::server::{AppState, ServeOptions, Server};
+use otel_injector::webhook::server::{ServeOptions, Server};
+use otel_injector::webhook::state::{AppState, Parts};
 use otel_injector::webhook::tls;
 use serde_json::Value;
 
@@ -29,13 +30,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: Config) -> Self {
-        Self::start_with(config, Arc::new(Fixed::default()), |_| {}).await
+        Self::start_with(config, Arc::new(Fixed::default()), |_, _| {}).await
     }
 
     pub async fn start_with(
         config: Config,
         namespaces: Arc<dyn Namespaces>,
-        tweak: impl FnOnce(&mut ServeOptions),
+        tweak: impl FnOnce(&mut ServeOptions, &mut Parts),
     ) -> Self {
         tls::install_crypto_provider();
         let issued = certs::issue(&["localhost".to_owned(), "127.0.0.1".to_owned()], 1).expect("certificates");
@@ -43,11 +44,12 @@ impl TestServer {
             .expect("tls config");
         let mut options =
             ServeOptions::new("127.0.0.1:0".parse().expect("addr"), "127.0.0.1:0".parse().expect("addr"), tls);
-        options.max_in_flight = 64;
         options.drain_delay = Duration::ZERO;
         options.shutdown_grace = Duration::from_secs(5);
-        tweak(&mut options);
-        let state = AppState::new(config, namespaces);
+        let mut parts = Parts::new(config, namespaces);
+        parts.limits.max_in_flight = 64;
+        tweak(&mut options, &mut parts);
+        let state = AppState::new(parts);
         let server = Server::start(options, state.clone()).await.expect("server starts");
         Self { server, ca_pem: issued.ca_pem, state }
     }
