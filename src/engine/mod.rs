@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod config;
 pub mod inject;
+pub mod json_string;
 pub mod keys;
 pub mod limits;
 pub mod object;

@@ -20,7 +20,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::engine::patch::push_str;
+use crate::engine::json_string;
 
 /// Characters of one field's value (the message included) written in a log line; the rest is cut, with `…`.
 pub const MAX_FIELD_CHARS: usize = 2048;
@@ -203,14 +203,14 @@ where
         let timestamp = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let mut line = String::with_capacity(256 + own.len());
         line.push_str("{\"timestamp\":");
-        push_str(&mut line, &timestamp);
+        json_string::push(&mut line, &timestamp);
         line.push_str(",\"level\":");
-        push_str(&mut line, meta.level().as_str());
+        json_string::push(&mut line, meta.level().as_str());
         line.push_str(",\"target\":");
-        push_str(&mut line, meta.target());
+        json_string::push(&mut line, meta.target());
         if let Some(span) = spans.last() {
             line.push_str(",\"span\":");
-            push_str(&mut line, span.name());
+            json_string::push(&mut line, span.name());
         }
         if let Some((_, message)) = fields.iter().find(|(k, _)| *k == "message") {
             let _ = write!(line, ",\"message\":{message}");
@@ -225,9 +225,9 @@ where
             }
             line.push(',');
             if FIXED.contains(key) {
-                push_str(&mut line, &format!("fields.{key}"));
+                json_string::push(&mut line, &format!("fields.{key}"));
             } else {
-                push_str(&mut line, key);
+                json_string::push(&mut line, key);
             }
             line.push(':');
             line.push_str(value);
@@ -251,7 +251,7 @@ impl Entries<'_> {
     fn put_str(&mut self, field: &Field, value: &str) {
         self.0.push_str(field.name());
         self.0.push(KEY_END);
-        push_str(self.0, &clipped(value));
+        json_string::push(self.0, &clipped(value));
         self.0.push(ENTRY_END);
     }
 }

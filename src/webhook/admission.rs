@@ -549,11 +549,11 @@ fn operation_name(op: &Operation) -> &'static str {
 /// The response review in the request's version, with `patch` as standard base64 (fields in a fixed order),
 /// written straight into the answer's bytes.
 fn encode(api_version: &str, answer: &Answer) -> Vec<u8> {
-    use crate::engine::patch::push_str;
+    use crate::engine::json_string;
     let patch_len = answer.patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4);
     let mut out = String::with_capacity(160 + answer.uid.len() + patch_len);
     out.push_str("{\"apiVersion\":");
-    push_str(&mut out, api_version);
+    json_string::push(&mut out, api_version);
     out.push_str(",\"kind\":\"AdmissionReview\",\"response\":{\"allowed\":true");
     if let Some(patch) = &answer.patch {
         // Base64 never needs escaping inside a JSON string. Encoded with SIMD where the CPU has it: the patch is most
@@ -563,14 +563,14 @@ fn encode(api_version: &str, answer: &Answer) -> Vec<u8> {
         out.push_str("\",\"patchType\":\"JSONPatch\"");
     }
     out.push_str(",\"status\":{},\"uid\":");
-    push_str(&mut out, &answer.uid);
+    json_string::push(&mut out, &answer.uid);
     if !answer.warnings.is_empty() {
         out.push_str(",\"warnings\":[");
         for (i, warning) in answer.warnings.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            push_str(&mut out, warning);
+            json_string::push(&mut out, warning);
         }
         out.push(']');
     }
