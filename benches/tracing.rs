@@ -23,7 +23,7 @@ use axum::extract::{Request, State};
 use criterion::{Criterion, criterion_group, criterion_main};
 use otel_injector::cluster::namespaces::Fixed;
 use otel_injector::engine::config::{Config, DefaultMode};
-use otel_injector::engine::values::Protocol;
+use otel_injector::engine::syntax::Protocol;
 use otel_injector::telemetry::traces::Setup;
 use otel_injector::telemetry::{self, LogFormat};
 use otel_injector::webhook::mutate::mutate;

@@ -16,7 +16,7 @@ use otel_injector::cluster::namespaces::{Fetched, Namespaces};
 use otel_injector::cluster::version::ServerVersion;
 use otel_injector::engine::config::Config;
 use otel_injector::engine::policy::NamespaceMeta;
-use otel_injector::engine::values::KubeVersion;
+use otel_injector::engine::syntax::KubeVersion;
 use otel_injector::fixtures::{container, pod, review};
 use serde_json::Value;
 

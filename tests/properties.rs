@@ -8,7 +8,7 @@ use common::preserved;
 use otel_injector::engine::config::{Config, DefaultMode, SidecarMode};
 use otel_injector::engine::inject::{Target, mutate};
 use otel_injector::engine::policy::NamespaceMeta;
-use otel_injector::engine::values::KubeVersion;
+use otel_injector::engine::syntax::KubeVersion;
 use otel_injector::engine::workload::WorkloadKind;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};

@@ -13,7 +13,7 @@ use crate::engine::audit::{Finding, assess};
 use crate::engine::config::Config;
 use crate::engine::inject::Target;
 use crate::engine::policy::NamespaceMeta;
-use crate::engine::values::KubeVersion;
+use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 
 /// One object that needs attention.

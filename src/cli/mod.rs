@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::cluster::client::Source;
 use crate::engine::config::{Config, ConfigError, DefaultMode};
 use crate::engine::policy::NamespaceMeta;
-use crate::engine::values::{self, KubeVersion, Protocol};
+use crate::engine::syntax::{self, KubeVersion, Protocol};
 use crate::engine::workload::WorkloadKind;
 use crate::telemetry::LogFormat;
 use crate::webhook::defaults;
@@ -140,7 +140,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "OTEL_INJECTOR_SERVICE_NAMESPACE", value_name = "NAME")]
     pub service_namespace: Option<String>,
     /// Overrides `sidecar.enabled`.
-    #[arg(long, env = "OTEL_INJECTOR_SIDECAR", value_name = "BOOL", value_parser = values::parse_bool)]
+    #[arg(long, env = "OTEL_INJECTOR_SIDECAR", value_name = "BOOL", value_parser = syntax::parse_bool)]
     pub sidecar: Option<bool>,
     /// Overrides `sidecar.image`.
     #[arg(long, env = "OTEL_INJECTOR_SIDECAR_IMAGE", value_name = "IMAGE")]
@@ -221,22 +221,22 @@ pub struct ServeArgs {
     pub client_ca: Option<PathBuf>,
     /// How often the certificate, key, client CA and config files are also read again and compared (besides
     /// watching their directories).
-    #[arg(long, env = "OTEL_INJECTOR_RELOAD_INTERVAL", default_value = defaults::RELOAD_INTERVAL, value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_RELOAD_INTERVAL", default_value = defaults::RELOAD_INTERVAL, value_parser = syntax::parse_duration)]
     pub reload_interval: Duration,
     /// The webhook's own namespace, never instrumented (default: POD_NAMESPACE or the service account's).
     #[arg(long, env = "OTEL_INJECTOR_WEBHOOK_NAMESPACE", value_name = "NAME")]
     pub webhook_namespace: Option<String>,
     /// Longest wait for a TLS handshake, a started request's headers, or its body.
-    #[arg(long, env = "OTEL_INJECTOR_READ_TIMEOUT", default_value = defaults::READ_TIMEOUT, value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_READ_TIMEOUT", default_value = defaults::READ_TIMEOUT, value_parser = syntax::parse_duration)]
     pub read_timeout: Duration,
     /// How long an idle keep-alive connection stays open (longer than the API server's 90 s).
-    #[arg(long, env = "OTEL_INJECTOR_IDLE_TIMEOUT", default_value = defaults::IDLE_TIMEOUT, value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_IDLE_TIMEOUT", default_value = defaults::IDLE_TIMEOUT, value_parser = syntax::parse_duration)]
     pub idle_timeout: Duration,
     /// How long a new connection has to send its first request, TLS handshake included (within the idle timeout).
-    #[arg(long, env = "OTEL_INJECTOR_FIRST_REQUEST_TIMEOUT", default_value = defaults::FIRST_REQUEST_TIMEOUT, value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_FIRST_REQUEST_TIMEOUT", default_value = defaults::FIRST_REQUEST_TIMEOUT, value_parser = syntax::parse_duration)]
     pub first_request_timeout: Duration,
     /// How long an answer may go untaken by its client (a peer that does not read) before the connection is cut.
-    #[arg(long, env = "OTEL_INJECTOR_WRITE_TIMEOUT", default_value = defaults::WRITE_TIMEOUT, value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_WRITE_TIMEOUT", default_value = defaults::WRITE_TIMEOUT, value_parser = syntax::parse_duration)]
     pub write_timeout: Duration,
     /// Reviews worked on at once before answering 503 (bodies still arriving do not count).
     #[arg(long, env = "OTEL_INJECTOR_MAX_IN_FLIGHT", default_value_t = defaults::MAX_IN_FLIGHT, value_name = "N")]
@@ -251,11 +251,11 @@ pub struct ServeArgs {
     pub body_budget: usize,
     /// How long after SIGTERM the webhook keeps serving while /readyz says not ready (endpoint removal takes a
     /// few seconds to reach every API server).
-    #[arg(long, env = "OTEL_INJECTOR_DRAIN_DELAY", default_value = defaults::DRAIN_DELAY, value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_DRAIN_DELAY", default_value = defaults::DRAIN_DELAY, value_parser = syntax::parse_duration)]
     pub drain_delay: Duration,
     /// How long in-flight reviews may take to finish once the webhook stops accepting; with the drain delay it
     /// must fit in the pod's terminationGracePeriodSeconds.
-    #[arg(long, env = "OTEL_INJECTOR_SHUTDOWN_GRACE", default_value = defaults::SHUTDOWN_GRACE, value_parser = values::parse_duration)]
+    #[arg(long, env = "OTEL_INJECTOR_SHUTDOWN_GRACE", default_value = defaults::SHUTDOWN_GRACE, value_parser = syntax::parse_duration)]
     pub shutdown_grace: Duration,
     /// Configuration.
     #[command(flatten)]

@@ -16,7 +16,7 @@ use crate::engine::config::Config;
 use crate::engine::inject::{self, Stop, Target};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
-use crate::engine::values::{self, KubeVersion};
+use crate::engine::syntax::{self, KubeVersion};
 use crate::engine::workload::WorkloadKind;
 use crate::webhook::admission;
 
@@ -235,7 +235,7 @@ pub fn run(inputs: &[Input], options: &Options, out: &mut dyn Write, err: &mut d
 /// Splits an input into objects: YAML or JSON streams, `kind: List` flattened.
 fn documents(input: &Input) -> Result<Vec<Item>, PreviewError> {
     let bad = |document: usize, message: String| PreviewError::Document { file: input.name.clone(), document, message };
-    values::check_nesting(&input.text).map_err(|m| bad(1, m))?;
+    syntax::check_nesting(&input.text).map_err(|m| bad(1, m))?;
     let trimmed = input.text.trim_start_matches('\u{feff}').trim_start();
     let mut raw: Vec<Result<Value, String>> = Vec::new();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {

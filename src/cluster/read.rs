@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::client::{self, Source};
 use super::namespaces::meta_of;
 use crate::engine::policy::NamespaceMeta;
-use crate::engine::values::KubeVersion;
+use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 
 /// The key of the webhook's ConfigMap that holds the config file.

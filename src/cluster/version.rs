@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::read::{self, ReadError};
-use crate::engine::values::KubeVersion;
+use crate::engine::syntax::KubeVersion;
 
 /// How many recent readings are kept.
 const READINGS: usize = 5;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::values::{self, Protocol, Signal};
+use crate::engine::syntax::{self, Protocol, Signal};
 use crate::engine::workload::WorkloadKind;
 
 /// Namespaces never instrumented: `excludedNamespaces` adds to these, it never replaces them.
@@ -63,10 +63,10 @@ impl Resources {
                 if !known(name) {
                     return Err(invalid(field, "unknown resource (cpu, memory, ephemeral-storage, hugepages-<size>)"));
                 }
-                let value = values::quantity(q).ok_or_else(|| {
+                let value = syntax::quantity(q).ok_or_else(|| {
                     invalid(
                         &field,
-                        values::check_quantity(q).err().unwrap_or_else(|| format!("{q:?} is not a quantity")),
+                        syntax::check_quantity(q).err().unwrap_or_else(|| format!("{q:?} is not a quantity")),
                     )
                 })?;
                 if value < 0.0 {
@@ -87,7 +87,7 @@ impl Resources {
                 ));
             }
         }
-        let min = values::quantity(MIN_SIDECAR_MEMORY).unwrap_or_default();
+        let min = syntax::quantity(MIN_SIDECAR_MEMORY).unwrap_or_default();
         if values.get(&("limits", "memory")).is_some_and(|m| *m < min) {
             return Err(invalid(
                 "sidecar.resources.limits.memory",
@@ -247,7 +247,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 impl Config {
     /// Parses and validates a YAML document; an empty document gives the defaults.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        values::check_nesting(text).map_err(|m| ConfigError::Parse { field: "(document)".to_owned(), message: m })?;
+        syntax::check_nesting(text).map_err(|m| ConfigError::Parse { field: "(document)".to_owned(), message: m })?;
         let mut config: Self = if text.trim().is_empty() {
             Self::default()
         } else {
@@ -276,19 +276,19 @@ impl Config {
 
     /// Checks every value; the error names the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        values::parse_endpoint(&self.endpoint).map_err(|m| invalid("endpoint", m))?;
-        values::parse_ratio(&self.sampling_ratio.to_string()).map_err(|m| invalid("samplingRatio", m))?;
+        syntax::parse_endpoint(&self.endpoint).map_err(|m| invalid("endpoint", m))?;
+        syntax::parse_ratio(&self.sampling_ratio.to_string()).map_err(|m| invalid("samplingRatio", m))?;
         for (i, p) in self.propagators.iter().enumerate() {
-            values::check_propagator(p).map_err(|m| invalid(format!("propagators[{i}]"), m))?;
+            syntax::check_propagator(p).map_err(|m| invalid(format!("propagators[{i}]"), m))?;
         }
         if self.propagators.is_empty() {
             return Err(invalid("propagators", "must name at least one propagator (or `none`)"));
         }
         for key in self.resource_attributes.keys() {
-            values::check_attribute_key(key).map_err(|m| invalid(format!("resourceAttributes.{key}"), m))?;
+            syntax::check_attribute_key(key).map_err(|m| invalid(format!("resourceAttributes.{key}"), m))?;
         }
         for name in self.headers.keys() {
-            values::check_header_name(name).map_err(|m| invalid(format!("headers.{name}"), m))?;
+            syntax::check_header_name(name).map_err(|m| invalid(format!("headers.{name}"), m))?;
         }
         if let Some(ns) = &self.service_namespace
             && ns.trim().is_empty()

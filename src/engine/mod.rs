@@ -12,7 +12,7 @@ pub mod object;
 pub mod patch;
 pub mod policy;
 pub mod report;
-pub mod values;
+pub mod syntax;
 pub mod warnings;
 pub mod workload;
 

@@ -77,7 +77,7 @@ impl Resources {
     /// What the scheduler counts for `resource`: the request, else the limit (which the API server defaults a
     /// missing request to), as a number.
     pub fn counted(&self, resource: &str) -> Option<f64> {
-        crate::engine::values::quantity(self.text(resource)?)
+        crate::engine::syntax::quantity(self.text(resource)?)
     }
 
     /// The text of what the scheduler counts for `resource` (see [`Resources::counted`]).

@@ -7,7 +7,7 @@ use crate::engine::config::{Config, DefaultMode};
 use crate::engine::keys;
 use crate::engine::limits;
 use crate::engine::object::PodView;
-use crate::engine::values::{self, Protocol, Signal};
+use crate::engine::syntax::{self, Protocol, Signal};
 use crate::engine::warnings::{Warnings, clip};
 
 /// A Namespace's labels and annotations, as the policy sees them.
@@ -230,9 +230,9 @@ pub fn decide(
     }
     let fallback = config.default == DefaultMode::Inject;
     let lookup = Lookup { view, ns };
-    let resolved = lookup.resolve(warnings, keys::INJECT, true, values::parse_bool, fallback, bool::to_string);
+    let resolved = lookup.resolve(warnings, keys::INJECT, true, syntax::parse_bool, fallback, bool::to_string);
     if resolved.origin == Origin::Annotation
-        && let Some(label) = view.label(keys::INJECT).and_then(|l| values::parse_bool(l).ok())
+        && let Some(label) = view.label(keys::INJECT).and_then(|l| syntax::parse_bool(l).ok())
         && label != resolved.value
     {
         warnings.push(format!(
@@ -252,14 +252,14 @@ pub fn decide(
 pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warnings: &mut Warnings) -> Settings {
     let lookup = Lookup { view, ns };
     let endpoint =
-        lookup.resolve(warnings, keys::ENDPOINT, false, values::parse_endpoint, config.endpoint.clone(), String::clone);
+        lookup.resolve(warnings, keys::ENDPOINT, false, syntax::parse_endpoint, config.endpoint.clone(), String::clone);
     let protocol =
         lookup.resolve(warnings, keys::PROTOCOL, false, Protocol::parse, config.protocol, Protocol::to_string);
     let sampling_ratio = lookup.resolve(
         warnings,
         keys::SAMPLING_RATIO,
         false,
-        values::parse_ratio,
+        syntax::parse_ratio,
         config.sampling_ratio,
         f64::to_string,
     );
@@ -267,15 +267,15 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         warnings,
         keys::PROPAGATORS,
         false,
-        values::parse_propagators,
+        syntax::parse_propagators,
         config.propagators.clone(),
         |v| v.join(","),
     );
-    let signals = lookup.resolve(warnings, keys::SIGNALS, false, values::parse_signals, config.signals.clone(), |v| {
+    let signals = lookup.resolve(warnings, keys::SIGNALS, false, syntax::parse_signals, config.signals.clone(), |v| {
         v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
     });
     let sidecar =
-        lookup.resolve(warnings, keys::SIDECAR, false, values::parse_bool, config.sidecar.enabled, bool::to_string);
+        lookup.resolve(warnings, keys::SIDECAR, false, syntax::parse_bool, config.sidecar.enabled, bool::to_string);
 
     let service_name = view.annotation(keys::SERVICE_NAME).and_then(|v| match v.trim() {
         "" => {
@@ -284,7 +284,7 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         }
         name => Some(name.to_owned()),
     });
-    let container_names = view.annotation(keys::CONTAINER_NAMES).map(values::split_list).filter(|names| {
+    let container_names = view.annotation(keys::CONTAINER_NAMES).map(syntax::split_list).filter(|names| {
         if names.is_empty() {
             warnings.push(format!(
                 "{}=\"\" on annotation ignored: names no container; using every app container",
@@ -373,7 +373,7 @@ fn add_annotated_attributes<'a>(
     warnings: &mut Warnings,
 ) {
     if let Some((_, list)) = annotations.clone().find(|(k, _)| *k == keys::RESOURCE_ATTRIBUTES) {
-        match values::parse_attributes(list) {
+        match syntax::parse_attributes(list) {
             Ok(pairs) => pairs.into_iter().for_each(|(k, v)| attributes.set(&k, &v, origin, warnings)),
             Err(reason) => {
                 warnings.push(format!("{}={:?} on {origin} ignored: {reason}", keys::RESOURCE_ATTRIBUTES, clip(list)))
@@ -381,7 +381,7 @@ fn add_annotated_attributes<'a>(
         }
     }
     for (key, value) in annotations.filter_map(|(k, v)| Some((k.strip_prefix(keys::RESOURCE_PREFIX)?, v))) {
-        match values::check_attribute_key(key) {
+        match syntax::check_attribute_key(key) {
             Ok(()) => attributes.set(key, value, origin, warnings),
             Err(reason) => {
                 warnings.push(format!("{}{} on {origin} ignored: {reason}", keys::RESOURCE_PREFIX, clip(key)))

@@ -22,7 +22,7 @@ use opentelemetry_sdk::trace::{
 };
 
 use super::metrics::SpanDrops;
-use crate::engine::values::{self, Protocol as Transport};
+use crate::engine::syntax::{self, Protocol as Transport};
 
 /// Span fields that exist for the logs (each line carries them) and are not exported as attributes.
 pub const LOG_ONLY_FIELDS: [&str; 2] = ["trace_id", "span_id"];
@@ -80,7 +80,7 @@ impl Setup {
             Some((_, p)) if p == "grpc" => Transport::Grpc,
             Some((_, p)) if p == "http/protobuf" => Transport::HttpProtobuf,
             Some((name, p)) => return Err(format!("{name}={p:?} is not supported: use grpc or http/protobuf")),
-            None => values::transport_of(&endpoint).unwrap_or(Transport::HttpProtobuf),
+            None => syntax::transport_of(&endpoint).unwrap_or(Transport::HttpProtobuf),
         };
         let endpoint = match (transport, endpoint_var) {
             (Transport::HttpProtobuf, "OTEL_EXPORTER_OTLP_ENDPOINT") => {

@@ -18,7 +18,7 @@ use crate::engine::inject::{self, Stop, Target};
 use crate::engine::object::{self, Obj, PodSeed, PodView, S, ShapeError, Str};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
-use crate::engine::values::KubeVersion;
+use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 
 /// The review cannot be read; answered with HTTP 400.

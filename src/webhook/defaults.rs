@@ -45,7 +45,7 @@ pub const fn seconds(text: &str) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::values::parse_duration;
+    use crate::engine::syntax::parse_duration;
 
     #[test]
     fn the_defaults_read_as_the_flags_read_them() {

@@ -22,7 +22,7 @@ use super::state::AppState;
 use crate::cluster::namespaces::Fetched;
 use crate::engine::inject::Stop;
 use crate::engine::policy::{Cause, NamespaceMeta};
-use crate::engine::values;
+use crate::engine::syntax;
 use crate::engine::warnings::clip;
 use crate::telemetry::metrics::AdmissionLabels;
 use crate::telemetry::traces;
@@ -147,7 +147,7 @@ fn deadline_of(query: Option<&str>) -> Result<Option<Duration>, RequestError> {
         if found.is_some() {
             return Err(RequestError::Query("timeout given more than once".to_owned()));
         }
-        let value = values::parse_duration(value).map_err(|e| RequestError::Query(format!("timeout {e}")))?;
+        let value = syntax::parse_duration(value).map_err(|e| RequestError::Query(format!("timeout {e}")))?;
         found = Some(value.min(LONGEST_DEADLINE));
     }
     Ok(found)

@@ -170,7 +170,7 @@ impl AppState {
     }
 
     /// The API server's version, once read.
-    pub fn server_version(&self) -> Option<crate::engine::values::KubeVersion> {
+    pub fn server_version(&self) -> Option<crate::engine::syntax::KubeVersion> {
         self.server_version.as_ref().and_then(|v| v.get())
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::env::Helper;
 use crate::engine::config::SidecarConfig;
-use crate::engine::values::Signal;
+use crate::engine::syntax::Signal;
 use crate::engine::workload::Owners;
 
 /// The OTLP gRPC port the sidecar listens on (localhost).

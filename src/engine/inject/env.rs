@@ -12,7 +12,7 @@ use super::record::Record;
 use super::vars::{ENDPOINT, HEADERS, PROTOCOL, RESOURCE_ATTRIBUTES};
 use crate::engine::object::{Container, Env};
 use crate::engine::patch::{Json, ListWriter, Ops, child, item};
-use crate::engine::values;
+use crate::engine::syntax;
 
 /// A value only the kubelet knows, read through the downward API into a helper variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -214,7 +214,7 @@ pub fn plan<'a>(
     let mut wanted = Vec::with_capacity(vars.len());
     for (rank, (name, value)) in vars.iter().enumerate() {
         let value = match (*name, user_endpoint) {
-            (PROTOCOL, Some(endpoint)) => match values::transport_of(endpoint) {
+            (PROTOCOL, Some(endpoint)) => match syntax::transport_of(endpoint) {
                 Some(protocol) => protocol.as_str(),
                 None => continue,
             },

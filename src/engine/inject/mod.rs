@@ -24,7 +24,7 @@ use crate::engine::object::{Container, PodView, ShapeError};
 use crate::engine::patch::{self, Json, Ops, Patch};
 use crate::engine::policy::{self, Cause, NamespaceMeta, Settings};
 use crate::engine::report::{ContainerOutcome, ContainerReport, Explanation};
-use crate::engine::values::{self, KubeVersion};
+use crate::engine::syntax::{self, KubeVersion};
 use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;
 use placement::Placement;
@@ -481,7 +481,7 @@ fn standard_vars(
             Some(if settings.signals.value.contains(&signal) { "otlp" } else { "none" }.to_owned())
         }
         Source::Sampler => Some("parentbased_traceidratio".to_owned()),
-        Source::SamplerArg => Some(values::format_ratio(if sidecar { 1.0 } else { settings.sampling_ratio.value })),
+        Source::SamplerArg => Some(syntax::format_ratio(if sidecar { 1.0 } else { settings.sampling_ratio.value })),
         Source::Propagators => Some(settings.propagators.value.join(",")),
         Source::MergedAttributes => None,
     };

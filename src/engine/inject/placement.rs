@@ -2,7 +2,7 @@
 //! has them, else a classic one.
 
 use crate::engine::config::SidecarMode;
-use crate::engine::values::KubeVersion;
+use crate::engine::syntax::KubeVersion;
 
 /// Where the sidecar runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

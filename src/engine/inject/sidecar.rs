@@ -10,7 +10,7 @@ use crate::engine::config::{Config, Resources as SidecarResources, SidecarMode};
 use crate::engine::object::{Container, PodView};
 use crate::engine::patch::{self, Json, Ops};
 use crate::engine::policy::Settings;
-use crate::engine::values::{self, Protocol};
+use crate::engine::syntax::{self, Protocol};
 
 /// The sidecar's container name.
 pub const NAME: &str = "otel-collector";
@@ -118,7 +118,7 @@ fn no_room(view: &PodView<'_>, sidecar: &SidecarResources) -> Option<String> {
     for resource in ["cpu", "memory"] {
         let Some(room) = pod.counted(resource) else { continue };
         let asked = sidecar.requests.get(resource).or_else(|| sidecar.limits.get(resource));
-        let Some(ours) = asked.and_then(|q| values::quantity(q)) else { continue };
+        let Some(ours) = asked.and_then(|q| syntax::quantity(q)) else { continue };
         let used: f64 = running.clone().filter_map(|c| c.resources.as_ref()?.counted(resource)).sum();
         if used + ours > room {
             return Some(format!(
@@ -189,7 +189,7 @@ pub fn container(
     env.push(json!({"name": POD_IP_VAR, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}));
     // The Go runtime's soft limit at 80% of the container's memory limit, so GC works before the OOM killer does.
     // The config guarantees at least 16Mi, so this is never 0MiB.
-    if let Some(bytes) = sidecar.resources.limits.get("memory").and_then(|m| values::quantity(m)) {
+    if let Some(bytes) = sidecar.resources.limits.get("memory").and_then(|m| syntax::quantity(m)) {
         env.push(json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", (bytes * 0.8 / 1048576.0) as u64)}));
     }
     // The kubelet would expand `$(…)` and `$$` in the value; escaped, the collector sees its config verbatim.

@@ -2,7 +2,7 @@
 //! in the status record, and how its value is made. The planner ([`super::env`]), the record ([`super::record`]) and
 //! the tests all read this table, so a variable added here is written, recorded and tested together.
 
-use crate::engine::values::Signal;
+use crate::engine::syntax::Signal;
 
 /// How a variable's value is made (the values themselves are worked out by [`super::values_for`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

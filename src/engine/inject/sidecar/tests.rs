@@ -4,7 +4,7 @@ use super::*;
 use crate::engine::config::DefaultMode;
 use crate::engine::inject::{Target, mutate};
 use crate::engine::policy::NamespaceMeta;
-use crate::engine::values::KubeVersion;
+use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 use crate::fixtures::{PodBuilder, container, pod};
 use rstest::rstest;

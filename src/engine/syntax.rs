@@ -1,4 +1,5 @@
-//! Typed setting values and their validation, shared by the config file and the annotations.
+//! The syntax of setting values: the typed values (protocol, signals, Kubernetes version, …), their parsers and
+//! checks, shared by the config file, the annotations and the flags.
 //!
 //! Every parser returns a short reason on failure; callers add which field or annotation it was.
 
