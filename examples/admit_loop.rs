@@ -75,7 +75,7 @@ fn engine(n: usize) {
     // Of which reading the object into the engine's view.
     let started = std::time::Instant::now();
     for _ in 0..n {
-        let view = otel_injector::engine::object::PodView::parse(std::hint::black_box(&object), WorkloadKind::Pod);
+        let view = otel_injector::engine::pod_view::PodView::parse(std::hint::black_box(&object), WorkloadKind::Pod);
         assert!(view.is_ok());
     }
     eprintln!("  of which reading it: {:.2} µs", started.elapsed().as_secs_f64() * 1e6 / n as f64);

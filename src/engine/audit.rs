@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::engine::inject::status::Status;
 use crate::engine::inject::{Target, mutate_json};
-use crate::engine::object::PodView;
+use crate::engine::pod_view::PodView;
 use crate::engine::policy::Cause;
 
 /// What is wrong with an object's instrumentation.

@@ -6,7 +6,7 @@ use std::fmt;
 use crate::engine::config::{Config, DefaultMode};
 use crate::engine::keys;
 use crate::engine::limits;
-use crate::engine::object::PodView;
+use crate::engine::pod_view::PodView;
 use crate::engine::syntax::{self, Protocol, Signal};
 use crate::engine::warnings::{Warnings, clip};
 

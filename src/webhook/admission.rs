@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::cluster::namespaces::Namespaces;
 use crate::engine::config::Config;
 use crate::engine::inject::{self, Stop, Target};
-use crate::engine::object::{self, Obj, PodSeed, PodView, S, ShapeError, Str};
+use crate::engine::pod_view::{self, Obj, PodSeed, PodView, S, ShapeError, Str};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::report::Explanation;
 use crate::engine::syntax::KubeVersion;
@@ -119,7 +119,7 @@ impl Object<'_> {
     fn namespace(&self) -> Option<String> {
         match self {
             Self::Missing => None,
-            Self::Raw(raw) => object::metadata_str(raw.get(), "namespace"),
+            Self::Raw(raw) => pod_view::metadata_str(raw.get(), "namespace"),
             Self::Pod(view) => view.as_ref().ok()?.namespace.as_deref().map(str::to_owned),
         }
     }
@@ -180,7 +180,7 @@ impl<'a> Review<'a> {
         let target = target_kind(&request.operation, sub_resource.as_deref(), &request.kind, config);
         let old_template = match (&target, &request.operation) {
             (Ok(kind), Operation::Update) => {
-                Some(request.old_object.and_then(|o| object::template_json(o.get(), *kind)).unwrap_or("null"))
+                Some(request.old_object.and_then(|o| pod_view::template_json(o.get(), *kind)).unwrap_or("null"))
             }
             _ => None,
         };

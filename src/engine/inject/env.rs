@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::record::Record;
 use super::vars::{ENDPOINT, HEADERS, PROTOCOL, RESOURCE_ATTRIBUTES};
-use crate::engine::object::{Container, Env};
 use crate::engine::patch::{Json, ListWriter, Ops, child, item};
+use crate::engine::pod_view::{Container, Env};
 use crate::engine::syntax;
 
 /// A value only the kubelet knows, read through the downward API into a helper variable.
@@ -396,8 +396,8 @@ fn finish<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::object::PodView;
     use crate::engine::patch::container;
+    use crate::engine::pod_view::PodView;
     use crate::engine::workload::WorkloadKind;
     use rstest::rstest;
 

@@ -3,7 +3,7 @@
 
 use crate::engine::keys;
 use crate::engine::limits::{CONTAINERS, ENV_ENTRIES, ENV_VALUE_BYTES};
-use crate::engine::object::PodView;
+use crate::engine::pod_view::PodView;
 use crate::engine::warnings::clip;
 
 /// Which limit the object is over, if any, in a few words for a warning.

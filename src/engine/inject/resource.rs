@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::env::{AttrValue, Helper};
-use crate::engine::object::{Container, PodView};
+use crate::engine::pod_view::{Container, PodView};
 use crate::engine::policy::Settings;
 
 /// Characters encoded in `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS` values: everything outside the

@@ -3,7 +3,7 @@
 
 use crate::engine::keys;
 use crate::engine::limits;
-use crate::engine::object::{PodView, stem};
+use crate::engine::pod_view::{PodView, stem};
 use crate::engine::policy::Settings;
 use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;

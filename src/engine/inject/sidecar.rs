@@ -7,8 +7,8 @@ use super::env::{self, Helper};
 use super::placement::Placement;
 use super::status::Status;
 use crate::engine::config::{Config, Resources as SidecarResources, SidecarMode};
-use crate::engine::object::{Container, PodView};
 use crate::engine::patch::{self, Json, Ops};
+use crate::engine::pod_view::{Container, PodView};
 use crate::engine::policy::Settings;
 use crate::engine::syntax::{self, Protocol};
 

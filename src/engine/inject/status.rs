@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::placement::Placement;
 use crate::engine::config::{Config, SidecarConfig};
 use crate::engine::keys;
-use crate::engine::object::PodView;
+use crate::engine::pod_view::PodView;
 use crate::engine::policy::Settings;
 
 /// Bumped whenever the engine would inject differently for the same settings.

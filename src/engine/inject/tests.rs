@@ -350,6 +350,6 @@ fn every_variable_the_webhook_writes_is_one_the_lean_view_keeps() {
         .collect();
     assert!(names.iter().any(|n| n == "OTEL_COLLECTOR_CONFIG"), "the sidecar is there: {names:?}");
     assert!(names.iter().any(|n| n == "GOMEMLIMIT"), "{names:?}");
-    let unread: Vec<&String> = names.iter().filter(|n| !crate::engine::object::engine_reads(n)).collect();
+    let unread: Vec<&String> = names.iter().filter(|n| !crate::engine::pod_view::engine_reads(n)).collect();
     assert!(unread.is_empty(), "written but never read back on UPDATE: {unread:?}");
 }
