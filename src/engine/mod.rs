@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod explanation;
 pub mod inject;
 pub mod json_string;
 pub mod keys;
@@ -11,7 +12,6 @@ pub mod limits;
 pub mod patch;
 pub mod pod_view;
 pub mod policy;
-pub mod report;
 pub mod syntax;
 pub mod warnings;
 pub mod workload;

@@ -14,10 +14,10 @@ use serde_json::value::RawValue;
 
 use crate::cluster::namespaces::Namespaces;
 use crate::engine::config::Config;
+use crate::engine::explanation::Explanation;
 use crate::engine::inject::{self, Stop, Target};
 use crate::engine::pod_view::{self, Obj, PodSeed, PodView, S, ShapeError, Str};
 use crate::engine::policy::NamespaceMeta;
-use crate::engine::report::Explanation;
 use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 

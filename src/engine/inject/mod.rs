@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::engine::config::{Config, SidecarMode};
+use crate::engine::explanation::{ContainerOutcome, ContainerReport, Explanation};
 use crate::engine::keys;
 use crate::engine::limits;
 use crate::engine::patch::{self, Json, Ops, Patch};
 use crate::engine::pod_view::{Container, PodView, ShapeError};
 use crate::engine::policy::{self, Cause, NamespaceMeta, Settings};
-use crate::engine::report::{ContainerOutcome, ContainerReport, Explanation};
 use crate::engine::syntax::{self, KubeVersion};
 use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;
