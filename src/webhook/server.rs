@@ -31,7 +31,7 @@ use super::conn::{Protocol, Registry, Timed, Timeouts, Tracked, Tracker};
 use super::state::AppState;
 #[cfg(doc)]
 use super::state::ReviewLimits;
-use super::{defaults, mutate, ops};
+use super::{defaults, metrics_port, mutate};
 
 /// Bytes one connection may buffer ahead of the handler: the HTTP/1.1 read buffer, the HTTP/2 connection window.
 const CONN_BUFFER: usize = 128 * 1024;
@@ -195,8 +195,8 @@ impl Server {
         };
         // Its own connections and cap: nothing on the webhook port can lock the kubelet's probes out, nor the other
         // way round.
-        let ops_edge = Edge {
-            router: ops::router(state.clone()),
+        let metrics_edge = Edge {
+            router: metrics_port::router(state.clone()),
             tls: None,
             webhook: false,
             registry: Arc::default(),
@@ -205,7 +205,7 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(accept_loop(webhook_listener, edge, stopped.clone())),
-            tokio::spawn(accept_loop(metrics_listener, ops_edge, stopped)),
+            tokio::spawn(accept_loop(metrics_listener, metrics_edge, stopped)),
         ];
         state.set_ready();
         tracing::info!(%webhook_addr, %metrics_addr, "serving");

@@ -1,5 +1,5 @@
-//! The plain port: `/healthz` (alive, and able to accept connections), `/readyz` (fit to take reviews) and
-//! `/metrics` (OpenMetrics).
+//! The plain port (`--metrics-listen`): `/healthz` (alive, and able to accept connections), `/readyz` (fit to take
+//! reviews) and `/metrics` (OpenMetrics).
 
 use axum::Router;
 use axum::extract::State;
