@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{AuditArgs, AuditFormat, load_config};
-use crate::cluster::read::{self, Listing};
+use crate::cluster::snapshot::{self, Listing};
 use crate::engine::audit::{Finding, assess};
 use crate::engine::config::Config;
 use crate::engine::inject::Target;
@@ -59,18 +59,18 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<bool> {
 }
 
 async fn collect(args: &AuditArgs) -> anyhow::Result<Report> {
-    let client = read::connect(&args.cluster.source()).await?;
+    let client = snapshot::connect(&args.cluster.source()).await?;
     let mut config = load_config(&client, &args.config, args.config_from_cluster.as_ref()).await?;
     if let Some(own) = &args.webhook_namespace {
         config.exclude(own);
     }
-    let version = read::server_version(&client).await?;
-    let namespaces = read::namespaces(&client).await?;
+    let version = snapshot::server_version(&client).await?;
+    let namespaces = snapshot::namespaces(&client).await?;
     let mut kinds = vec![WorkloadKind::Pod];
     kinds.extend(config.workloads.iter().copied().filter(|k| *k != WorkloadKind::Pod));
     let mut report = Report::default();
     for kind in kinds {
-        match read::list(&client, kind, args.namespace.as_deref()).await? {
+        match snapshot::list(&client, kind, args.namespace.as_deref()).await? {
             Listing::NotServed => {
                 let (group, version, _) = kind.api_resource();
                 report.skipped.push(format!("{kind}: this API server does not serve {group}/{version}"));

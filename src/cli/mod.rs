@@ -86,7 +86,7 @@ pub async fn load_config(
     match from {
         None => Ok(args.load()?),
         Some(r) => {
-            let text = crate::cluster::read::config_text(client, &r.namespace, &r.name).await?;
+            let text = crate::cluster::snapshot::config_text(client, &r.namespace, &r.name).await?;
             let config = Config::from_yaml(&text).with_context(|| format!("ConfigMap {}/{}", r.namespace, r.name))?;
             let mut config = args.over(config)?;
             config.exclude(&r.namespace);

@@ -11,7 +11,7 @@ use serde_json::Value;
 pub mod yaml;
 
 use crate::cli::{OutputFormat, PreviewArgs};
-use crate::cluster::read;
+use crate::cluster::snapshot;
 use crate::engine::config::Config;
 use crate::engine::explanation::Explanation;
 use crate::engine::inject::{self, Stop, Target};
@@ -177,16 +177,16 @@ pub fn run_cli(args: &PreviewArgs) -> anyhow::Result<()> {
 /// Fills `options` from the current kubeconfig context: the config (`--config-from-cluster`) and, with
 /// `--from-cluster`, the server version (unless `--kube-version` names one) and the objects' namespaces.
 async fn from_cluster(args: &PreviewArgs, inputs: &[Input], options: &mut Options) -> anyhow::Result<()> {
-    let client = read::connect(&args.cluster.source()).await?;
+    let client = snapshot::connect(&args.cluster.source()).await?;
     options.config = super::load_config(&client, &args.config, args.config_from_cluster.as_ref()).await?;
     if !args.from_cluster {
         return Ok(());
     }
     if options.server_version.is_none() {
-        options.server_version = Some(read::server_version(&client).await?);
+        options.server_version = Some(snapshot::server_version(&client).await?);
     }
     for namespace in namespaces_of(inputs, &options.namespace)? {
-        match read::namespace(&client, &namespace).await? {
+        match snapshot::namespace(&client, &namespace).await? {
             Some(meta) => {
                 options.cluster_namespaces.insert(namespace, meta);
             }

@@ -3,5 +3,5 @@
 
 pub mod client;
 pub mod namespaces;
-pub mod read;
+pub mod snapshot;
 pub mod version;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::read::{self, ReadError};
+use super::snapshot::{self, ReadError};
 use crate::engine::syntax::KubeVersion;
 
 /// How many recent readings are kept.
@@ -58,7 +58,7 @@ impl ServerVersion {
 
     /// Reads the version once and records it.
     pub async fn read(&self, client: &kube::Client) -> Result<KubeVersion, ReadError> {
-        let version = read::server_version(client).await?;
+        let version = snapshot::server_version(client).await?;
         self.record(version);
         Ok(version)
     }

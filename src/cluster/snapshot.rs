@@ -1,5 +1,5 @@
-//! One-shot reads for the commands (`preview --from-cluster`, `audit`): namespaces, the server version, the config
-//! from a ConfigMap, and lists of workloads. Never a write.
+//! A snapshot of the cluster for the commands (`preview --from-cluster`, `audit`), read once: namespaces, the server
+//! version, the config from a ConfigMap, and lists of workloads. Never a write.
 
 use std::collections::BTreeMap;
 
