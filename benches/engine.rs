@@ -9,7 +9,7 @@ use otel_injector::engine::config::{Config, DefaultMode};
 use otel_injector::engine::inject::{Target, mutate_json};
 use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::workload::WorkloadKind;
-use otel_injector::fixtures::{container, pod, review, review_text};
+use otel_injector::testing::fixtures::{container, pod, review, review_text};
 use otel_injector::webhook::admission;
 use serde_json::Value;
 
@@ -34,7 +34,7 @@ fn benches(c: &mut Criterion) {
     let namespaces = Fixed::default();
     let cases = [
         ("minimal", minimal()),
-        ("production-10k", otel_injector::fixtures::production_pod()),
+        ("production-10k", otel_injector::testing::fixtures::production_pod()),
         ("containers-100", wide()),
     ];
     let mut engine = c.benchmark_group("engine");
@@ -79,10 +79,10 @@ fn benches(c: &mut Criterion) {
     full.finish();
     // The worst legal reviews a tenant can send (3 MiB objects; a 7 MiB UPDATE): each must cost under 50 ms of CPU
     // (docs/operations.md, "Limits of one object"), against about 20 µs for the 10 KB pod above.
-    let hostile_config = otel_injector::fixtures::hostile::config();
+    let hostile_config = otel_injector::testing::hostile::config();
     let mut worst = c.benchmark_group("hostile");
     worst.sample_size(10).measurement_time(std::time::Duration::from_secs(2));
-    for (name, body) in otel_injector::fixtures::hostile::all(otel_injector::fixtures::hostile::MAX_OBJECT) {
+    for (name, body) in otel_injector::testing::hostile::all(otel_injector::testing::hostile::MAX_OBJECT) {
         worst.throughput(Throughput::Bytes(body.len() as u64));
         worst.bench_with_input(BenchmarkId::new("review", format!("{name}/{}B", body.len())), &body, |b, body| {
             b.iter(|| admission::review(std::hint::black_box(body.as_bytes()), &hostile_config, &namespaces))

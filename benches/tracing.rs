@@ -11,9 +11,7 @@
 //! The target: with the collector dead, within 10% of `off`.
 #![allow(missing_docs)]
 
-#[path = "../tests/common/otlp.rs"]
-#[allow(dead_code)]
-mod otlp;
+use otel_injector::testing::otlp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +37,7 @@ fn body() -> Vec<u8> {
     );
     let request: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).expect("the corpus review")).expect("JSON");
-    otel_injector::fixtures::review_text("admission.k8s.io/v1", &request).into_bytes()
+    otel_injector::testing::fixtures::review_text("admission.k8s.io/v1", &request).into_bytes()
 }
 
 fn export(endpoint: &str, transport: Protocol) -> Option<Setup> {

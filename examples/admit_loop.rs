@@ -27,7 +27,7 @@ fn body() -> Vec<u8> {
     );
     let request: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).expect("the corpus review")).expect("JSON");
-    otel_injector::fixtures::review_text("admission.k8s.io/v1", &request).into_bytes()
+    otel_injector::testing::fixtures::review_text("admission.k8s.io/v1", &request).into_bytes()
 }
 
 #[inline(never)]
@@ -59,7 +59,7 @@ fn engine(n: usize) {
         Ok("review") => {
             serde_json::from_slice::<serde_json::Value>(&body()).expect("JSON")["request"]["object"].to_string()
         }
-        _ => otel_injector::fixtures::production_pod().to_string(),
+        _ => otel_injector::testing::fixtures::production_pod().to_string(),
     };
     let config = Config { default: DefaultMode::Inject, ..Config::default() };
     let ns = NamespaceMeta::default();

@@ -1,4 +1,4 @@
-//! Admits each hostile review of `otel_injector::fixtures::hostile` in-process and prints the CPU it cost, the size
+//! Admits each hostile review of `otel_injector::testing::hostile` in-process and prints the CPU it cost, the size
 //! of the answer and what was decided: `cargo run --release --example hostile [BYTES]` (default 3 MiB objects).
 //! The figures docs/operations.md ("Limits of one object") reports come from here. `hostile write DIR [BYTES]` writes each review
 //! to `DIR/<name>.json` instead, for load tools.
@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use otel_injector::cluster::namespaces::Fixed;
-use otel_injector::fixtures::hostile;
+use otel_injector::testing::hostile;
 use otel_injector::webhook::admission;
 
 fn main() {

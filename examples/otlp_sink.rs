@@ -2,9 +2,7 @@
 //! Writes its endpoint to the file given, then, every 200 ms, the number of spans received to `<file>.count`.
 #![allow(missing_docs)]
 
-#[path = "../tests/common/otlp.rs"]
-#[allow(dead_code)]
-mod otlp;
+use otel_injector::testing::otlp;
 
 fn main() {
     let out = std::env::args().nth(1).expect("usage: otlp_sink FILE");

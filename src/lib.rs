@@ -6,10 +6,13 @@
 //! - [`cluster`]: what the webhook learns from the Kubernetes API (namespace policy).
 //! - [`telemetry`]: the webhook's own logs and metrics.
 //! - [`cli`]: the commands (`serve`, `preview`, `certs`).
+//! - `testing` (the `testing` feature, on in tests, benches and examples; never in the product): fixtures, hostile
+//!   objects, the OTLP receiver and the fuzzers' checks.
 
 pub mod cli;
 pub mod cluster;
 pub mod engine;
-pub mod fixtures;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod webhook;

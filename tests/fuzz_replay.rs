@@ -1,15 +1,11 @@
-//! The fuzzers' kept corpus and every crash they found, replayed through the same checks (`fuzz/checks.rs`) on
-//! stable Rust, so `make test` guards what `make fuzz` found. Inputs live in `fuzz/corpus/<target>/` (minimised)
+//! The fuzzers' kept corpus and every crash they found, replayed through the same checks
+//! (`otel_injector::testing::fuzz_checks`) on stable Rust, so `make test` guards what `make fuzz` found. Inputs live in `fuzz/corpus/<target>/` (minimised)
 //! and `fuzz/regressions/<target>/` (each crash, kept as a regression test).
-
-#[path = "../fuzz/checks.rs"]
-mod checks;
-#[path = "common/preserve.rs"]
-mod preserve;
 
 use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
+use otel_injector::testing::fuzz_checks as checks;
 
 /// Every input kept for `target`; at least `min` of them (the corpus must not go missing unnoticed).
 fn inputs(target: &str, min: usize) -> Vec<(String, Vec<u8>)> {

@@ -17,7 +17,7 @@ use otel_injector::cluster::version::ServerVersion;
 use otel_injector::engine::config::Config;
 use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::syntax::KubeVersion;
-use otel_injector::fixtures::{container, pod, review};
+use otel_injector::testing::fixtures::{container, pod, review};
 use serde_json::Value;
 
 /// What a lookup of an unseen namespace does.

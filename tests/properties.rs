@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::preserve::owned;
 use common::preserved;
 use otel_injector::engine::config::{Config, DefaultMode, SidecarMode};
 use otel_injector::engine::inject::{Target, mutate};
 use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::syntax::KubeVersion;
 use otel_injector::engine::workload::WorkloadKind;
+use otel_injector::testing::preserve::owned;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -12,7 +12,7 @@ use otel_injector::cluster::namespaces::{Fetched, Fixed, Namespaces};
 use otel_injector::engine::config::{Config, DefaultMode};
 use otel_injector::engine::policy::NamespaceMeta;
 use otel_injector::engine::workload::WorkloadKind;
-use otel_injector::fixtures::{container, pod, review};
+use otel_injector::testing::fixtures::{container, pod, review};
 use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

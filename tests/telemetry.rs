@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::otlp::{Received, Receiver, Transport, black_hole, refusing};
 use common::serve::{Serve, pair_in};
-use otel_injector::fixtures::{container, pod, review};
+use otel_injector::testing::fixtures::{container, pod, review};
+use otel_injector::testing::otlp::{Received, Receiver, Transport, black_hole, refusing};
 use serde_json::Value;
 
 /// A caller's trace: trace id, parent span id.

@@ -1,9 +1,6 @@
-//! `checks::review_bytes` (see `fuzz/checks.rs`), driven by libFuzzer.
+//! `checks::review_bytes` (see `src/testing/fuzz_checks.rs`), driven by libFuzzer.
 #![no_main]
 
-#[path = "../../tests/common/preserve.rs"]
-mod preserve;
-#[path = "../checks.rs"]
-mod checks;
+use otel_injector::testing::fuzz_checks as checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::review_bytes(data));

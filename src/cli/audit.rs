@@ -142,7 +142,7 @@ pub fn table(rows: &[Row]) -> String {
 mod tests {
     use super::*;
     use crate::engine::config::DefaultMode;
-    use crate::fixtures::{container, pod};
+    use crate::testing::fixtures::{container, pod};
 
     #[test]
     fn rows_are_aligned_under_a_header() {

@@ -80,7 +80,7 @@ mod tests {
     use crate::engine::keys;
     use crate::engine::policy::NamespaceMeta;
     use crate::engine::workload::WorkloadKind;
-    use crate::fixtures::{container, pod};
+    use crate::testing::fixtures::{container, pod};
 
     fn target<'a>(config: &'a Config, ns: &'a NamespaceMeta) -> Target<'a> {
         Target::new(WorkloadKind::Pod, "shop", ns, config)

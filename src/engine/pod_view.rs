@@ -924,7 +924,7 @@ impl<'a> ContainerRaw<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{container, pod};
+    use crate::testing::fixtures::{container, pod};
     use rstest::rstest;
     use serde_json::Value;
     use serde_json::json;

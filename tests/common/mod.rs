@@ -2,12 +2,10 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod corpus;
-pub mod otlp;
-pub mod preserve;
 pub mod serve;
 
 #[allow(unused_imports)]
-pub use preserve::preserved;
+pub use otel_injector::testing::preserve::preserved;
 
 use std::sync::Arc;
 use std::time::Duration;

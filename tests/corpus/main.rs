@@ -14,7 +14,7 @@ use otel_injector::cli::OutputFormat;
 use otel_injector::cli::preview::{self, Input, Options};
 use otel_injector::engine::config::{Config, DefaultMode};
 use otel_injector::engine::workload::WorkloadKind;
-use otel_injector::fixtures::review;
+use otel_injector::testing::fixtures::review;
 use serde_json::Value;
 
 fn inject_all() -> Config {

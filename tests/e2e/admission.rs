@@ -261,7 +261,7 @@ fn after_a_config_change_metadata_updates_neither_fail_nor_roll_out() {
 
 #[test]
 fn pods_created_through_the_api_server_produce_one_server_span_each() {
-    use super::common::otlp::{Receiver, Transport};
+    use otel_injector::testing::otlp::{Receiver, Transport};
     let cluster = Cluster::shared();
     let receiver = Receiver::start(Transport::Grpc);
     let env = [
@@ -274,7 +274,7 @@ fn pods_created_through_the_api_server_produce_one_server_span_each() {
     for name in ["traced-a", "traced-b"] {
         cluster.create(&ns, &pod(name, &[], &["app"]));
     }
-    let named = |spans: &[super::common::otlp::Received], name: &str| {
+    let named = |spans: &[otel_injector::testing::otlp::Received], name: &str| {
         spans.iter().any(|s| s.attr("k8s.object.name").as_deref() == Some(name))
     };
     receiver.wait_until(Duration::from_secs(20), |s| named(s, "traced-a") && named(s, "traced-b"));

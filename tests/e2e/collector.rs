@@ -19,8 +19,8 @@ use prost::Message;
 use serde_json::Value;
 
 use super::common::corpus::files;
-use super::common::otlp::{Receiver, Transport};
 use super::harness::{BIN, eventually, repo};
+use otel_injector::testing::otlp::{Receiver, Transport};
 
 /// The collector of `tools/collector/<name>.yaml`, built once (cached by `scripts/collector.sh`).
 fn collector(name: &'static str) -> PathBuf {

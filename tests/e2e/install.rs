@@ -74,8 +74,10 @@ fn ready_within(serve: &Serve, within: Duration) -> bool {
 
 /// POSTs a Pod CREATE review for `namespace` straight to `serve`: whether it was instrumented.
 fn review_in(namespace: &str, serve: &Serve) -> bool {
-    let review = otel_injector::fixtures::review(
-        &otel_injector::fixtures::pod("direct").container(otel_injector::fixtures::container("app")).build(),
+    let review = otel_injector::testing::fixtures::review(
+        &otel_injector::testing::fixtures::pod("direct")
+            .container(otel_injector::testing::fixtures::container("app"))
+            .build(),
         "CREATE",
         namespace,
     );

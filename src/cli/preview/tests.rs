@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::engine::config::DefaultMode;
-use crate::fixtures::{container, pod, review};
+use crate::testing::fixtures::{container, pod, review};
 use rstest::rstest;
 use serde::Deserialize;
 

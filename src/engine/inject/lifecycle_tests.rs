@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::engine::config::DefaultMode;
-use crate::fixtures::{container, pod};
+use crate::testing::fixtures::{container, pod};
 use rstest::rstest;
 use serde_json::json;
 

@@ -43,7 +43,7 @@ pub fn exceeded(view: &PodView<'_>) -> Option<String> {
 mod tests {
     use super::*;
     use crate::engine::workload::WorkloadKind;
-    use crate::fixtures::{container, pod};
+    use crate::testing::fixtures::{container, pod};
 
     fn over(object: serde_json::Value) -> Option<String> {
         let json = object.to_string();

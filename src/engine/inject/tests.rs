@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::engine::config::DefaultMode;
-use crate::fixtures::{container, pod};
+use crate::testing::fixtures::{container, pod};
 use rstest::rstest;
 use serde_json::json;
 
@@ -176,7 +176,7 @@ fn excluded_namespace_wins_over_annotations() {
 #[case::sdk_disabled(
     pod("p").container(container("app")).container(container("worker").env("OTEL_SDK_DISABLED", "true")),
     "opted out: OTEL_SDK_DISABLED=true")]
-fn container_level_skips(#[case] builder: crate::fixtures::PodBuilder, #[case] reason: &str) {
+fn container_level_skips(#[case] builder: crate::testing::fixtures::PodBuilder, #[case] reason: &str) {
     let object = builder.build();
     let (out, m) = run(&object, WorkloadKind::Pod);
     assert_eq!(m.explanation.containers[1].outcome, ContainerOutcome::Skipped(reason.to_owned()));

@@ -5,7 +5,7 @@ use crate::cluster::namespaces::Fixed;
 use crate::engine::config::DefaultMode;
 use crate::engine::inject::Stop;
 use crate::engine::policy::NamespaceMeta;
-use crate::fixtures::{container, pod, review as wrap};
+use crate::testing::fixtures::{container, pod, review as wrap};
 use base64::Engine;
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -201,7 +201,7 @@ fn malformed_reviews_say_what_is_wrong(#[case] body: Vec<u8>, #[case] prefix: &s
 }
 
 fn in_api_server_order(review: &Value) -> String {
-    crate::fixtures::review_text(review["apiVersion"].as_str().unwrap_or_default(), &review["request"])
+    crate::testing::fixtures::review_text(review["apiVersion"].as_str().unwrap_or_default(), &review["request"])
 }
 
 #[rstest]
@@ -209,7 +209,7 @@ fn in_api_server_order(review: &Value) -> String {
 #[case::opted_out(pod("web").annotation("otel-injector.io/inject", "false").container(container("app")).build())]
 #[case::unreadable(json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "a"}, {"name": "a"}]}}))]
 #[case::not_a_pod_shape(json!({"metadata": {"name": "x"}, "spec": {"containers": {"name": "a"}}}))]
-#[case::production(crate::fixtures::production_pod())]
+#[case::production(crate::testing::fixtures::production_pod())]
 fn a_pod_read_in_place_is_answered_exactly_as_one_read_as_text(#[case] object: Value) {
     let review = wrap(&object, "CREATE", "shop");
     let in_order = in_api_server_order(&review);

@@ -36,8 +36,10 @@ pub fn serve_with_pair(extra: &[&str]) -> (Serve, Issued, tempfile::TempDir) {
 
 /// A Pod CREATE review that `default: inject` instruments.
 pub fn review_body() -> Vec<u8> {
-    let pod = otel_injector::fixtures::pod("web").container(otel_injector::fixtures::container("app")).build();
-    serde_json::to_vec(&otel_injector::fixtures::review(&pod, "CREATE", "shop")).expect("json")
+    let pod = otel_injector::testing::fixtures::pod("web")
+        .container(otel_injector::testing::fixtures::container("app"))
+        .build();
+    serde_json::to_vec(&otel_injector::testing::fixtures::review(&pod, "CREATE", "shop")).expect("json")
 }
 
 /// A client trusting `ca_pem`, speaking HTTP/1.1 like the API server.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use otel_injector::fixtures::hostile;
+use otel_injector::testing::hostile;
 use serde_json::Value;
 
 use super::harness::{Cluster, Webhook, status_of};

@@ -6,7 +6,7 @@ use crate::engine::inject::{Target, mutate};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
-use crate::fixtures::{PodBuilder, container, pod};
+use crate::testing::fixtures::{PodBuilder, container, pod};
 use rstest::rstest;
 
 fn config(mode: SidecarMode) -> Config {

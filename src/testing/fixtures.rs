@@ -2,8 +2,6 @@
 
 use serde_json::{Map, Value, json};
 
-pub mod hostile;
-
 /// A container under construction.
 #[derive(Debug, Clone)]
 pub struct ContainerBuilder(Map<String, Value>);

@@ -2,7 +2,7 @@
 //! field survives (an env list may only gain entries, and `OTEL_RESOURCE_ATTRIBUTES` may only grow), and only the
 //! paths the webhook owns are written. Pure: depends on `serde_json` and the library alone.
 
-use otel_injector::engine::workload::WorkloadKind;
+use crate::engine::workload::WorkloadKind;
 use serde_json::Value;
 
 /// Every field of `original` is in `patched` unchanged, except that `env` lists may gain entries (the original ones

@@ -1,21 +1,20 @@
 //! What the fuzzers check, shared by the fuzz targets (`fuzz/fuzz_targets/`, run by `make fuzz`) and the replay of
-//! the kept corpus in `make test` (`tests/fuzz_replay.rs`). Include it next to `tests/common/preserve.rs`.
+//! the kept corpus in `make test` (`tests/fuzz_replay.rs`).
 //!
 //! - [`review_bytes`]: raw bytes into the `/mutate` handler: never a panic, always a well-formed HTTP answer.
 //! - [`review_object`]: a valid envelope around an object built from a grammar of pods, templates and
 //!   annotations ([`Case`]): the response passes the API server's checks, the patch applies, the result keeps
 //!   every original field and only the webhook's paths change, and a second pass is a no-op.
 //! - [`preview_text`]: `preview` over arbitrary text: never a panic.
-#![allow(dead_code)]
 
 use std::sync::{Arc, LazyLock};
 
+use crate::cluster::namespaces::Fixed;
+use crate::engine::config::{Config, DefaultMode, SidecarMode};
+use crate::engine::workload::WorkloadKind;
+use crate::webhook::admission;
 use arbitrary::Arbitrary;
 use base64::Engine;
-use otel_injector::cluster::namespaces::Fixed;
-use otel_injector::engine::config::{Config, DefaultMode, SidecarMode};
-use otel_injector::engine::workload::WorkloadKind;
-use otel_injector::webhook::admission;
 use serde_json::{Map, Value, json};
 
 use super::preserve::{owned, preserved};
@@ -26,11 +25,9 @@ pub fn review_bytes(data: &[u8]) {
         LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"));
     use tower::ServiceExt;
     let config = Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() };
-    let state = otel_injector::webhook::state::AppState::new(otel_injector::webhook::state::Parts::new(
-        config,
-        Arc::new(Fixed::default()),
-    ));
-    let router = otel_injector::webhook::server::webhook_router(state);
+    let state =
+        crate::webhook::state::AppState::new(crate::webhook::state::Parts::new(config, Arc::new(Fixed::default())));
+    let router = crate::webhook::server::webhook_router(state);
     let request = axum::http::Request::post("/mutate?timeout=10s")
         .header("content-type", "application/json")
         .header("content-length", data.len())
@@ -84,8 +81,8 @@ pub fn api_server_accepts(request: &Value, response: &Value) -> Option<json_patc
 
 /// `preview` over arbitrary text, each output format: an answer or an error, never a panic.
 pub fn preview_text(data: &[u8]) {
-    use otel_injector::cli::OutputFormat;
-    use otel_injector::cli::preview::{Input, Options, run};
+    use crate::cli::OutputFormat;
+    use crate::cli::preview::{Input, Options, run};
     let text = String::from_utf8_lossy(data).into_owned();
     let format = [OutputFormat::Yaml, OutputFormat::Json, OutputFormat::Patch, OutputFormat::Diff]
         [data.first().map_or(0, |b| usize::from(*b) % 4)];

@@ -16,16 +16,21 @@ use serde_json::Value;
 /// One span as received, with its resource.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The span's name.
     pub name: String,
     /// `SPAN_KIND_SERVER` is 2.
     pub kind: i32,
+    /// 32 hex digits.
     pub trace_id: String,
+    /// 16 hex digits.
     pub span_id: String,
     /// Empty for a root.
     pub parent_span_id: String,
     /// `STATUS_CODE_ERROR` is 2.
     pub status: i32,
+    /// The span's attributes, as JSON values.
     pub attributes: BTreeMap<String, Value>,
+    /// Its resource's attributes, as JSON values.
     pub resource: BTreeMap<String, Value>,
     /// The `x-tenant` header (HTTP) or metadata (gRPC) of the export request that brought it.
     pub tenant: Option<String>,
@@ -41,7 +46,9 @@ impl Received {
 /// How the receiver listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// OTLP/gRPC.
     Grpc,
+    /// OTLP/HTTP with protobuf bodies.
     Http,
 }
 
