@@ -505,6 +505,4 @@ fn describe_sidecar(sidecar: &Sidecar, config: &Config) -> String {
 }
 
 #[cfg(test)]
-mod lifecycle_tests;
-#[cfg(test)]
 mod tests;

@@ -6,6 +6,8 @@ use crate::testing::fixtures::{container, pod};
 use rstest::rstest;
 use serde_json::json;
 
+mod lifecycle;
+
 fn inject_all() -> Config {
     Config { default: DefaultMode::Inject, workloads: WorkloadKind::ALL.to_vec(), ..Config::default() }
 }

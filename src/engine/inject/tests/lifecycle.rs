@@ -1,7 +1,7 @@
 //! The engine over a workload's life (issue 7): never fight a controller or block an update, keep the webhook's own
 //! values current and never touch the user's, and the values that were wrong. One named test (or table) per point.
 
-use super::*;
+use super::super::*;
 use crate::engine::config::DefaultMode;
 use crate::testing::fixtures::{container, pod};
 use rstest::rstest;
