@@ -251,18 +251,8 @@ pub struct PodView<'a> {
     pub resources: Option<Resources>,
     /// `spec.os.name`, when set.
     pub os: Option<Str<'a>>,
-    /// Where the pod template's JSON text is, as sent (what an UPDATE compares, and where a rebuilt env list
-    /// comes from).
-    pub source: Source<'a>,
-}
-
-/// Where a view's pod template can be read again as text.
-#[derive(Debug, Clone, Copy)]
-pub enum Source<'a> {
-    /// The template's text itself.
-    Template(&'a str),
-    /// A Pod read while its AdmissionReview was (the review's text: the template is `request.object`).
-    Review(&'a str),
+    /// The pod template's JSON text, as sent (what an UPDATE compares, and where a rebuilt env list comes from).
+    pub template: &'a str,
 }
 
 impl<'a> PodView<'a> {
@@ -286,20 +276,14 @@ impl<'a> PodView<'a> {
             let Obj(template): Obj<Template<'a>> = typed(raw.get(), &prefix)?;
             (ObjectMeta::of_workload(object.metadata.map(|m| m.0)), raw.get(), template)
         };
-        Self::build(kind, meta, template, Source::Template(template_json))
-    }
-
-    /// The view of a Pod already read as `template` while its review (whose text is `review`) was.
-    fn of_pod(review: &'a str, pod: Template<'a>) -> Result<Self, ShapeError> {
-        let meta = ObjectMeta::of(pod.metadata.as_ref().map(|m| &m.0));
-        Self::build(WorkloadKind::Pod, meta, pod, Source::Review(review))
+        Self::build(kind, meta, template, template_json)
     }
 
     fn build(
         kind: WorkloadKind,
         meta: ObjectMeta<'a>,
         template: Template<'a>,
-        source: Source<'a>,
+        template_json: &'a str,
     ) -> Result<Self, ShapeError> {
         let base = kind.template_path();
         let prefix = base.join(".");
@@ -378,7 +362,7 @@ impl<'a> PodView<'a> {
             restart_policy: spec.restart_policy.map(|s| s.0),
             resources: spec.resources.map(|r| r.0.read()),
             os: spec.os.and_then(|o| o.0.name).map(|s| s.0),
-            source,
+            template: template_json,
         })
     }
 
@@ -391,7 +375,7 @@ impl<'a> PodView<'a> {
     /// The `env` list of every container of `list`, each entry as sent, read from the template in one pass.
     pub fn raw_envs(&self, list: &str) -> Vec<Vec<&'a RawValue>> {
         let lists = || -> Option<Vec<Vec<&'a RawValue>>> {
-            let template: &'a RawValue = serde_json::from_str(self.template()?).ok()?;
+            let template: &'a RawValue = serde_json::from_str(self.template).ok()?;
             let spec = field(template, "spec", "").ok()??;
             let containers: Vec<&'a RawValue> = serde_json::from_str(field(spec, list, "").ok()??.get()).ok()?;
             let env = |c: &&'a RawValue| -> Vec<&'a RawValue> {
@@ -401,18 +385,6 @@ impl<'a> PodView<'a> {
             Some(containers.iter().map(env).collect())
         };
         lists().unwrap_or_default()
-    }
-
-    /// The pod template's JSON text, as sent.
-    pub fn template(&self) -> Option<&'a str> {
-        match self.source {
-            Source::Template(text) => Some(text),
-            Source::Review(review) => {
-                let review: &'a RawValue = serde_json::from_str(review).ok()?;
-                let request = field(review, "request", "").ok()??;
-                field(request, "object", "").ok()?.map(RawValue::get)
-            }
-        }
     }
 
     /// A template label's value.
@@ -441,24 +413,6 @@ fn duplicate_name<'c>(init: &'c [Container<'_>], app: &'c [Container<'_>]) -> Op
 /// `generateName` without its trailing dash: the stem the API server appends a suffix to.
 pub fn stem(generate_name: &str) -> &str {
     generate_name.trim_end_matches('-')
-}
-
-/// Reads a Pod into its view where it stands in the AdmissionReview whose text is `review` (one pass over the
-/// object; the review's own reader has to go over it anyway). A value that does not have the shape of a Pod fails
-/// the read (its reader then reads the object as text, to name the problem); one that has the shape of a Pod but
-/// cannot be instrumented as it is (a missing `spec`, repeated names) is the `Err` of the view.
-pub struct PodSeed<'a> {
-    /// The review's text.
-    pub review: &'a str,
-}
-
-impl<'de: 'a, 'a> de::DeserializeSeed<'de> for PodSeed<'a> {
-    type Value = Result<PodView<'a>, ShapeError>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let Obj(pod) = Obj::<Template<'a>>::deserialize(d)?;
-        Ok(PodView::of_pod(self.review, pod))
-    }
 }
 
 /// The pod template of an object of `kind` (the whole object for a Pod) as raw JSON text, if it has one.

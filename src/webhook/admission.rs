@@ -16,7 +16,7 @@ use crate::cluster::namespaces::Namespaces;
 use crate::engine::config::Config;
 use crate::engine::explanation::Explanation;
 use crate::engine::inject::{self, Stop, Target};
-use crate::engine::pod_view::{self, Obj, PodSeed, PodView, S, ShapeError, Str};
+use crate::engine::pod_view::{self, Obj, S, Str};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
@@ -91,37 +91,19 @@ pub struct Answer {
     pub explanation: Option<Explanation>,
 }
 
-/// `request.object`, as read.
-// One per review, never in a collection: boxing the view would only add an allocation.
-#[allow(clippy::large_enum_variant)]
+/// `request.object` kept as text (`None`: absent or null).
 #[derive(Debug, Default)]
-enum Object<'a> {
-    /// Absent or null.
-    #[default]
-    Missing,
-    /// Kept as text, for the engine to read (or as it is: not a JSON object).
-    Raw(&'a RawValue),
-    /// A Pod the engine will look at, read into its view while the review was read.
-    Pod(Result<PodView<'a>, ShapeError>),
-}
+struct Object<'a>(Option<&'a RawValue>);
 
 impl Object<'_> {
     /// Whether there is a JSON object to look at.
     fn is_object(&self) -> bool {
-        match self {
-            Self::Missing => false,
-            Self::Raw(raw) => raw.get().starts_with('{'),
-            Self::Pod(_) => true,
-        }
+        self.0.is_some_and(|raw| raw.get().starts_with('{'))
     }
 
     /// `metadata.namespace`, when set.
     fn namespace(&self) -> Option<String> {
-        match self {
-            Self::Missing => None,
-            Self::Raw(raw) => pod_view::metadata_str(raw.get(), "namespace"),
-            Self::Pod(view) => view.as_ref().ok()?.namespace.as_deref().map(str::to_owned),
-        }
+        pod_view::metadata_str(self.0?.get(), "namespace")
     }
 }
 
@@ -146,24 +128,15 @@ impl<'a> Review<'a> {
     /// Parses an AdmissionReview body and decides whether it is one the engine handles under `config`.
     pub fn parse(body: &'a [u8], config: &Config) -> Result<Self, Malformed> {
         let text = std::str::from_utf8(body).map_err(|e| Malformed(format!("invalid JSON: not UTF-8 ({e})")))?;
-        // The review as the API server writes it is read in one pass, a Pod's object into its view on the way. Any
-        // other (a field out of the usual order aside) is read with the object kept as text, and one that cannot be
-        // read at all is read once more to name the problem.
+        // Only the fields the webhook reads, borrowed from the body, the object kept as text for the engine; a review
+        // that cannot be read is read once more, tracking where, to name the problem.
         let mut de = serde_json::Deserializer::from_str(text);
-        let seeded = serde::de::DeserializeSeed::deserialize(ReviewSeed { review: text, config }, &mut de)
-            .and_then(|raw| de.end().map(|()| raw));
-        let raw = match seeded {
-            Ok(raw) => raw,
-            Err(_) => {
-                let mut de = serde_json::Deserializer::from_str(text);
-                match Obj::<ReviewRaw<'a>>::deserialize(&mut de) {
-                    Ok(Obj(raw)) => {
-                        de.end().map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
-                        raw
-                    }
-                    Err(_) => return Err(Self::malformed(text)),
-                }
+        let raw = match Obj::<ReviewRaw<'a>>::deserialize(&mut de) {
+            Ok(Obj(raw)) => {
+                de.end().map_err(|e| Malformed(format!("invalid JSON: {e}")))?;
+                raw
             }
+            Err(_) => return Err(Self::malformed(text)),
         };
         let api_version = raw.api_version.map(|s| s.0).unwrap_or_default();
         let kind = raw.kind.map(|s| s.0).unwrap_or_default();
@@ -291,11 +264,7 @@ impl<'a> Review<'a> {
                 let namespace = self.namespace.as_deref().unwrap_or("default");
                 let old_template = self.old_template;
                 let target = Target { kind: *kind, namespace, ns, config, server_version, old_template, stop };
-                let mutation = match object {
-                    Object::Pod(view) => inject::mutate_read(view, &target),
-                    Object::Raw(raw) => inject::mutate_json(raw.get(), &target),
-                    Object::Missing => inject::mutate_json("null", &target),
-                };
+                let mutation = inject::mutate_json(object.0.map_or("null", RawValue::get), &target);
                 if answer.name.is_empty() {
                     answer.name = mutation.name.unwrap_or_default();
                 }
@@ -368,141 +337,7 @@ struct RequestRaw<'a> {
 /// `request.object` kept as text (`null` is missing).
 fn raw_object<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Object<'a>, D::Error> {
     let raw = <&'a RawValue>::deserialize(d)?;
-    Ok(if raw.get() == "null" { Object::Missing } else { Object::Raw(raw) })
-}
-
-/// Reads an AdmissionReview in one pass, a Pod the engine will look at into its view (see [`RequestSeed`]).
-struct ReviewSeed<'a, 'c> {
-    review: &'a str,
-    config: &'c Config,
-}
-
-impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for ReviewSeed<'a, '_> {
-    type Value = ReviewRaw<'a>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for ReviewSeed<'a, '_> {
-    type Value = ReviewRaw<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an AdmissionReview")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut review = ReviewRaw { api_version: None, kind: None, request: None };
-        while let Some(key) = map.next_key::<S<'de>>()? {
-            match key.0.as_ref() {
-                "apiVersion" => review.api_version = map.next_value()?,
-                "kind" => review.kind = map.next_value()?,
-                "request" => {
-                    let seed = RequestSeed { review: self.review, config: self.config };
-                    review.request = Some(Obj(map.next_value_seed(seed)?));
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(review)
-    }
-}
-
-/// Reads `request`; when its `object` is a Pod CREATE the config handles, and the operation and kind came first
-/// (as the API server writes them), the Pod is read into its view where it stands instead of kept as text.
-struct RequestSeed<'a, 'c> {
-    review: &'a str,
-    config: &'c Config,
-}
-
-impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for RequestSeed<'a, '_> {
-    type Value = RequestRaw<'a>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for RequestSeed<'a, '_> {
-    type Value = RequestRaw<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an admission request")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error;
-        let (mut uid, mut kind, mut operation) = (None, None, None);
-        let (mut resource, mut user_info) = (false, false);
-        let mut request = RequestRaw {
-            uid: S::default(),
-            kind: GroupKind { group: S::default(), kind: S::default() },
-            resource: IgnoredAny,
-            sub_resource: None,
-            name: None,
-            namespace: None,
-            operation: Operation::Create,
-            user_info: IgnoredAny,
-            object: Object::Missing,
-            old_object: None,
-            dry_run: None,
-        };
-        while let Some(key) = map.next_key::<S<'de>>()? {
-            match key.0.as_ref() {
-                "uid" if uid.is_some() => return Err(A::Error::duplicate_field("uid")),
-                "kind" if kind.is_some() => return Err(A::Error::duplicate_field("kind")),
-                "operation" if operation.is_some() => return Err(A::Error::duplicate_field("operation")),
-                "object" if !matches!(request.object, Object::Missing) => {
-                    return Err(A::Error::duplicate_field("object"));
-                }
-                "uid" => uid = Some(map.next_value::<S<'a>>()?),
-                "kind" => kind = Some(map.next_value::<GroupKind<'a>>()?),
-                "resource" => {
-                    map.next_value::<IgnoredAny>()?;
-                    resource = true;
-                }
-                "subResource" => request.sub_resource = map.next_value()?,
-                "name" => request.name = map.next_value()?,
-                "namespace" => request.namespace = map.next_value()?,
-                "operation" => operation = Some(map.next_value::<Operation>()?),
-                "userInfo" => {
-                    map.next_value::<IgnoredAny>()?;
-                    user_info = true;
-                }
-                "object" => {
-                    let pod = kind.as_ref().is_some_and(|k: &GroupKind<'_>| k.group.0.is_empty() && k.kind.0 == "Pod");
-                    let in_place = pod
-                        && operation == Some(Operation::Create)
-                        && request.sub_resource.as_ref().is_none_or(|s| s.0.is_empty())
-                        && self.config.handles(WorkloadKind::Pod);
-                    request.object = if in_place {
-                        Object::Pod(map.next_value_seed(PodSeed { review: self.review })?)
-                    } else {
-                        let raw = map.next_value::<&'a RawValue>()?;
-                        if raw.get() == "null" { Object::Missing } else { Object::Raw(raw) }
-                    };
-                }
-                "oldObject" => request.old_object = map.next_value()?,
-                "dryRun" => request.dry_run = map.next_value()?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        request.uid = uid.ok_or_else(|| A::Error::missing_field("uid"))?;
-        request.kind = kind.ok_or_else(|| A::Error::missing_field("kind"))?;
-        request.operation = operation.ok_or_else(|| A::Error::missing_field("operation"))?;
-        if !resource {
-            return Err(A::Error::missing_field("resource"));
-        }
-        if !user_info {
-            return Err(A::Error::missing_field("userInfo"));
-        }
-        Ok(request)
-    }
+    Ok(Object(Some(raw).filter(|raw| raw.get() != "null")))
 }
 
 #[derive(Deserialize)]

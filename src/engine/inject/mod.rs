@@ -22,7 +22,7 @@ use crate::engine::explanation::{ContainerOutcome, ContainerReport, Explanation}
 use crate::engine::keys;
 use crate::engine::limits;
 use crate::engine::patch::{self, Json, Ops, Patch};
-use crate::engine::pod_view::{Container, PodView, ShapeError};
+use crate::engine::pod_view::{Container, PodView};
 use crate::engine::policy::{self, Cause, NamespaceMeta, Settings};
 use crate::engine::syntax::{self, KubeVersion};
 use crate::engine::warnings::Warnings;
@@ -116,12 +116,7 @@ pub fn mutate(object: &Value, target: &Target<'_>) -> Mutation {
 /// Decides whether and how to instrument the object whose JSON is `object`, read into a lean view straight from
 /// the text, and returns the patch that does it.
 pub fn mutate_json(object: &str, target: &Target<'_>) -> Mutation {
-    mutate_read(PodView::parse(object, target.kind), target)
-}
-
-/// [`mutate_json`] for an object already read into its view (or found unreadable).
-pub fn mutate_read(view: Result<PodView<'_>, ShapeError>, target: &Target<'_>) -> Mutation {
-    let view = match view {
+    let view = match PodView::parse(object, target.kind) {
         Ok(view) => view,
         Err(e) => {
             let mut warnings = Warnings::default();
@@ -309,7 +304,7 @@ fn left_alone(view: &PodView<'_>, target: &Target<'_>) -> Option<(Cause, String)
     if view.kind == WorkloadKind::Job {
         return Some((Cause::JobUpdate, "a Job's pod template is immutable: an UPDATE is never patched".to_owned()));
     }
-    same_json(old, view.template().unwrap_or_default())
+    same_json(old, view.template)
         .then(|| (Cause::TemplateUnchanged, "the UPDATE leaves the pod template unchanged".to_owned()))
 }
 
