@@ -33,7 +33,7 @@ pub struct Row {
 
 /// What an audit found.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// Objects that need attention, in listing order.
     pub rows: Vec<Row>,
     /// Objects looked at.

@@ -21,7 +21,7 @@ pub mod preview;
 pub mod serve;
 
 /// The name the binary answers to as a kubectl plugin (`kubectl otel-inject`).
-pub const PLUGIN_NAME: &str = "kubectl-otel_inject";
+pub(crate) const PLUGIN_NAME: &str = "kubectl-otel_inject";
 
 /// otel-injector: instruments Kubernetes workloads with OpenTelemetry at admission.
 #[derive(Debug, Parser)]
@@ -77,7 +77,7 @@ pub struct ConfigMapRef {
 
 /// The config of `--config-from-cluster` (with the flags' overrides, and the ConfigMap's namespace, the webhook's
 /// own, excluded), or else of `--config`.
-pub async fn load_config(
+pub(crate) async fn load_config(
     client: &kube::Client,
     args: &ConfigArgs,
     from: Option<&ConfigMapRef>,
@@ -319,7 +319,7 @@ pub struct PreviewArgs {
 
 impl PreviewArgs {
     /// The namespace metadata given on the command line.
-    pub fn namespace_meta(&self) -> NamespaceMeta {
+    pub(crate) fn namespace_meta(&self) -> NamespaceMeta {
         let map = |pairs: &[(String, String)]| pairs.iter().cloned().collect::<BTreeMap<_, _>>();
         NamespaceMeta { annotations: map(&self.namespace_annotations), labels: map(&self.namespace_labels) }
     }

@@ -21,7 +21,7 @@ use crate::engine::workload::WorkloadKind;
 use crate::webhook::admission;
 
 /// The most `preview` reads from one file or stdin: an endless input (`-f /dev/zero`) stops here.
-pub const MAX_INPUT_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_INPUT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads at most [`MAX_INPUT_BYTES`] of UTF-8 text, without a leading byte-order mark (kubectl accepts one).
 fn read_at_most(source: impl Read, name: &str) -> Result<String, PreviewError> {
@@ -76,7 +76,7 @@ impl Options {
     }
 
     /// The policy-relevant metadata of `namespace`: the cluster's, overlaid with the flags.
-    pub fn namespace_meta(&self, namespace: &str) -> NamespaceMeta {
+    pub(crate) fn namespace_meta(&self, namespace: &str) -> NamespaceMeta {
         let mut meta = self.cluster_namespaces.get(namespace).cloned().unwrap_or_default();
         meta.labels.extend(self.ns.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         meta.annotations.extend(self.ns.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -197,7 +197,7 @@ async fn from_cluster(args: &PreviewArgs, inputs: &[Input], options: &mut Option
 }
 
 /// The namespaces the objects of `inputs` will be created in (`default` for those that name none).
-pub fn namespaces_of(inputs: &[Input], default: &str) -> Result<BTreeSet<String>, PreviewError> {
+pub(crate) fn namespaces_of(inputs: &[Input], default: &str) -> Result<BTreeSet<String>, PreviewError> {
     let mut out = BTreeSet::new();
     for input in inputs {
         for item in documents(input)? {

@@ -110,13 +110,13 @@ fn keep_policy_keys(ns: &mut PartialObjectMeta<Namespace>) {
 }
 
 /// The policy's view of a namespace object.
-pub fn meta_of(ns: &PartialObjectMeta<Namespace>) -> NamespaceMeta {
+pub(crate) fn meta_of(ns: &PartialObjectMeta<Namespace>) -> NamespaceMeta {
     let m = &ns.metadata;
     NamespaceMeta::relevant(m.labels.iter().flatten(), m.annotations.iter().flatten())
 }
 
 /// Namespaces from a kube-rs reflector over namespace metadata (`get`, `list`, `watch` on namespaces).
-pub struct Watched {
+pub(crate) struct Watched {
     store: Store<PartialObjectMeta<Namespace>>,
     api: Api<PartialObjectMeta<Namespace>>,
     synced: Arc<AtomicBool>,

@@ -14,7 +14,7 @@ use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 
 /// The key of the webhook's ConfigMap that holds the config file.
-pub const CONFIG_KEY: &str = "config.yaml";
+pub(crate) const CONFIG_KEY: &str = "config.yaml";
 
 /// Objects listed per page.
 const PAGE: u32 = 500;
@@ -96,7 +96,7 @@ pub async fn namespaces(client: &kube::Client) -> Result<BTreeMap<String, Namesp
 }
 
 /// The config text of ConfigMap `namespace/name` (its `config.yaml` key, or its only key).
-pub async fn config_text(client: &kube::Client, namespace: &str, name: &str) -> Result<String, ReadError> {
+pub(crate) async fn config_text(client: &kube::Client, namespace: &str, name: &str) -> Result<String, ReadError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let map = api.get(name).await.map_err(api_error(format!("reading ConfigMap {namespace}/{name}")))?;
     let data = map.data.unwrap_or_default();

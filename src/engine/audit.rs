@@ -42,7 +42,7 @@ impl fmt::Display for Finding {
 
 /// A finding and the detail that explains it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assessment {
+pub(crate) struct Assessment {
     /// What is wrong.
     pub finding: Finding,
     /// Why, in a few words (the policy's reason, or the two hashes).
@@ -50,7 +50,7 @@ pub struct Assessment {
 }
 
 /// Compares the object's `otel-injector.io/status` with what the engine would do to it now.
-pub fn assess(object: &Value, target: &Target<'_>) -> Option<Assessment> {
+pub(crate) fn assess(object: &Value, target: &Target<'_>) -> Option<Assessment> {
     let json = object.to_string();
     let recorded = PodView::parse(&json, target.kind).ok().and_then(|view| Status::read(&view));
     let mutation = mutate_json(&json, target);

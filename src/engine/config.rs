@@ -8,7 +8,7 @@ use crate::engine::syntax::{self, Protocol, Signal};
 use crate::engine::workload::WorkloadKind;
 
 /// Namespaces never instrumented: `excludedNamespaces` adds to these, it never replaces them.
-pub const ALWAYS_EXCLUDED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+pub(crate) const ALWAYS_EXCLUDED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
 /// The collector image the sidecar runs unless the config names another.
 pub const DEFAULT_COLLECTOR_IMAGE: &str = "otel/opentelemetry-collector-contrib:0.165.0";
@@ -314,12 +314,12 @@ impl Config {
     }
 
     /// Whether a namespace is never instrumented: a built-in one, one in `excludedNamespaces`, or the webhook's own.
-    pub fn excludes(&self, namespace: &str) -> bool {
+    pub(crate) fn excludes(&self, namespace: &str) -> bool {
         ALWAYS_EXCLUDED.contains(&namespace) || self.excluded_namespaces.iter().any(|n| n == namespace)
     }
 
     /// Whether objects of this kind are mutated.
-    pub fn handles(&self, kind: WorkloadKind) -> bool {
+    pub(crate) fn handles(&self, kind: WorkloadKind) -> bool {
         self.workloads.contains(&kind)
     }
 

@@ -2,29 +2,29 @@
 //! prefix it reads.
 
 /// Opt in / opt out (annotation or label).
-pub const INJECT: &str = "otel-injector.io/inject";
+pub(crate) const INJECT: &str = "otel-injector.io/inject";
 /// Add the collector sidecar.
-pub const SIDECAR: &str = "otel-injector.io/sidecar";
+pub(crate) const SIDECAR: &str = "otel-injector.io/sidecar";
 /// Only these containers.
-pub const CONTAINER_NAMES: &str = "otel-injector.io/container-names";
+pub(crate) const CONTAINER_NAMES: &str = "otel-injector.io/container-names";
 /// `service.name` override.
-pub const SERVICE_NAME: &str = "otel-injector.io/service-name";
+pub(crate) const SERVICE_NAME: &str = "otel-injector.io/service-name";
 /// OTLP endpoint override.
-pub const ENDPOINT: &str = "otel-injector.io/endpoint";
+pub(crate) const ENDPOINT: &str = "otel-injector.io/endpoint";
 /// OTLP protocol.
-pub const PROTOCOL: &str = "otel-injector.io/protocol";
+pub(crate) const PROTOCOL: &str = "otel-injector.io/protocol";
 /// Head sampling ratio.
-pub const SAMPLING_RATIO: &str = "otel-injector.io/sampling-ratio";
+pub(crate) const SAMPLING_RATIO: &str = "otel-injector.io/sampling-ratio";
 /// `OTEL_PROPAGATORS`.
-pub const PROPAGATORS: &str = "otel-injector.io/propagators";
+pub(crate) const PROPAGATORS: &str = "otel-injector.io/propagators";
 /// Exported signals.
-pub const SIGNALS: &str = "otel-injector.io/signals";
+pub(crate) const SIGNALS: &str = "otel-injector.io/signals";
 /// Extra resource attributes, `k=v,k2=v2`.
-pub const RESOURCE_ATTRIBUTES: &str = "otel-injector.io/resource-attributes";
+pub(crate) const RESOURCE_ATTRIBUTES: &str = "otel-injector.io/resource-attributes";
 /// One resource attribute per annotation (OpenTelemetry Operator convention).
-pub const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
+pub(crate) const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
 /// What the webhook did and why.
-pub const STATUS: &str = "otel-injector.io/status";
+pub(crate) const STATUS: &str = "otel-injector.io/status";
 
 /// Every annotation of the webhook's own that the engine reads.
 pub const ALL: [&str; 11] = [

@@ -27,7 +27,7 @@ pub const PATCH_BYTES: usize = 1024 * 1024;
 pub const WARNINGS: usize = 10;
 
 /// Whether a value the webhook would write is short enough to use.
-pub fn value_fits(value: &str) -> bool {
+pub(crate) fn value_fits(value: &str) -> bool {
     value.len() <= VALUE_CHARS || value.chars().count() <= VALUE_CHARS
 }
 

@@ -72,7 +72,7 @@ impl Json {
     }
 
     /// A constant that is valid JSON (checked in debug builds).
-    pub fn constant(text: &'static str) -> Self {
+    pub(crate) fn constant(text: &'static str) -> Self {
         debug_assert!(serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(), "{text}");
         Self(Cow::Borrowed(text))
     }
@@ -94,7 +94,7 @@ impl Json {
     }
 
     /// `{key: value}`.
-    pub fn member(key: &str, value: &Json) -> Self {
+    pub(crate) fn member(key: &str, value: &Json) -> Self {
         let mut out = String::with_capacity(key.len() + value.0.len() + 4);
         out.push('{');
         json_string::push(&mut out, key);
@@ -105,7 +105,7 @@ impl Json {
     }
 
     /// `[items…]`.
-    pub fn array<'j>(items: impl IntoIterator<Item = &'j Json>) -> Self {
+    pub(crate) fn array<'j>(items: impl IntoIterator<Item = &'j Json>) -> Self {
         let mut out = String::from("[");
         for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
@@ -130,7 +130,7 @@ impl Json {
 
 /// A JSON array written item by item into one text: a long list (an env list rebuilt) without a value per item.
 #[derive(Debug)]
-pub struct ListWriter(String);
+pub(crate) struct ListWriter(String);
 
 impl ListWriter {
     /// An empty list with room for `bytes` of text.
@@ -153,7 +153,7 @@ impl ListWriter {
     }
 
     /// Appends JSON text as it was sent (a member of the object the API server sent: valid JSON).
-    pub fn push_raw(&mut self, raw: &serde_json::value::RawValue) {
+    pub(crate) fn push_raw(&mut self, raw: &serde_json::value::RawValue) {
         self.separate();
         self.0.push_str(raw.get());
     }
@@ -208,7 +208,7 @@ impl Patch {
     }
 
     /// The patch document, as sent to the API server.
-    pub fn to_json(&self) -> Vec<u8> {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
         let size: usize = self.0.iter().map(|op| op.path.as_str().len() + op.value.0.len() + 40).sum();
         let mut out = String::with_capacity(size + 2);
         out.push('[');
@@ -243,7 +243,7 @@ impl Patch {
 
 /// A list of operations under construction, applied in order, with the size of the patch they make.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Ops {
+pub(crate) struct Ops {
     ops: Vec<Op>,
     bytes: usize,
 }
@@ -280,7 +280,7 @@ impl Ops {
     /// Sets `key` in the object at `parent` (tokens from the root), of which the first `existing` tokens lead to
     /// objects that exist; the missing (or null) rest is created with one `add` of the nested value, so the patch
     /// applies whatever the document lacks.
-    pub fn set_member(&mut self, existing: usize, parent: &[&str], key: &str, value: Json) {
+    pub(crate) fn set_member(&mut self, existing: usize, parent: &[&str], key: &str, value: Json) {
         if existing >= parent.len() {
             self.add(pointer(parent.iter().copied().chain([key])), value);
             return;
@@ -293,7 +293,7 @@ impl Ops {
 
     /// Appends `value` to the list at `path` (tokens from the root), creating the list when it does not `exist`
     /// (absent or null).
-    pub fn append(&mut self, exists: bool, path: &[&str], value: Json) {
+    pub(crate) fn append(&mut self, exists: bool, path: &[&str], value: Json) {
         let pointer = pointer(path.iter().copied());
         if exists {
             self.add(child(&pointer, ["-"]), value);
@@ -319,7 +319,7 @@ impl Ops {
     }
 
     /// The finished patch.
-    pub fn into_patch(self) -> Patch {
+    pub(crate) fn into_patch(self) -> Patch {
         Patch(self.ops)
     }
 }

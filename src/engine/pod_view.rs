@@ -92,7 +92,7 @@ impl Resources {
 impl Container<'_> {
     /// The env entry with this name, if defined (the last one wins, as in the kubelet); `name` must be one the
     /// engine reads ([`engine_reads`]).
-    pub fn env_var(&self, name: &str) -> Option<&EnvVar<'_>> {
+    pub(crate) fn env_var(&self, name: &str) -> Option<&EnvVar<'_>> {
         let env = self.env.as_ref()?;
         env.get(env.last(name)?)
     }
@@ -100,13 +100,13 @@ impl Container<'_> {
 
 /// Whether the engine ever reads an env variable of this name: the OpenTelemetry ones and the sidecar's
 /// `GOMEMLIMIT`. Entries with other names are counted and checked, not kept.
-pub fn engine_reads(name: &str) -> bool {
+pub(crate) fn engine_reads(name: &str) -> bool {
     name.starts_with("OTEL_") || name == "GOMEMLIMIT"
 }
 
 /// Whether the engine ever reads a label of this key: the policy's own, and those naming the service and its
 /// owners. The others are counted and checked, not kept.
-pub fn engine_reads_label(key: &str) -> bool {
+pub(crate) fn engine_reads_label(key: &str) -> bool {
     matches!(
         key,
         keys::INJECT
@@ -119,7 +119,7 @@ pub fn engine_reads_label(key: &str) -> bool {
 
 /// Whether the engine ever reads an annotation of this key: one of its own ([`keys::ALL`]), or a resource
 /// attribute (of which at most [`limits::ATTRIBUTES`] are used).
-pub fn engine_reads_annotation(key: &str) -> bool {
+pub(crate) fn engine_reads_annotation(key: &str) -> bool {
     keys::ALL.contains(&key) || is_attribute(key)
 }
 
@@ -366,14 +366,15 @@ impl<'a> PodView<'a> {
         })
     }
 
-    /// The `env` list of the container at `index` of `list` (`containers` or `initContainers`), every entry as the
-    /// API server sent it (for rebuilding the list without losing a field of the user's).
-    pub fn raw_env(&self, list: &str, index: usize) -> Vec<&'a RawValue> {
+    /// The `env` list of the container at `index` of `list`, every entry as sent (tests: one container's list).
+    #[cfg(test)]
+    pub(crate) fn raw_env(&self, list: &str, index: usize) -> Vec<&'a RawValue> {
         self.raw_envs(list).into_iter().nth(index).unwrap_or_default()
     }
 
-    /// The `env` list of every container of `list`, each entry as sent, read from the template in one pass.
-    pub fn raw_envs(&self, list: &str) -> Vec<Vec<&'a RawValue>> {
+    /// The `env` list of every container of `list` (`containers` or `initContainers`), each entry as the API server
+    /// sent it (for rebuilding a list without losing a field of the user's), read from the template in one pass.
+    pub(crate) fn raw_envs(&self, list: &str) -> Vec<Vec<&'a RawValue>> {
         let lists = || -> Option<Vec<Vec<&'a RawValue>>> {
             let template: &'a RawValue = serde_json::from_str(self.template).ok()?;
             let spec = field(template, "spec", "").ok()??;
@@ -411,12 +412,12 @@ fn duplicate_name<'c>(init: &'c [Container<'_>], app: &'c [Container<'_>]) -> Op
 }
 
 /// `generateName` without its trailing dash: the stem the API server appends a suffix to.
-pub fn stem(generate_name: &str) -> &str {
+pub(crate) fn stem(generate_name: &str) -> &str {
     generate_name.trim_end_matches('-')
 }
 
 /// The pod template of an object of `kind` (the whole object for a Pod) as raw JSON text, if it has one.
-pub fn template_json(json: &str, kind: WorkloadKind) -> Option<&str> {
+pub(crate) fn template_json(json: &str, kind: WorkloadKind) -> Option<&str> {
     let mut raw: &RawValue = serde_json::from_str(json).ok()?;
     for token in kind.template_path() {
         raw = field(raw, token, "").ok()??;
@@ -465,7 +466,7 @@ fn typed_slowly<'a, T: Deserialize<'a>>(json: &'a str, prefix: &str) -> Result<T
 }
 
 /// A string member of the object's `metadata` (e.g. `namespace`), read without parsing anything else.
-pub fn metadata_str(json: &str, key: &str) -> Option<String> {
+pub(crate) fn metadata_str(json: &str, key: &str) -> Option<String> {
     let raw: &RawValue = serde_json::from_str(json).ok()?;
     let value = field(field(raw, "metadata", "").ok()??, key, "").ok()??;
     serde_json::from_str::<S<'_>>(value.get()).ok().map(|s| s.0.into_owned())
@@ -523,7 +524,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for S<'a> {
 
 /// A JSON object deserialized as `T` (serde's derived structs would also take an array).
 #[derive(Debug, Clone)]
-pub struct Obj<T>(pub T);
+pub(crate) struct Obj<T>(pub T);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

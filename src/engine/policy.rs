@@ -28,7 +28,7 @@ impl NamespaceMeta {
 
     /// Only the labels and annotations the policy reads (`otel-injector.io/*`, `resource.opentelemetry.io/*`), so a
     /// cache does not hold or copy the rest (e.g. `kubectl.kubernetes.io/last-applied-configuration`).
-    pub fn relevant<'a>(
+    pub(crate) fn relevant<'a>(
         labels: impl IntoIterator<Item = (&'a String, &'a String)>,
         annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Self {
@@ -217,7 +217,7 @@ impl Lookup<'_> {
 }
 
 /// Decides whether the object is instrumented (SPEC §2 precedence).
-pub fn decide(
+pub(crate) fn decide(
     view: &PodView<'_>,
     namespace: &str,
     ns: &NamespaceMeta,

@@ -70,11 +70,11 @@ impl Signal {
 }
 
 /// The propagator names the OpenTelemetry SDK environment specification defines.
-pub const KNOWN_PROPAGATORS: [&str; 8] =
+pub(crate) const KNOWN_PROPAGATORS: [&str; 8] =
     ["tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray", "ottrace", "none"];
 
 /// Parses `true` / `false` (any case, surrounding blanks ignored).
-pub fn parse_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -83,7 +83,7 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 /// Parses a sampling ratio between 0.0 and 1.0.
-pub fn parse_ratio(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_ratio(s: &str) -> Result<f64, String> {
     let ratio: f64 = s.trim().parse().map_err(|_| "must be a number from 0.0 to 1.0".to_owned())?;
     if ratio.is_finite() && (0.0..=1.0).contains(&ratio) {
         Ok(ratio)
@@ -93,7 +93,7 @@ pub fn parse_ratio(s: &str) -> Result<f64, String> {
 }
 
 /// Checks an OTLP endpoint: an absolute `http` or `https` URL with a host and, if given, a port from 1 to 65535.
-pub fn parse_endpoint(s: &str) -> Result<String, String> {
+pub(crate) fn parse_endpoint(s: &str) -> Result<String, String> {
     let s = s.trim();
     let url = url::Url::parse(s).map_err(|e| match e {
         url::ParseError::InvalidPort => "has a port outside 1-65535".to_owned(),
@@ -109,7 +109,7 @@ pub fn parse_endpoint(s: &str) -> Result<String, String> {
 }
 
 /// The OTLP transport an endpoint's port implies (4317 gRPC, 4318 HTTP), if it implies one.
-pub fn transport_of(endpoint: &str) -> Option<Protocol> {
+pub(crate) fn transport_of(endpoint: &str) -> Option<Protocol> {
     match url::Url::parse(endpoint.trim()).ok()?.port()? {
         4317 => Some(Protocol::Grpc),
         4318 => Some(Protocol::HttpProtobuf),
@@ -119,7 +119,7 @@ pub fn transport_of(endpoint: &str) -> Option<Protocol> {
 
 /// A sampling ratio as written into `OTEL_TRACES_SAMPLER_ARG`: short and canonical (at most six significant digits,
 /// no `-0`, an exponent only for very small ratios), so equal settings always render the same text.
-pub fn format_ratio(ratio: f64) -> String {
+pub(crate) fn format_ratio(ratio: f64) -> String {
     if ratio <= 0.0 || !ratio.is_finite() {
         return "0".to_owned();
     }
@@ -129,17 +129,17 @@ pub fn format_ratio(ratio: f64) -> String {
 }
 
 /// Checks one propagator name.
-pub fn check_propagator(s: &str) -> Result<(), String> {
+pub(crate) fn check_propagator(s: &str) -> Result<(), String> {
     if KNOWN_PROPAGATORS.contains(&s) { Ok(()) } else { Err(format!("unknown propagator {s:?}")) }
 }
 
 /// Splits a comma list, trimming blanks and dropping empty entries.
-pub fn split_list(s: &str) -> Vec<String> {
+pub(crate) fn split_list(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
 }
 
 /// Parses a comma list of propagators.
-pub fn parse_propagators(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn parse_propagators(s: &str) -> Result<Vec<String>, String> {
     let list = split_list(s);
     if list.is_empty() {
         return Err("must name at least one propagator".to_owned());
@@ -149,7 +149,7 @@ pub fn parse_propagators(s: &str) -> Result<Vec<String>, String> {
 }
 
 /// Parses a subset of `traces,metrics,logs` (an empty value turns every exporter off).
-pub fn parse_signals(s: &str) -> Result<Vec<Signal>, String> {
+pub(crate) fn parse_signals(s: &str) -> Result<Vec<Signal>, String> {
     split_list(s)
         .iter()
         .map(|p| match p.as_str() {
@@ -162,7 +162,7 @@ pub fn parse_signals(s: &str) -> Result<Vec<Signal>, String> {
 }
 
 /// Checks a resource attribute key: non-empty, printable ASCII without blanks, `,` or `=`.
-pub fn check_attribute_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_attribute_key(key: &str) -> Result<(), String> {
     if !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b'=') {
         Ok(())
     } else {
@@ -171,7 +171,7 @@ pub fn check_attribute_key(key: &str) -> Result<(), String> {
 }
 
 /// Parses `k=v,k2=v2` into pairs, keeping their order.
-pub fn parse_attributes(s: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_attributes(s: &str) -> Result<Vec<(String, String)>, String> {
     split_list(s)
         .into_iter()
         .map(|pair| {
@@ -184,14 +184,14 @@ pub fn parse_attributes(s: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Checks an HTTP header name (an RFC 9110 token).
-pub fn check_header_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_header_name(name: &str) -> Result<(), String> {
     http::HeaderName::from_bytes(name.as_bytes())
         .map(|_| ())
         .map_err(|_| format!("{name:?} is not a valid HTTP header name"))
 }
 
 /// Checks a Kubernetes resource quantity such as `50m`, `64Mi`, `1.5` or `1e3`.
-pub fn check_quantity(q: &str) -> Result<(), String> {
+pub(crate) fn check_quantity(q: &str) -> Result<(), String> {
     const SUFFIXES: [&str; 15] = ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n"];
     let bad = || format!("{q:?} is not a Kubernetes quantity (e.g. 50m, 64Mi)");
     let digits_end = q
@@ -212,7 +212,7 @@ pub fn check_quantity(q: &str) -> Result<(), String> {
 }
 
 /// The value a Kubernetes quantity stands for (`50m` → 0.05, `64Mi` → 67108864, `1e3` → 1000), if it is one.
-pub fn quantity(q: &str) -> Option<f64> {
+pub(crate) fn quantity(q: &str) -> Option<f64> {
     const UNITS: [(&str, f64); 14] = [
         ("Ki", 1024.0),
         ("Mi", 1048576.0),
@@ -242,12 +242,12 @@ pub fn quantity(q: &str) -> Option<f64> {
 }
 
 /// The deepest nesting of a YAML or JSON text accepted (Kubernetes objects nest a few dozen levels at most).
-pub const MAX_NESTING: usize = 100;
+pub(crate) const MAX_NESTING: usize = 100;
 
 /// Checks, before any parser sees it, that a YAML or JSON text nests at most [`MAX_NESTING`] flow collections
 /// (`[`, `{`) deep and is indented at most `MAX_NESTING * 8` columns: a 100,000-deep document is refused at once
 /// rather than after a minute of parsing.
-pub fn check_nesting(text: &str) -> Result<(), String> {
+pub(crate) fn check_nesting(text: &str) -> Result<(), String> {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let (mut single, mut double, mut escaped, mut comment) = (false, false, false, false);
     let mut previous = '\n';
@@ -304,7 +304,7 @@ pub struct KubeVersion {
 
 impl KubeVersion {
     /// The first version with native sidecars on by default (`initContainers[].restartPolicy: Always`).
-    pub const NATIVE_SIDECARS: KubeVersion = KubeVersion { major: 1, minor: 29 };
+    pub(crate) const NATIVE_SIDECARS: KubeVersion = KubeVersion { major: 1, minor: 29 };
 
     /// Parses `1.29`, `v1.29.3`, `1.28+` or `v1.30.1-gke.100` (only major and minor count).
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -316,7 +316,7 @@ impl KubeVersion {
     }
 
     /// From discovery's `major` and `minor` fields, which some providers suffix (`"28+"`).
-    pub fn from_parts(major: &str, minor: &str) -> Option<Self> {
+    pub(crate) fn from_parts(major: &str, minor: &str) -> Option<Self> {
         let number = |s: &str| {
             let digits = s.trim().trim_end_matches(|c: char| !c.is_ascii_digit());
             digits.parse::<u32>().ok().filter(|_| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
@@ -325,7 +325,7 @@ impl KubeVersion {
     }
 
     /// Whether the API server keeps `restartPolicy: Always` on init containers (native sidecars).
-    pub fn has_native_sidecars(self) -> bool {
+    pub(crate) fn has_native_sidecars(self) -> bool {
         self >= Self::NATIVE_SIDECARS
     }
 }
@@ -337,7 +337,7 @@ impl fmt::Display for KubeVersion {
 }
 
 /// Parses a Go-style duration as the API server sends it in `?timeout=` (`10s`, `500ms`, `2m`, `1h`).
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("{s:?} needs a unit: ms, s, m or h"))?;
     let (number, unit) = s.split_at(split);

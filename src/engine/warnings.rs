@@ -1,7 +1,7 @@
 //! AdmissionResponse warnings: what the user should hear about an object, each line within Kubernetes' limit.
 
 /// Kubernetes asks warnings to stay within 120 characters.
-pub const MAX_WARNING_CHARS: usize = 120;
+pub(crate) const MAX_WARNING_CHARS: usize = 120;
 
 use crate::engine::limits::WARNINGS;
 
@@ -47,7 +47,7 @@ impl Warnings {
     }
 
     /// The warnings, for the AdmissionResponse.
-    pub fn into_vec(mut self) -> Vec<String> {
+    pub(crate) fn into_vec(mut self) -> Vec<String> {
         if self.more > 0 {
             self.lines.push(format!("otel-injector: {} more warning(s) not shown", self.more));
         }
@@ -56,7 +56,7 @@ impl Warnings {
 }
 
 /// Shortens a user-supplied value for a warning line.
-pub fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     const MAX: usize = 40;
     match s.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &s[..cut]),

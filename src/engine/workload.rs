@@ -29,7 +29,7 @@ impl WorkloadKind {
         [Self::Pod, Self::Deployment, Self::StatefulSet, Self::DaemonSet, Self::ReplicaSet, Self::Job, Self::CronJob];
 
     /// The kind for an API group (`""`, `apps`, `batch`) and kind name, if it is one we handle.
-    pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
+    pub(crate) fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
         match (group, kind) {
             ("", "Pod") => Some(Self::Pod),
             ("apps", "Deployment") => Some(Self::Deployment),
@@ -93,7 +93,7 @@ impl WorkloadKind {
     }
 
     /// Whether an UPDATE of this kind may be mutated (a Pod's spec is immutable).
-    pub fn mutable_on_update(self) -> bool {
+    pub(crate) fn mutable_on_update(self) -> bool {
         self != Self::Pod
     }
 }
@@ -125,7 +125,7 @@ pub struct Owners {
 
 /// One `metadata.ownerReferences` entry, reduced to what owner resolution needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OwnerRef<'a> {
+pub(crate) struct OwnerRef<'a> {
     /// The owner's kind.
     pub kind: &'a str,
     /// The owner's name.
@@ -136,7 +136,7 @@ pub struct OwnerRef<'a> {
 
 impl Owners {
     /// Owners of a Pod, from its controller reference (or first reference) and its labels.
-    pub fn of_pod(refs: &[OwnerRef<'_>], label: impl Fn(&str) -> Option<String>) -> Self {
+    pub(crate) fn of_pod(refs: &[OwnerRef<'_>], label: impl Fn(&str) -> Option<String>) -> Self {
         let mut owners = Self::default();
         let Some(owner) = refs.iter().find(|r| r.controller).or(refs.first()) else {
             return owners;
@@ -163,7 +163,7 @@ impl Owners {
     }
 
     /// Owners of a workload's pod template: the workload itself and its own controller reference.
-    pub fn of_workload(kind: WorkloadKind, name: Option<&str>, refs: &[OwnerRef<'_>]) -> Self {
+    pub(crate) fn of_workload(kind: WorkloadKind, name: Option<&str>, refs: &[OwnerRef<'_>]) -> Self {
         let mut owners = Self::default();
         let Some(name) = name.filter(|n| !n.is_empty()).map(str::to_owned) else {
             return owners;
@@ -190,7 +190,7 @@ impl Owners {
     }
 
     /// The top-level workload's kind and name, the one a service is named after.
-    pub fn primary(&self) -> Option<(&'static str, &str)> {
+    pub(crate) fn primary(&self) -> Option<(&'static str, &str)> {
         [
             ("Deployment", &self.deployment),
             ("Rollout", &self.rollout),

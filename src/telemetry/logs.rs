@@ -23,15 +23,15 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::engine::json_string;
 
 /// Characters of one field's value (the message included) written in a log line; the rest is cut, with `…`.
-pub const MAX_FIELD_CHARS: usize = 2048;
+pub(crate) const MAX_FIELD_CHARS: usize = 2048;
 
 /// Bytes of one log line: a JSON line leaves out fields that would take it over (and says `"truncated":true`), a
 /// text line is cut.
-pub const MAX_LINE_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// Lines waiting for the writer thread: when stderr is not read fast enough, more are dropped (and counted), so
 /// logging never blocks an admission. At most this many times [`MAX_LINE_BYTES`] is held.
-pub const BUFFERED_LINES: usize = 1024;
+pub(crate) const BUFFERED_LINES: usize = 1024;
 
 /// `value`, cut to [`MAX_FIELD_CHARS`] characters.
 fn clipped(value: &str) -> std::borrow::Cow<'_, str> {
@@ -53,7 +53,8 @@ fn write_escaped(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
 }
 
 /// Where log lines go: a non-blocking writer on stderr (see [`BUFFERED_LINES`]), and the count of lines it dropped.
-pub fn stderr_writer() -> (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard) {
+pub(crate) fn stderr_writer()
+-> (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard) {
     tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(BUFFERED_LINES)
@@ -63,7 +64,7 @@ pub fn stderr_writer() -> (tracing_appender::non_blocking::NonBlocking, tracing_
 
 /// A writer that cuts every line at [`MAX_LINE_BYTES`] (the text format; JSON lines bound themselves).
 #[derive(Clone)]
-pub struct Bounded<M>(pub M);
+pub(crate) struct Bounded<M>(pub M);
 
 impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a> for Bounded<M> {
     type Writer = BoundedWriter<M::Writer>;
@@ -74,7 +75,7 @@ impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::Ma
 }
 
 /// One line's writer of [`Bounded`].
-pub struct BoundedWriter<W>(W);
+pub(crate) struct BoundedWriter<W>(W);
 
 impl<W: std::io::Write> std::io::Write for BoundedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -100,7 +101,7 @@ impl<W: std::io::Write> std::io::Write for BoundedWriter<W> {
 /// Text fields: ` key=value`, the message as it is; a value of letters, digits and `-._/:@+` unquoted, anything
 /// else quoted and escaped (so a line still splits into its fields whatever a value holds).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TextFields;
+pub(crate) struct TextFields;
 
 impl<'w> FormatFields<'w> for TextFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
@@ -155,7 +156,7 @@ const ENTRY_END: char = '\x1f';
 
 /// Span fields as `name␞json␟` entries, appended to as fields are recorded.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct JsonFields;
+pub(crate) struct JsonFields;
 
 impl<'w> FormatFields<'w> for JsonFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
@@ -177,7 +178,7 @@ fn entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
 
 /// The JSON event format (with [`JsonFields`] for span fields).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct JsonLines;
+pub(crate) struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
 where

@@ -26,7 +26,7 @@ pub struct AdmissionLabels {
 
 /// Labels of a request answered with an HTTP error.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
+pub(crate) struct ErrorLabels {
     /// Why (`malformed`, `too_large`, `unsupported_media_type`, `timeout`, `too_slow`, `bad_query`, `read`, `busy`,
     /// `overloaded`, `deadline`).
     pub reason: String,
@@ -34,14 +34,14 @@ pub struct ErrorLabels {
 
 /// Labels of a lookup of a namespace the cache had not seen.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LookupLabels {
+pub(crate) struct LookupLabels {
     /// `found`, `not_found`, `error` or `timeout`.
     pub outcome: &'static str,
 }
 
 /// Labels of a connection event.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConnectionLabels {
+pub(crate) struct ConnectionLabels {
     /// `accepted`, `evicted` (one waiting without a request gave way to it at the cap), `over_limit` (closed at
     /// once: too many open, all busy) or `accept_error`.
     pub event: &'static str,
@@ -49,7 +49,7 @@ pub struct ConnectionLabels {
 
 /// Labels of a reload.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReloadLabels {
+pub(crate) struct ReloadLabels {
     /// `certificate`, `client_ca` or `config`.
     pub what: &'static str,
     /// `success` or `failure` (the last good one keeps serving).
@@ -58,7 +58,7 @@ pub struct ReloadLabels {
 
 /// Labels of dropped spans.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DropLabels {
+pub(crate) struct DropLabels {
     /// `queue_full` (the exporter is slow or the collector away) or `export_failed`.
     pub reason: &'static str,
 }
@@ -116,7 +116,7 @@ impl std::fmt::Debug for LineDrops {
 
 /// What the namespace cache looks like at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CacheState {
+pub(crate) struct CacheState {
     /// Namespaces held.
     pub namespaces: usize,
     /// Whether the first list has completed.
@@ -239,7 +239,7 @@ impl Metrics {
     }
 
     /// These metrics, exporting the lines `drops` counts as `log_lines_dropped`.
-    pub fn counting_log_drops(mut self, drops: LineDrops) -> Self {
+    pub(crate) fn counting_log_drops(mut self, drops: LineDrops) -> Self {
         self.line_drops = drops;
         self
     }
@@ -255,17 +255,17 @@ impl Metrics {
     }
 
     /// Counts one request answered with an HTTP error.
-    pub fn rejected(&self, reason: &str) {
+    pub(crate) fn rejected(&self, reason: &str) {
         self.errors.get_or_create(&ErrorLabels { reason: reason.to_owned() }).inc();
     }
 
     /// Counts one namespace watch error.
-    pub fn namespace_watch_error(&self) {
+    pub(crate) fn namespace_watch_error(&self) {
         self.watch_errors.inc();
     }
 
     /// Counts one lookup of a namespace the cache had not seen.
-    pub fn namespace_lookup(&self, outcome: &'static str) {
+    pub(crate) fn namespace_lookup(&self, outcome: &'static str) {
         self.lookups.get_or_create(&LookupLabels { outcome }).inc();
     }
 
@@ -281,12 +281,12 @@ impl Metrics {
     }
 
     /// Sets the serving certificate's expiry gauge.
-    pub fn observe_certificate(&self, not_after: i64) {
+    pub(crate) fn observe_certificate(&self, not_after: i64) {
         self.cert_not_after.set(not_after);
     }
 
     /// Sets the namespace cache gauges (called at scrape time).
-    pub fn observe_cache(&self, state: CacheState) {
+    pub(crate) fn observe_cache(&self, state: CacheState) {
         self.cache_namespaces.set(i64::try_from(state.namespaces).unwrap_or(i64::MAX));
         self.cache_synced.set(i64::from(state.synced));
         self.cache_age.set(state.since_last_event.map_or(-1.0, |d| d.as_secs_f64()));

@@ -25,7 +25,7 @@ use super::metrics::SpanDrops;
 use crate::engine::syntax::{self, Protocol as Transport};
 
 /// Span fields that exist for the logs (each line carries them) and are not exported as attributes.
-pub const LOG_ONLY_FIELDS: [&str; 2] = ["trace_id", "span_id"];
+pub(crate) const LOG_ONLY_FIELDS: [&str; 2] = ["trace_id", "span_id"];
 
 /// Spans waiting for export at most (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048).
 const DEFAULT_QUEUE: usize = 2048;
@@ -170,7 +170,7 @@ impl TraceIds {
 /// Starts `span` as the server span of a request with `headers`: parented on the caller's trace context (a new
 /// root without one) when `traced`; returns its trace and span ids for the logs. A span the tracer does not record
 /// gets ids made for the logs alone.
-pub fn start_server_span(
+pub(crate) fn start_server_span(
     span: &tracing::Span,
     headers: &HeaderMap,
     ids: &TraceIds,
@@ -198,7 +198,7 @@ pub fn start_server_span(
 
 /// The caller's trace context from `traceparent`/`tracestate` and `baggage` (an empty context, so a new root,
 /// when absent or malformed).
-pub fn parent_from(headers: &HeaderMap) -> Context {
+pub(crate) fn parent_from(headers: &HeaderMap) -> Context {
     if !headers.contains_key("traceparent") && !headers.contains_key("baggage") {
         // Nothing to continue (the API server sends neither unless its own tracing is on).
         return Context::new();

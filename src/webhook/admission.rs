@@ -109,7 +109,7 @@ impl Object<'_> {
 
 /// A parsed review: the envelope, the raw object, and whether the engine will look at it.
 #[derive(Debug)]
-pub struct Review<'a> {
+pub(crate) struct Review<'a> {
     api_version: Str<'a>,
     uid: Str<'a>,
     kind: Str<'a>,
@@ -217,7 +217,7 @@ impl<'a> Review<'a> {
     }
 
     /// The namespace whose policy the engine needs, when it will run on this review.
-    pub fn policy_namespace(&self) -> Option<&str> {
+    pub(crate) fn policy_namespace(&self) -> Option<&str> {
         match self.target {
             Ok(_) if self.object.is_object() => Some(self.namespace.as_deref().unwrap_or("default")),
             _ => None,

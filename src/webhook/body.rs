@@ -26,23 +26,23 @@ use memmap2::MmapMut;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Bytes of each body charged to the small pool before the body must reserve its whole length.
-pub const FIRST_PART: usize = 64 * 1024;
+pub(crate) const FIRST_PART: usize = 64 * 1024;
 
 /// The pool the first parts of bodies are charged to.
-pub const SMALL_POOL: usize = 4 * 1024 * 1024;
+pub(crate) const SMALL_POOL: usize = 4 * 1024 * 1024;
 
 /// The pool the first parts of bodies waiting for room are charged to: when it is full, a body that would wait is
 /// answered 503 at once.
-pub const WAITING_POOL: usize = 4 * 1024 * 1024;
+pub(crate) const WAITING_POOL: usize = 4 * 1024 * 1024;
 
 /// At most this much of an oversized body is read and thrown away so the client sees the answer.
 const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
 
 /// The slowest a body may arrive, after [`GRACE`]: the API server sends a whole review at once, far faster.
-pub const MIN_RATE: usize = 256 * 1024;
+pub(crate) const MIN_RATE: usize = 256 * 1024;
 
 /// How long a body may take before [`MIN_RATE`] applies.
-pub const GRACE: Duration = Duration::from_secs(1);
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// The parts an answer is handed to the connection in: a peer that stops reading (or an HTTP/2 window that stays
 /// shut) leaves the rest unbuffered, in the answer that holds its budget.
@@ -70,7 +70,8 @@ impl Budget {
     }
 
     /// Bytes free now, in the small pool and in the budget for whole bodies.
-    pub fn available(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn available(&self) -> (usize, usize) {
         (self.small.available_permits(), self.reserved.available_permits())
     }
 }
@@ -259,7 +260,7 @@ pub async fn hold(budget: &Budget, len: usize, until: Instant) -> Result<OwnedSe
 /// An answer's bytes, handed to the connection part by part, holding their share of the budget until the last
 /// part is taken (or the connection is dropped).
 #[derive(Debug)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     rest: Bytes,
     _held: Option<OwnedSemaphorePermit>,
 }
@@ -310,7 +311,7 @@ enum Room {
 
 /// Reads and throws away what is left of a body (at most [`DISCARD_AT_MOST`] bytes, until `until`), so a client
 /// that sends its whole body before reading gets to read the answer instead of a reset.
-pub async fn discard(body: &mut Body, until: Instant) {
+pub(crate) async fn discard(body: &mut Body, until: Instant) {
     let mut seen = 0usize;
     while seen <= DISCARD_AT_MOST {
         match tokio::time::timeout_at(until.into(), body.frame()).await {

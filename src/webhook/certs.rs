@@ -39,7 +39,7 @@ pub enum CertError {
 }
 
 /// The DNS names the API server uses to reach a webhook Service.
-pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
+pub(crate) fn service_names(service: &str, namespace: &str) -> Vec<String> {
     vec![format!("{service}.{namespace}.svc"), format!("{service}.{namespace}.svc.cluster.local")]
 }
 

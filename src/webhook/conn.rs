@@ -27,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 
 /// How long a connection may wait.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// An idle keep-alive connection is closed after this.
     pub idle: Duration,
     /// A request whose first bytes arrived must have sent all its headers within this.
@@ -49,7 +49,7 @@ pub enum Protocol {
 
 /// What a connection is doing, as its IO, its service and its answers see it.
 #[derive(Debug)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     origin: Instant,
     /// Requests being answered (until their answer is handed over).
     in_flight: AtomicUsize,
@@ -119,14 +119,14 @@ impl Tracker {
     }
 
     /// A request reached the service (its headers are complete).
-    pub fn request_started(&self) {
+    pub(crate) fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Release);
     }
 
     /// A request was answered (its answer handed over for writing).
-    pub fn request_finished(&self) {
+    pub(crate) fn request_finished(&self) {
         self.last_activity.store(self.now(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -150,7 +150,7 @@ impl Tracker {
     }
 
     /// Asks the connection to give way: it closes as soon as it is not answering anything.
-    pub fn evict(&self) {
+    pub(crate) fn evict(&self) {
         self.evicted.store(true, Ordering::Release);
         self.waker.wake();
     }
@@ -222,11 +222,11 @@ enum Wait {
 
 /// How long a new connection is left to make its TLS handshake and send its first request before it may be asked
 /// to give way to another.
-pub const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
 
 /// The connections of one listener, for choosing which gives way at the cap.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Tracker>>>,
 }
@@ -242,7 +242,7 @@ impl Registry {
     /// Asks the connection that has waited longest without a request (never sent one, then stalled in its
     /// headers, then idle the longest) to give way; one opened within [`NEW_CONNECTION_GRACE`] is left to send its
     /// first request. False when no connection may give way.
-    pub fn evict_one(&self) -> bool {
+    pub(crate) fn evict_one(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let victim = open
             .values()
@@ -278,7 +278,7 @@ impl Drop for Registered {
 
 /// A connection's IO with the timeouts of [`Tracker`]: an idle connection (or one asked to give way) reads as
 /// closed (a clean end); one that stalls inside a request's headers, or whose answer is not taken, fails.
-pub struct Timed<T> {
+pub(crate) struct Timed<T> {
     inner: T,
     tracker: Arc<Tracker>,
     protocol: Protocol,
@@ -388,7 +388,7 @@ impl<T> Timed<T> {
 }
 
 /// An answer's body, reporting its progress to the connection's [`Tracker`] (see [`Timed`]).
-pub struct Tracked<B> {
+pub(crate) struct Tracked<B> {
     inner: B,
     tracker: Arc<Tracker>,
 }

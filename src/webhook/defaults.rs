@@ -4,29 +4,29 @@
 use std::time::Duration;
 
 /// `--listen`.
-pub const LISTEN: &str = "0.0.0.0:8443";
+pub(crate) const LISTEN: &str = "0.0.0.0:8443";
 /// `--metrics-listen`.
-pub const METRICS_LISTEN: &str = "0.0.0.0:9090";
+pub(crate) const METRICS_LISTEN: &str = "0.0.0.0:9090";
 /// `--reload-interval`.
-pub const RELOAD_INTERVAL: &str = "10s";
+pub(crate) const RELOAD_INTERVAL: &str = "10s";
 /// `--read-timeout`.
-pub const READ_TIMEOUT: &str = "10s";
+pub(crate) const READ_TIMEOUT: &str = "10s";
 /// `--idle-timeout`: longer than the API server's 90 s keep-alive.
-pub const IDLE_TIMEOUT: &str = "120s";
+pub(crate) const IDLE_TIMEOUT: &str = "120s";
 /// `--first-request-timeout`.
-pub const FIRST_REQUEST_TIMEOUT: &str = "5s";
+pub(crate) const FIRST_REQUEST_TIMEOUT: &str = "5s";
 /// `--write-timeout`.
-pub const WRITE_TIMEOUT: &str = "10s";
+pub(crate) const WRITE_TIMEOUT: &str = "10s";
 /// `--max-in-flight`.
-pub const MAX_IN_FLIGHT: usize = 256;
+pub(crate) const MAX_IN_FLIGHT: usize = 256;
 /// `--max-connections`.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
 /// `--body-budget`.
-pub const BODY_BUDGET: usize = 16 * 1024 * 1024;
+pub(crate) const BODY_BUDGET: usize = 16 * 1024 * 1024;
 /// `--drain-delay`.
-pub const DRAIN_DELAY: &str = "5s";
+pub(crate) const DRAIN_DELAY: &str = "5s";
 /// `--shutdown-grace`.
-pub const SHUTDOWN_GRACE: &str = "20s";
+pub(crate) const SHUTDOWN_GRACE: &str = "20s";
 
 /// A default duration's value: whole seconds, `<n>s` (checked when the crate compiles).
 pub const fn seconds(text: &str) -> Duration {

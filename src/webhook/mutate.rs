@@ -35,7 +35,7 @@ const NAMESPACE_LOOKUP: Duration = Duration::from_secs(1);
 
 /// A request answered with an HTTP error: one line of text saying why.
 #[derive(Debug, thiserror::Error)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     /// Not `application/json`.
     #[error("unsupported content type {0:?}: send application/json")]
     UnsupportedMediaType(String),

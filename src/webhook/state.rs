@@ -145,7 +145,7 @@ impl AppState {
     }
 
     /// Why the webhook listener cannot accept connections, while it cannot.
-    pub fn accept_error(&self) -> Option<String> {
+    pub(crate) fn accept_error(&self) -> Option<String> {
         self.accept_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -175,7 +175,7 @@ impl AppState {
     }
 
     /// Why the webhook is not ready, if it is not.
-    pub fn not_ready(&self) -> Option<String> {
+    pub(crate) fn not_ready(&self) -> Option<String> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if !self.ready.load(Ordering::Acquire) {
             Some("listeners not started".to_owned())

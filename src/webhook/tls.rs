@@ -88,7 +88,7 @@ pub enum TlsError {
 
 /// The largest TLS handshake message every Go release accepts (64 KiB; Go 1.22 and later take certificate messages
 /// up to 256 KiB, but API servers built with older Go are still about).
-pub const GO_MAX_HANDSHAKE: usize = 65536;
+pub(crate) const GO_MAX_HANDSHAKE: usize = 65536;
 
 /// A serving certificate and its key, checked to belong together.
 #[derive(Debug, Clone)]
@@ -125,7 +125,7 @@ impl Pair {
 
     /// Why this pair cannot be served at `now` (seconds since the epoch), if it cannot: expired, not valid yet, or
     /// a chain too large for the API server's TLS.
-    pub fn servable(&self, now: i64) -> Result<(), TlsError> {
+    pub(crate) fn servable(&self, now: i64) -> Result<(), TlsError> {
         let cert = self.source.clone();
         if self.not_after < now {
             return Err(TlsError::Expired { cert, not_after: self.not_after });
@@ -174,7 +174,7 @@ impl CertStore {
 
     /// Why the served certificate cannot work at `now` (seconds since the epoch), in a few words, if it cannot
     /// (a pair loaded at start is served whatever it is: there is no other; a reload never swaps in such a pair).
-    pub fn problem(&self, now: i64) -> Option<&'static str> {
+    pub(crate) fn problem(&self, now: i64) -> Option<&'static str> {
         match self.current.load().servable(now) {
             Ok(()) => None,
             Err(TlsError::Expired { .. }) => Some("the serving certificate has expired"),
@@ -192,7 +192,7 @@ impl ResolvesServerCert for CertStore {
 
 /// The CA that client certificates must chain to, swapped atomically (`--client-ca`).
 #[derive(Debug)]
-pub struct ClientCa {
+pub(crate) struct ClientCa {
     current: ArcSwap<Verifier>,
 }
 
@@ -201,7 +201,7 @@ struct Verifier(Arc<dyn ClientCertVerifier>);
 
 impl ClientCa {
     /// A verifier for the CA certificates in the PEM file `path`.
-    pub fn from_file(path: &Path) -> Result<Self, TlsError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, TlsError> {
         Ok(Self { current: ArcSwap::from_pointee(Self::verifier(path)?) })
     }
 
@@ -268,7 +268,7 @@ impl ClientCertVerifier for ClientCa {
 
 /// A server configuration (HTTP/2 and HTTP/1.1 via ALPN) serving whatever `certs` holds, requiring client
 /// certificates from `client_ca` when given.
-pub fn reloadable_config(certs: Arc<CertStore>, client_ca: Option<Arc<ClientCa>>) -> Arc<ServerConfig> {
+pub(crate) fn reloadable_config(certs: Arc<CertStore>, client_ca: Option<Arc<ClientCa>>) -> Arc<ServerConfig> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions");

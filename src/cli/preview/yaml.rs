@@ -10,7 +10,7 @@ use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Bytes the documents of one input may expand to through aliases, beyond their own text.
-pub const EXPANDED_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const EXPANDED_BYTES: usize = 64 * 1024 * 1024;
 
 /// A document that cannot be read: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

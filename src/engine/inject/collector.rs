@@ -12,13 +12,13 @@ use crate::engine::syntax::Signal;
 use crate::engine::workload::Owners;
 
 /// The OTLP gRPC port the sidecar listens on (localhost).
-pub const GRPC_PORT: u16 = 4317;
+pub(crate) const GRPC_PORT: u16 = 4317;
 /// The OTLP HTTP port the sidecar listens on (localhost).
-pub const HTTP_PORT: u16 = 4318;
+pub(crate) const HTTP_PORT: u16 = 4318;
 /// The `health_check` extension's port, probed by the kubelet.
-pub const HEALTH_PORT: u16 = 13133;
+pub(crate) const HEALTH_PORT: u16 = 13133;
 /// The env var carrying the pod IP, which `health_check` binds to so the kubelet can reach it.
-pub const POD_IP_VAR: &str = "OTEL_COLLECTOR_POD_IP";
+pub(crate) const POD_IP_VAR: &str = "OTEL_COLLECTOR_POD_IP";
 /// The exporter's component name (`otlp` is its deprecated alias since collector v0.144).
 const EXPORTER: &str = "otlp_grpc";
 

@@ -78,7 +78,7 @@ pub enum AttrValue<'a> {
 
 /// What the env plan of one container produced.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct EnvPlan {
+pub(crate) struct EnvPlan {
     /// Operations, relative to the whole object.
     pub ops: Ops,
     /// Variables added, in the order they were placed.
@@ -175,7 +175,7 @@ struct Insert {
 /// A container that sets its own `OTEL_EXPORTER_OTLP_ENDPOINT` owns its transport: it gets no
 /// `OTEL_EXPORTER_OTLP_HEADERS` (they are the gateway's) and an `OTEL_EXPORTER_OTLP_PROTOCOL` only when its
 /// endpoint's port says which (4317 grpc, 4318 http/protobuf).
-pub fn plan<'a>(
+pub(crate) fn plan<'a>(
     c: &Container<'a>,
     raw_env: impl FnOnce() -> Vec<&'a RawValue>,
     path: &PointerBuf,

@@ -7,7 +7,7 @@ use crate::engine::pod_view::PodView;
 use crate::engine::warnings::clip;
 
 /// Which limit the object is over, if any, in a few words for a warning.
-pub fn exceeded(view: &PodView<'_>) -> Option<String> {
+pub(crate) fn exceeded(view: &PodView<'_>) -> Option<String> {
     let containers = view.container_count;
     if containers > CONTAINERS {
         return Some(format!("{containers} containers, over the limit of {CONTAINERS}"));

@@ -34,7 +34,7 @@ impl Placement {
 
 /// Where the sidecar goes under `mode` on an API server of `version` (unknown: no cluster, or preview without
 /// `--kube-version`), and why, in a few words.
-pub fn decide(mode: SidecarMode, version: Option<KubeVersion>) -> (Placement, String) {
+pub(crate) fn decide(mode: SidecarMode, version: Option<KubeVersion>) -> (Placement, String) {
     match (mode, version) {
         (SidecarMode::Native, _) => (Placement::Native, "sidecar.mode native".to_owned()),
         (SidecarMode::Classic, _) => (Placement::Classic, "sidecar.mode classic".to_owned()),

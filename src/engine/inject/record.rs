@@ -121,7 +121,7 @@ impl Record {
     }
 
     /// Notes that the webhook wrote this `key=value` pair into `OTEL_RESOURCE_ATTRIBUTES`.
-    pub fn set_pair(&mut self, pair: &str) {
+    pub(crate) fn set_pair(&mut self, pair: &str) {
         self.pairs.push(digest(pair));
     }
 
@@ -136,7 +136,7 @@ impl Record {
     }
 
     /// Whether the webhook wrote this `OTEL_RESOURCE_ATTRIBUTES` pair.
-    pub fn owns_pair(&self, pair: &str) -> bool {
+    pub(crate) fn owns_pair(&self, pair: &str) -> bool {
         self.pairs.contains(&digest(pair))
     }
 

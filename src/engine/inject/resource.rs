@@ -18,7 +18,7 @@ pub fn encode(value: &str) -> Cow<'_, str> {
 }
 
 /// The tag of an image reference (`repo/name:tag@digest` → `tag`), if it has one.
-pub fn image_tag(image: &str) -> Option<&str> {
+pub(crate) fn image_tag(image: &str) -> Option<&str> {
     let name = image.split('@').next()?;
     let (_, tag) = name.rsplit('/').next()?.rsplit_once(':')?;
     (!tag.is_empty()).then_some(tag)

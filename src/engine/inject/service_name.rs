@@ -18,7 +18,7 @@ pub struct ServiceName {
 }
 
 /// The rule recorded when each container is named after itself.
-pub const FROM_CONTAINER: &str = "container name";
+pub(crate) const FROM_CONTAINER: &str = "container name";
 
 /// The pod-wide `service.name`, or `None` when only container names are left (each container gets its own). A
 /// candidate over [`limits::VALUE_CHARS`] is passed over, with a warning.

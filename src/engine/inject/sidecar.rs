@@ -13,16 +13,16 @@ use crate::engine::policy::Settings;
 use crate::engine::syntax::{self, Protocol};
 
 /// The sidecar's container name.
-pub const NAME: &str = "otel-collector";
+pub(crate) const NAME: &str = "otel-collector";
 /// The env var holding the generated configuration.
-pub const CONFIG_VAR: &str = "OTEL_COLLECTOR_CONFIG";
+pub(crate) const CONFIG_VAR: &str = "OTEL_COLLECTOR_CONFIG";
 /// The env var that marks the container as the webhook's own (a user's collector may be named the same and read
 /// its configuration from the same variable).
-pub const MARKER_VAR: &str = "OTEL_INJECTOR_SIDECAR";
+pub(crate) const MARKER_VAR: &str = "OTEL_INJECTOR_SIDECAR";
 
 /// What happens about the sidecar for one pod.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Sidecar {
+pub(crate) enum Sidecar {
     /// Not requested.
     Off,
     /// Ours is already in the pod (re-admission, reinvocation, a Pod from an injected template), at this index of
@@ -36,7 +36,7 @@ pub enum Sidecar {
 
 impl Sidecar {
     /// Whether the applications export to a sidecar.
-    pub fn in_use(&self) -> bool {
+    pub(crate) fn in_use(&self) -> bool {
         matches!(self, Self::Present(..) | Self::Add(..))
     }
 
@@ -60,7 +60,7 @@ impl Sidecar {
 /// Whether a container is the sidecar this webhook adds: its name and its marker variable, whatever the API
 /// server defaulted since (pull policy, termination message path, …). Sidecars added before the marker existed
 /// are recognised by their configuration variable when the webhook's own status says it added one.
-pub fn is_ours(c: &Container<'_>, status: Option<&Status>) -> bool {
+pub(crate) fn is_ours(c: &Container<'_>, status: Option<&Status>) -> bool {
     let added_one = status.is_some_and(|s| ["native", "classic", "added"].iter().any(|p| s.sidecar.starts_with(p)));
     c.name == NAME && (c.env_var(MARKER_VAR).is_some() || (added_one && c.env_var(CONFIG_VAR).is_some()))
 }
@@ -73,7 +73,7 @@ pub fn find(view: &PodView<'_>, status: Option<&Status>) -> Option<(Placement, u
 
 /// Decides about the sidecar; `placement` is where a new one would go (see [`super::placement::decide`]), `status` what the
 /// object's status annotation says.
-pub fn plan(
+pub(crate) fn plan(
     view: &PodView<'_>,
     settings: &Settings,
     placement: (Placement, String),
@@ -134,7 +134,7 @@ fn no_room(view: &PodView<'_>, sidecar: &SidecarResources) -> Option<String> {
 /// Operations that bring the webhook's own sidecar (at `index` of its list) up to date with `wanted`: its image
 /// and the values of its generated configuration and memory limit, the fields whose text the API server never
 /// rewrites (the defaults it fills in elsewhere are left alone).
-pub fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &Value) -> Ops {
+pub(crate) fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &Value) -> Ops {
     let mut ops = Ops::default();
     let list = match placement {
         Placement::Native => &view.init_containers,
@@ -159,7 +159,7 @@ pub fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &
 }
 
 /// The endpoint applications export to when the sidecar runs.
-pub fn local_endpoint(protocol: Protocol) -> &'static str {
+pub(crate) fn local_endpoint(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Grpc => "http://localhost:4317",
         Protocol::HttpProtobuf => "http://localhost:4318",

@@ -44,7 +44,7 @@ impl Status {
     }
 
     /// The annotation value: compact JSON with fields in a fixed order.
-    pub fn to_annotation(&self) -> String {
+    pub(crate) fn to_annotation(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 }
@@ -69,7 +69,7 @@ struct HashInput<'a> {
 ///
 /// The [`Settings`] are hashed whole; the configuration's fields are taken apart without `..`, so a field added to
 /// [`Config`] does not compile until it is hashed here or said not to shape the injection.
-pub fn settings_hash(
+pub(crate) fn settings_hash(
     settings: &Settings,
     config: &Config,
     placement: Placement,

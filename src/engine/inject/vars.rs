@@ -39,13 +39,13 @@ pub struct Var {
 }
 
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
-pub const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub(crate) const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// `OTEL_EXPORTER_OTLP_PROTOCOL`.
-pub const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub(crate) const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 /// `OTEL_EXPORTER_OTLP_HEADERS`.
-pub const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+pub(crate) const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 /// `OTEL_RESOURCE_ATTRIBUTES`, the one variable merged rather than left alone.
-pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+pub(crate) const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 
 /// Every variable the webhook writes, in canonical order (the order they are added and recorded in).
 pub const VARS: [Var; 11] = [
@@ -63,7 +63,7 @@ pub const VARS: [Var; 11] = [
 ];
 
 /// The variables set to a literal value (all but `OTEL_RESOURCE_ATTRIBUTES`), in canonical order.
-pub fn literals() -> impl Iterator<Item = &'static Var> {
+pub(crate) fn literals() -> impl Iterator<Item = &'static Var> {
     VARS.iter().filter(|v| v.source != Source::MergedAttributes)
 }
 
