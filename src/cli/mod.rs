@@ -174,6 +174,10 @@ impl ConfigArgs {
         }
         if let Some(v) = &self.endpoint {
             config.endpoint = v.clone();
+            // A flag's endpoint brings the protocol its port says, unless a protocol flag names one.
+            if let Some(protocol) = syntax::transport_of(v) {
+                config.protocol = protocol;
+            }
         }
         if let Some(v) = self.protocol {
             config.protocol = v;
@@ -497,6 +501,24 @@ mod tests {
         assert_eq!(config.sampling_ratio, 0.5);
         assert!(config.sidecar.enabled);
         assert_eq!(p.namespace_meta().annotations["otel-injector.io/inject"], "true");
+    }
+
+    #[rstest::rstest]
+    #[case::endpoint_flag_brings_its_port(&["--endpoint", "http://gw:4318"], Ok(Protocol::HttpProtobuf))]
+    #[case::protocol_flag_wins(&["--endpoint", "http://gw:8080", "--protocol", "http/protobuf"], Ok(Protocol::HttpProtobuf))]
+    #[case::contradiction(&["--endpoint", "http://gw:4318", "--protocol", "grpc"], Err("config protocol: grpc contradicts"))]
+    #[case::protocol_flag_against_the_default_endpoint(&["--protocol", "http/protobuf"], Err("config protocol:"))]
+    fn a_flags_endpoint_brings_the_protocol_its_port_says(
+        #[case] flags: &[&str],
+        #[case] want: Result<Protocol, &str>,
+    ) {
+        let args: Vec<&str> = ["otel-injector", "preview", "-f", "x"].iter().chain(flags).copied().collect();
+        let Command::Preview(p) = cli(&args).expect("parses").command else { panic!("preview expected") };
+        match (p.config.load(), want) {
+            (Ok(config), Ok(protocol)) => assert_eq!(config.protocol, protocol),
+            (Err(e), Err(prefix)) => assert!(e.to_string().starts_with(prefix), "{e}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
     }
 
     #[test]

@@ -240,6 +240,15 @@ pub enum ConfigError {
     },
 }
 
+/// Whether a config document names `protocol` at its top level.
+fn names_protocol(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Named {
+        protocol: Option<serde::de::IgnoredAny>,
+    }
+    serde_yaml_ng::from_str::<Named>(text).is_ok_and(|n| n.protocol.is_some())
+}
+
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field: field.into(), message: message.into() }
 }
@@ -267,6 +276,12 @@ impl Config {
                 ConfigError::Parse { field, message }
             })?
         };
+        // The protocol follows the endpoint's port (4317 gRPC, 4318 HTTP) unless the file names one.
+        if !names_protocol(text)
+            && let Some(protocol) = syntax::transport_of(&config.endpoint)
+        {
+            config.protocol = protocol;
+        }
         // The file's list adds to the built-in one.
         let listed = std::mem::replace(&mut config.excluded_namespaces, ALWAYS_EXCLUDED.map(str::to_owned).to_vec());
         listed.iter().for_each(|ns| config.exclude(ns));
@@ -277,6 +292,16 @@ impl Config {
     /// Checks every value; the error names the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         syntax::parse_endpoint(&self.endpoint).map_err(|m| invalid("endpoint", m))?;
+        if let Some(by_port) = syntax::transport_of(&self.endpoint).filter(|p| *p != self.protocol) {
+            return Err(invalid(
+                "protocol",
+                format!(
+                    "{} contradicts the endpoint's port, which is OTLP's {by_port} port (SDKs would send {} to it); \
+                     name {by_port} or leave protocol out",
+                    self.protocol, self.protocol
+                ),
+            ));
+        }
         syntax::parse_ratio(&self.sampling_ratio.to_string()).map_err(|m| invalid("samplingRatio", m))?;
         for (i, p) in self.propagators.iter().enumerate() {
             syntax::check_propagator(p).map_err(|m| invalid(format!("propagators[{i}]"), m))?;
@@ -400,6 +425,16 @@ maxRequestBytes: 1048576
     }
 
     #[rstest]
+    #[case::http_port("endpoint: http://gw:4318", Protocol::HttpProtobuf)]
+    #[case::grpc_port("endpoint: https://gw:4317", Protocol::Grpc)]
+    #[case::other_port_keeps_the_default("endpoint: http://gw:8080", Protocol::Grpc)]
+    #[case::named_on_another_port("endpoint: http://gw:8080\nprotocol: http/protobuf", Protocol::HttpProtobuf)]
+    #[case::named_and_agreeing("endpoint: http://gw:4318\nprotocol: http/protobuf", Protocol::HttpProtobuf)]
+    fn the_protocol_follows_the_endpoints_port_unless_the_file_names_one(#[case] yaml: &str, #[case] want: Protocol) {
+        assert_eq!(Config::from_yaml(yaml).expect("valid").protocol, want);
+    }
+
+    #[rstest]
     #[case("defualt: inject", "defualt", "unknown field `defualt`")]
     #[case("sidecar: {imag: x}", "sidecar.imag", "unknown field `imag`")]
     #[case("sidecar: {resources: {request: {}}}", "sidecar.resources.request", "unknown field `request`")]
@@ -442,6 +477,8 @@ maxRequestBytes: 1048576
         "sidecar.resources.requests.memory"
     )]
     #[case("sidecar: {tls: {caFile: /ca.crt}}", "sidecar.tls")]
+    #[case("endpoint: http://gw:4318\nprotocol: grpc", "protocol")]
+    #[case("protocol: http/protobuf", "protocol")]
     fn invalid_values_name_the_field(#[case] yaml: &str, #[case] field: &str) {
         match Config::from_yaml(yaml) {
             Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),

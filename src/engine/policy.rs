@@ -255,6 +255,7 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         lookup.resolve(warnings, keys::ENDPOINT, false, syntax::parse_endpoint, config.endpoint.clone(), String::clone);
     let protocol =
         lookup.resolve(warnings, keys::PROTOCOL, false, Protocol::parse, config.protocol, Protocol::to_string);
+    let protocol = follow_port(&endpoint, protocol, warnings);
     let sampling_ratio = lookup.resolve(
         warnings,
         keys::SAMPLING_RATIO,
@@ -330,6 +331,31 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         container_names,
         attributes,
     }
+}
+
+/// The protocol in force: where it is not given at the endpoint's level or a more specific one, the endpoint's port
+/// decides (4317 gRPC, 4318 HTTP; SDKs send what the protocol says, and nothing arrives on the other port); where a
+/// protocol given there contradicts the port, it is kept and the user warned.
+fn follow_port(
+    endpoint: &Resolved<String>,
+    protocol: Resolved<Protocol>,
+    warnings: &mut Warnings,
+) -> Resolved<Protocol> {
+    let Some(by_port) = syntax::transport_of(&endpoint.value) else { return protocol };
+    if protocol.origin > endpoint.origin {
+        return Resolved { value: by_port, origin: endpoint.origin };
+    }
+    if protocol.value != by_port {
+        warnings.push(format!(
+            "{}={} on {} contradicts the endpoint: SDKs will send {} to {}, an {by_port} port",
+            keys::PROTOCOL,
+            protocol.value,
+            protocol.origin,
+            protocol.value,
+            clip(&endpoint.value),
+        ));
+    }
+    protocol
 }
 
 /// Resource attributes as they are gathered: at most [`limits::ATTRIBUTES`], each value within
@@ -546,7 +572,36 @@ mod tests {
         assert_eq!(show(&from_ns), (ns_value.to_owned(), Origin::NamespaceAnnotation));
         let (from_pod, w) = settings_for(json!({key: pod_value}), &[(key, ns_value)]);
         assert_eq!(show(&from_pod), (pod_value.to_owned(), Origin::Annotation));
-        assert!(w.is_empty());
+        // (http/protobuf against the config's endpoint on 4317 is kept, with the warning of the next test.)
+        assert_eq!(w.is_empty(), key != keys::PROTOCOL, "{w:?}");
+    }
+
+    #[rstest]
+    // Not given at the endpoint's level or a more specific one: the port decides.
+    #[case::pod_endpoint_4318(json!({keys::ENDPOINT: "http://gw:4318"}), &[], "http/protobuf", Origin::Annotation, false)]
+    #[case::ns_endpoint_4318(json!({}), &[(keys::ENDPOINT, "http://gw:4318")], "http/protobuf", Origin::NamespaceAnnotation, false)]
+    #[case::pod_endpoint_over_ns_protocol(json!({keys::ENDPOINT: "https://gw:4317"}), &[(keys::PROTOCOL, "http/protobuf")], "grpc", Origin::Annotation, false)]
+    #[case::no_known_port(json!({keys::ENDPOINT: "http://gw:8080"}), &[], "grpc", Origin::Config, false)]
+    #[case::no_port(json!({keys::ENDPOINT: "https://otlp.vendor.example"}), &[], "grpc", Origin::Config, false)]
+    // Given at the same level or a more specific one: it wins, and a contradiction is a warning.
+    #[case::both_on_pod(json!({keys::ENDPOINT: "http://gw:4318", keys::PROTOCOL: "http/protobuf"}), &[], "http/protobuf", Origin::Annotation, false)]
+    #[case::contradiction_on_pod(json!({keys::ENDPOINT: "http://gw:4318", keys::PROTOCOL: "grpc"}), &[], "grpc", Origin::Annotation, true)]
+    #[case::pod_protocol_over_ns_endpoint(json!({keys::PROTOCOL: "grpc"}), &[(keys::ENDPOINT, "http://gw:4318")], "grpc", Origin::Annotation, true)]
+    #[case::ns_protocol_over_config_endpoint(json!({}), &[(keys::PROTOCOL, "http/protobuf")], "http/protobuf", Origin::NamespaceAnnotation, true)]
+    fn the_protocol_follows_the_endpoints_port_unless_given_as_specifically(
+        #[case] pod_ann: Value,
+        #[case] ns_ann: &[(&str, &str)],
+        #[case] protocol: &str,
+        #[case] origin: Origin,
+        #[case] warned: bool,
+    ) {
+        let (s, w) = settings_for(pod_ann, ns_ann);
+        assert_eq!((s.protocol.value.as_str(), s.protocol.origin), (protocol, origin));
+        assert_eq!(w.len(), usize::from(warned), "{w:?}");
+        if warned {
+            let w = &w.as_slice()[0];
+            assert!(w.contains("contradicts the endpoint") && w.contains(&format!("SDKs will send {protocol}")), "{w}");
+        }
     }
 
     #[rstest]
