@@ -9,10 +9,15 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::record::Record;
-use super::vars::{ENDPOINT, HEADERS, PROTOCOL, RESOURCE_ATTRIBUTES};
+use super::transport::{self, Endpoint, Scope};
+use super::vars::{self, ENDPOINT, HEADERS, PROTOCOL, RESOURCE_ATTRIBUTES, Source};
 use crate::engine::patch::{Json, ListWriter, Ops, child, item};
 use crate::engine::pod_view::{Container, Env};
-use crate::engine::syntax;
+use crate::engine::syntax::Signal;
+
+/// The variables that point an SDK at a declarative configuration file (`OTEL_CONFIG_FILE`, stable since 2026; older
+/// SDKs read the experimental name).
+pub(crate) const CONFIG_FILES: [&str; 2] = ["OTEL_CONFIG_FILE", "OTEL_EXPERIMENTAL_CONFIG_FILE"];
 
 /// A value only the kubelet knows, read through the downward API into a helper variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -210,15 +215,64 @@ pub(crate) fn plan<'a>(
     let mut changes: Vec<(usize, String)> = Vec::new();
     let mut removals: Vec<usize> = Vec::new();
 
-    let user_endpoint = last_def(ENDPOINT).filter(|&i| !owned(ENDPOINT, i)).map(|i| value_of(i).unwrap_or_default());
+    let users = |name: &str| last_def(name).filter(|&i| !owned(name, i));
+    // Each signal's endpoint: its own variable (always the user's), else the generic one if the user set it.
+    let endpoint = |signal: Signal| {
+        let defined = |name: &str| users(name).filter(|&i| literal(i) != Some(""));
+        match defined(transport::endpoint_var(signal)).or_else(|| defined(ENDPOINT)) {
+            Some(i) => literal(i).map_or(Endpoint::UsersUnknown, Endpoint::Users),
+            None => Endpoint::Ours,
+        }
+    };
+    let ours_of = |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+    let ours = (ours_of(PROTOCOL).unwrap_or_default(), ours_of(HEADERS));
+    let transport = transport::plan(endpoint, ours, users(PROTOCOL).is_some(), users(HEADERS).is_some());
+    // A file-configured SDK ignores the exporter variables; the service name and attributes stay, for `${env:…}`.
+    let config_file = CONFIG_FILES.iter().find(|name| last_def(name).is_some());
+    if let Some(name) = config_file {
+        out.warnings.push(format!(
+            "container {}: exporter settings left alone: {name} is set (its SDK reads that file, not OTEL_* variables)",
+            c.name
+        ));
+        out.notes.push(format!(
+            "{name} is set: only {RESOURCE_ATTRIBUTES} and OTEL_SERVICE_NAME are added (for ${{env:…}} in the file)"
+        ));
+    }
+    let ora = last_def(RESOURCE_ATTRIBUTES);
+    let ora_literal = ora.and_then(literal);
+    let users_service_name = ora_literal.is_some_and(|list| {
+        list.split(',')
+            .filter(|p| !previous.is_some_and(|r| r.owns_pair(p.trim())))
+            .filter_map(|p| p.split_once('='))
+            .any(|(k, _)| k.trim() == "service.name")
+    });
     let mut wanted = Vec::with_capacity(vars.len());
     for (rank, (name, value)) in vars.iter().enumerate() {
-        let value = match (*name, user_endpoint) {
-            (PROTOCOL, Some(endpoint)) => match syntax::transport_of(endpoint) {
-                Some(protocol) => protocol.as_str(),
+        let source = vars::source_of(name);
+        if config_file.is_some() && source != Some(Source::ServiceName) {
+            continue;
+        }
+        let value = match source {
+            Some(Source::ServiceName) if users_service_name && users(name).is_none() => {
+                out.notes.push(format!("{name} not added: the user's {RESOURCE_ATTRIBUTES} names service.name"));
+                continue;
+            }
+            Some(Source::Protocol) if users(name).is_none() => match transport.protocol_for(Scope::All) {
+                Some(v) => v,
                 None => continue,
             },
-            (HEADERS, Some(_)) => continue,
+            Some(Source::Headers) if users(name).is_none() => match transport.headers_for(Scope::All) {
+                Some(v) => v,
+                None => continue,
+            },
+            Some(Source::SignalProtocol(signal)) => match transport.protocol_for(Scope::One(signal)) {
+                Some(v) => v,
+                None => continue,
+            },
+            Some(Source::SignalHeaders(signal)) => match transport.headers_for(Scope::One(signal)) {
+                Some(v) => v,
+                None => continue,
+            },
             _ => value.as_str(),
         };
         wanted.push(*name);
@@ -251,7 +305,6 @@ pub(crate) fn plan<'a>(
     }
 
     // Where OTEL_RESOURCE_ATTRIBUTES is, or will be: helpers must be defined before it.
-    let ora = last_def(RESOURCE_ATTRIBUTES);
     if ora.and_then(var).is_some_and(|e| e.value_from) {
         out.kept.push(RESOURCE_ATTRIBUTES);
         out.warnings.push(format!(

@@ -11,6 +11,7 @@ pub mod resource;
 pub mod service_name;
 pub mod sidecar;
 pub mod status;
+pub(crate) mod transport;
 pub mod vars;
 
 use std::collections::BTreeMap;
@@ -465,9 +466,9 @@ fn standard_vars(
         Source::ServiceName => Some(env::escape(service_name).into_owned()),
         Source::Endpoint if sidecar => Some(sidecar::local_endpoint(settings.protocol.value).to_owned()),
         Source::Endpoint => Some(env::escape(&settings.endpoint.value).into_owned()),
-        Source::Protocol => Some(settings.protocol.value.as_str().to_owned()),
-        Source::Headers if sidecar || config.headers.is_empty() => None,
-        Source::Headers => {
+        Source::Protocol | Source::SignalProtocol(_) => Some(settings.protocol.value.as_str().to_owned()),
+        Source::Headers | Source::SignalHeaders(_) if sidecar || config.headers.is_empty() => None,
+        Source::Headers | Source::SignalHeaders(_) => {
             let headers: Vec<String> =
                 config.headers.iter().map(|(k, v)| format!("{k}={}", resource::encode(v))).collect();
             Some(env::escape(&headers.join(",")).into_owned())

@@ -355,3 +355,115 @@ fn every_variable_the_webhook_writes_is_one_the_lean_view_keeps() {
     let unread: Vec<&String> = names.iter().filter(|n| !crate::engine::pod_view::engine_reads(n)).collect();
     assert!(unread.is_empty(), "written but never read back on UPDATE: {unread:?}");
 }
+
+/// Issue 20, finding 1: a per-signal endpoint of the user's owns that signal's transport.
+#[rstest]
+#[case::traces_on_http(
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "https://vendor.example:4318/v1/traces",
+    &[
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some("http/protobuf")),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", Some("grpc")),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", Some("grpc")),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", None),
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", Some("X-Scope-OrgID=prod")),
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", Some("X-Scope-OrgID=prod")),
+    ]
+)]
+#[case::logs_on_an_unknown_port(
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "https://logs.vendor.example/v1/logs",
+    &[
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some("grpc")),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", Some("grpc")),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", None),
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", None),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", Some("X-Scope-OrgID=prod")),
+    ]
+)]
+fn a_users_signal_endpoint_never_gets_the_gateways_headers_or_protocol(
+    #[case] var: &str,
+    #[case] endpoint: &str,
+    #[case] want: &[(&str, Option<&str>)],
+) {
+    let mut config = inject_all();
+    config.headers.insert("X-Scope-OrgID".into(), "prod".into());
+    let object = pod("web").container(container("app").env(var, endpoint)).build();
+    let (out, m) = run_with(&object, WorkloadKind::Pod, &config, &NamespaceMeta::default());
+    let env = "/spec/containers/0/env";
+    for (name, value) in want {
+        assert_eq!(env_value(&out, env, name).as_deref(), *value, "{name}");
+    }
+    // The generic ones would reach the user's signal: neither is set.
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_HEADERS"), None);
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_PROTOCOL"), None);
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(), Some(config.endpoint.as_str()));
+    assert_eq!(env_value(&out, env, var).as_deref(), Some(endpoint), "the user's endpoint is theirs");
+    let (again, second) = run_with(&out, WorkloadKind::Pod, &config, &NamespaceMeta::default());
+    assert!(second.patch.0.is_empty(), "a second pass is a no-op: {:?}", second.patch);
+    assert_eq!(again, out);
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+}
+
+#[test]
+fn a_signal_endpoint_added_later_takes_the_gateways_headers_back() {
+    let mut config = inject_all();
+    config.headers.insert("X-Scope-OrgID".into(), "prod".into());
+    config.workloads = vec![WorkloadKind::Deployment];
+    let object = pod("").container(container("app").image("web:1")).template_of("Deployment", "web");
+    let (before, _) = run_with(&object, WorkloadKind::Deployment, &config, &NamespaceMeta::default());
+    let env = "/spec/template/spec/containers/0/env";
+    assert_eq!(env_value(&before, env, "OTEL_EXPORTER_OTLP_HEADERS").as_deref(), Some("X-Scope-OrgID=prod"));
+    let mut edited = before.clone();
+    edited.pointer_mut(env).and_then(Value::as_array_mut).expect("env").push(json!({
+        "name": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "value": "http://vendor:4318"
+    }));
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "web:2".into();
+    let ns = NamespaceMeta::default();
+    let old = before["spec"]["template"].to_string();
+    let target = Target { old_template: Some(&old), ..Target::new(WorkloadKind::Deployment, "shop", &ns, &config) };
+    let m = mutate(&edited, &target);
+    let mut out = edited.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_HEADERS"), None, "taken back");
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_PROTOCOL"), None, "taken back");
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").as_deref(), Some("http/protobuf"));
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_METRICS_HEADERS").as_deref(), Some("X-Scope-OrgID=prod"));
+}
+
+/// Issue 20, finding 4: the user's own `service.name` in `OTEL_RESOURCE_ATTRIBUTES` is not overridden.
+#[rstest]
+#[case::named("service.name=checkout,team=shop", false)]
+#[case::spaced(" team=shop , service.name = checkout", false)]
+#[case::not_named("team=shop", true)]
+#[case::a_longer_key("service.namespace=shop", true)]
+fn a_users_service_name_attribute_keeps_otel_service_name_out(#[case] attributes: &str, #[case] added: bool) {
+    let object = pod("web").container(container("app").env("OTEL_RESOURCE_ATTRIBUTES", attributes)).build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    let env = "/spec/containers/0/env";
+    assert_eq!(env_value(&out, env, "OTEL_SERVICE_NAME").is_some(), added, "{m:?}");
+    let merged = env_value(&out, env, "OTEL_RESOURCE_ATTRIBUTES").expect("kept");
+    assert!(merged.starts_with(attributes.trim_end()), "the user's pairs first and as written: {merged}");
+    let (_, second) = run(&out, WorkloadKind::Pod);
+    assert!(second.patch.0.is_empty(), "{:?}", second.patch);
+}
+
+/// Issue 20, declarative configuration: a file-configured SDK ignores the exporter variables.
+#[rstest]
+#[case("OTEL_CONFIG_FILE")]
+#[case("OTEL_EXPERIMENTAL_CONFIG_FILE")]
+fn a_container_configured_from_a_file_keeps_its_exporter_settings(#[case] var: &str) {
+    let object = pod("web").container(container("app").env(var, "/etc/otel/sdk.yaml")).build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    let env = "/spec/containers/0/env";
+    let names: Vec<String> = env_of(&out, env).into_iter().map(|(n, _)| n).collect();
+    for name in
+        ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER"]
+    {
+        assert!(!names.iter().any(|n| n == name), "{name} not added: {names:?}");
+    }
+    assert!(names.iter().any(|n| n == "OTEL_SERVICE_NAME"), "{names:?}");
+    assert!(names.iter().any(|n| n == "OTEL_RESOURCE_ATTRIBUTES"), "for ${{env:OTEL_RESOURCE_ATTRIBUTES}}: {names:?}");
+    let warnings = m.warnings.into_vec();
+    assert!(warnings.iter().any(|w| w.contains(var) && w.contains("exporter settings left alone")), "{warnings:?}");
+}

@@ -23,6 +23,10 @@ pub enum Source {
     SamplerArg,
     /// The resolved propagators.
     Propagators,
+    /// The resolved protocol, for one signal when the signals' transports differ (see [`super::transport`]).
+    SignalProtocol(Signal),
+    /// The configured headers, for one signal when the signals' transports differ.
+    SignalHeaders(Signal),
     /// Not a literal: merged key by key with the user's pairs (see [`super::resource`]).
     MergedAttributes,
 }
@@ -48,11 +52,17 @@ pub(crate) const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 pub(crate) const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 
 /// Every variable the webhook writes, in canonical order (the order they are added and recorded in).
-pub const VARS: [Var; 11] = [
+pub const VARS: [Var; 17] = [
     Var { name: "OTEL_SERVICE_NAME", code: "SN", source: Source::ServiceName },
     Var { name: ENDPOINT, code: "EP", source: Source::Endpoint },
     Var { name: PROTOCOL, code: "PR", source: Source::Protocol },
     Var { name: HEADERS, code: "HD", source: Source::Headers },
+    Var { name: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", code: "TP", source: Source::SignalProtocol(Signal::Traces) },
+    Var { name: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", code: "MP", source: Source::SignalProtocol(Signal::Metrics) },
+    Var { name: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", code: "LP", source: Source::SignalProtocol(Signal::Logs) },
+    Var { name: "OTEL_EXPORTER_OTLP_TRACES_HEADERS", code: "TH", source: Source::SignalHeaders(Signal::Traces) },
+    Var { name: "OTEL_EXPORTER_OTLP_METRICS_HEADERS", code: "MH", source: Source::SignalHeaders(Signal::Metrics) },
+    Var { name: "OTEL_EXPORTER_OTLP_LOGS_HEADERS", code: "LH", source: Source::SignalHeaders(Signal::Logs) },
     Var { name: "OTEL_TRACES_EXPORTER", code: "TE", source: Source::Exporter(Signal::Traces) },
     Var { name: "OTEL_METRICS_EXPORTER", code: "ME", source: Source::Exporter(Signal::Metrics) },
     Var { name: "OTEL_LOGS_EXPORTER", code: "LE", source: Source::Exporter(Signal::Logs) },
@@ -61,6 +71,11 @@ pub const VARS: [Var; 11] = [
     Var { name: "OTEL_PROPAGATORS", code: "PG", source: Source::Propagators },
     Var { name: RESOURCE_ATTRIBUTES, code: "RA", source: Source::MergedAttributes },
 ];
+
+/// How the value of the variable `name` is made, if it is one of the table's.
+pub(crate) fn source_of(name: &str) -> Option<Source> {
+    VARS.iter().find(|v| v.name == name).map(|v| v.source)
+}
 
 /// The variables set to a literal value (all but `OTEL_RESOURCE_ATTRIBUTES`), in canonical order.
 pub(crate) fn literals() -> impl Iterator<Item = &'static Var> {

@@ -409,35 +409,46 @@ fn the_sampler_arg_is_short_and_canonical(#[case] ratio: &str, #[case] want: &st
 }
 
 /// Every variable of the table, read from the table: written on CREATE, recorded, and on a later UPDATE put back
-/// when deleted and left alone once the user edited it.
+/// when deleted and left alone once the user edited it. Three containers between them get every variable: one plain,
+/// one sending traces to its own endpoint on 4318 and one sending metrics to its own on 4317 (those two get the
+/// per-signal protocol and header variables).
 #[test]
 fn every_variable_of_the_table_is_recorded_put_back_and_left_to_the_user_once_edited() {
     let with_headers = Config { headers: [("X-Scope-OrgID".into(), "prod".into())].into(), ..config() };
-    let (before, m) = create(&deployment("web:1"), WorkloadKind::Deployment, &with_headers);
+    let object = pod("")
+        .container(container("app").image("web:1"))
+        .container(container("vendor").image("web:1").env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://v:4318"))
+        .container(container("metrics").image("web:1").env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4317"))
+        .template_of("Deployment", "web");
+    let (before, m) = create(&object, WorkloadKind::Deployment, &with_headers);
     let status = Status::read(&PodView::parse(&before.to_string(), WorkloadKind::Deployment).expect("valid"))
         .expect("status annotation");
-    let record = record::Record::parse(status.env.get("app").expect("a record for app"));
+    let names = ["app", "vendor", "metrics"];
+    let written_in = |name: &str| (0..3).find(|&i| var(&before, WorkloadKind::Deployment, i, name).is_some());
     for v in vars::VARS {
-        assert!(var(&before, WorkloadKind::Deployment, 0, v.name).is_some(), "{} written: {m:?}", v.name);
+        let i = written_in(v.name).unwrap_or_else(|| panic!("{} written in some container: {m:?}", v.name));
         if v.source != Source::MergedAttributes {
+            let record = record::Record::parse(status.env.get(names[i]).expect("a record"));
             assert!(record.recorded(v.name), "{} recorded in {:?}", v.name, status.env);
         }
     }
     for v in vars::literals() {
+        let i = written_in(v.name).expect("written");
         let mut edited = before.clone();
-        set_var(&mut edited, WorkloadKind::Deployment, 0, v.name, "the-users-own");
+        set_var(&mut edited, WorkloadKind::Deployment, i, v.name, "the-users-own");
         set_image(&mut edited, "web:2");
         let (out, _) = update(&before, &edited, WorkloadKind::Deployment, &with_headers);
-        assert_eq!(var(&out, WorkloadKind::Deployment, 0, v.name).as_deref(), Some("the-users-own"), "{}", v.name);
+        assert_eq!(var(&out, WorkloadKind::Deployment, i, v.name).as_deref(), Some("the-users-own"), "{}", v.name);
         // The others are still the webhook's: one the webhook set, since deleted, comes back.
         let mut removed = before.clone();
-        let env = removed.pointer_mut("/spec/template/spec/containers/0/env").and_then(Value::as_array_mut);
+        let path = format!("/spec/template/spec/containers/{i}/env");
+        let env = removed.pointer_mut(&path).and_then(Value::as_array_mut);
         env.expect("env").retain(|e| e["name"] != v.name);
         set_image(&mut removed, "web:2");
         let (out, _) = update(&before, &removed, WorkloadKind::Deployment, &with_headers);
         assert_eq!(
-            var(&out, WorkloadKind::Deployment, 0, v.name),
-            var(&before, WorkloadKind::Deployment, 0, v.name),
+            var(&out, WorkloadKind::Deployment, i, v.name),
+            var(&before, WorkloadKind::Deployment, i, v.name),
             "{} put back",
             v.name
         );
