@@ -235,7 +235,7 @@ pub(crate) fn plan<'a>(
             c.name
         ));
         out.notes.push(format!(
-            "{name} is set: only {RESOURCE_ATTRIBUTES} and OTEL_SERVICE_NAME are added (for ${{env:…}} in the file)"
+            "{name} is set: only {RESOURCE_ATTRIBUTES} and OTEL_SERVICE_NAME are added (for ${{…}} substitution in the file)"
         ));
     }
     let ora = last_def(RESOURCE_ATTRIBUTES);
