@@ -272,6 +272,15 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         config.propagators.clone(),
         |v| v.join(","),
     );
+    let extra: Vec<&str> =
+        propagators.value.iter().map(String::as_str).filter(|p| !syntax::BUILT_IN_PROPAGATORS.contains(p)).collect();
+    if !extra.is_empty() {
+        warnings.push(format!(
+            "propagators {} (from {}) need extra SDK packages; Python apps without them exit at start-up",
+            extra.join(","),
+            propagators.origin
+        ));
+    }
     let signals = lookup.resolve(warnings, keys::SIGNALS, false, syntax::parse_signals, config.signals.clone(), |v| {
         v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
     });
@@ -572,8 +581,26 @@ mod tests {
         assert_eq!(show(&from_ns), (ns_value.to_owned(), Origin::NamespaceAnnotation));
         let (from_pod, w) = settings_for(json!({key: pod_value}), &[(key, ns_value)]);
         assert_eq!(show(&from_pod), (pod_value.to_owned(), Origin::Annotation));
-        // (http/protobuf against the config's endpoint on 4317 is kept, with the warning of the next test.)
-        assert_eq!(w.is_empty(), key != keys::PROTOCOL, "{w:?}");
+        // (http/protobuf against the config's endpoint on 4317 is kept, with the warning of the next test; jaeger
+        // needs a package: the test after.)
+        assert_eq!(w.is_empty(), key != keys::PROTOCOL && key != keys::PROPAGATORS, "{w:?}");
+    }
+
+    #[rstest]
+    #[case::built_in("tracecontext,baggage", None)]
+    #[case::none("none", None)]
+    #[case::b3("b3", Some("propagators b3 (from annotation) need extra SDK packages"))]
+    #[case::several("tracecontext,xray,ottrace", Some("propagators xray,ottrace (from annotation)"))]
+    fn propagators_beyond_tracecontext_and_baggage_are_a_warning(#[case] value: &str, #[case] want: Option<&str>) {
+        let (s, w) = settings_for(json!({keys::PROPAGATORS: value}), &[]);
+        assert_eq!(s.propagators.value.join(","), value, "still used: the warning only says what they need");
+        match want {
+            None => assert!(w.is_empty(), "{w:?}"),
+            Some(start) => {
+                assert_eq!(w.len(), 1);
+                assert!(w.as_slice()[0].starts_with(start), "{w:?}");
+            }
+        }
     }
 
     #[rstest]

@@ -73,6 +73,9 @@ impl Signal {
 pub(crate) const KNOWN_PROPAGATORS: [&str; 8] =
     ["tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray", "ottrace", "none"];
 
+/// The propagators every SDK has without extra packages (and `none`); the others need one in most languages.
+pub(crate) const BUILT_IN_PROPAGATORS: [&str; 3] = ["tracecontext", "baggage", "none"];
+
 /// Parses `true` / `false` (any case, surrounding blanks ignored).
 pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
