@@ -73,7 +73,8 @@ async fn collect(args: &AuditArgs) -> anyhow::Result<Report> {
         match snapshot::list(&client, kind, args.namespace.as_deref()).await? {
             Listing::NotServed => {
                 let (group, version, _) = kind.api_resource();
-                report.skipped.push(format!("{kind}: this API server does not serve {group}/{version}"));
+                let older = if kind == WorkloadKind::CronJob { " (nor batch/v1beta1)" } else { "" };
+                report.skipped.push(format!("{kind}: this API server does not serve {group}/{version}{older}"));
             }
             // Pods are what the audit is for; the workload kinds are extra, for whoever may list them.
             Listing::Forbidden(why) if kind == WorkloadKind::Pod => anyhow::bail!("{why}"),

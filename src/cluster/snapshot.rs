@@ -122,9 +122,25 @@ pub enum Listing {
     Forbidden(String),
 }
 
-/// Every object of `kind` (in `namespace`, or in all).
+/// Every object of `kind` (in `namespace`, or in all), from the kind's current API or, where this API server does
+/// not serve it, an older one it may (`batch/v1beta1` CronJobs before Kubernetes 1.21).
 pub async fn list(client: &kube::Client, kind: WorkloadKind, namespace: Option<&str>) -> Result<Listing, ReadError> {
     let (group, version, plural) = kind.api_resource();
+    let listing = list_version(client, kind, (group, version, plural), namespace).await?;
+    match (listing, kind) {
+        (Listing::NotServed, WorkloadKind::CronJob) => {
+            list_version(client, kind, ("batch", "v1beta1", plural), namespace).await
+        }
+        (listing, _) => Ok(listing),
+    }
+}
+
+async fn list_version(
+    client: &kube::Client,
+    kind: WorkloadKind,
+    (group, version, plural): (&str, &str, &str),
+    namespace: Option<&str>,
+) -> Result<Listing, ReadError> {
     let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind.as_str()), plural);
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),

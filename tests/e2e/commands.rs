@@ -54,6 +54,24 @@ fn audit_finds_what_policy_and_instrumentation_disagree_on() {
     assert_eq!(cluster.get(&["pods", "-n", &ns])["items"].as_array().map(Vec::len), Some(2), "audit changes nothing");
 }
 
+/// Issue 20, finding 8: where `batch/v1` CronJobs are not served (before 1.21), `audit` reads `batch/v1beta1`.
+#[test]
+fn audit_reads_cronjobs_where_only_batch_v1beta1_serves_them() {
+    let cluster = Cluster::old();
+    let hook = Webhook::start(cluster, "default: inject\nworkloads: [Pod, CronJob]\n");
+    let ns = hook.namespace(&[]);
+    let cronjob = json!({
+        "apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "OnFailure", "containers": [{"name": "job", "image": "busybox:1.36"}]}}}}}
+    });
+    let created = cluster.create(&ns, &cronjob);
+    assert!(status_of(&created["spec"]["jobTemplate"]["spec"]["template"]).is_some(), "instrumented: {created}");
+    assert_eq!(audit(&hook, &ns), (0, vec![]), "instrumented with the settings in force");
+    cluster.kubectl(&["annotate", "namespace", &ns, "otel-injector.io/sampling-ratio=0.5"]);
+    assert_eq!(audit(&hook, &ns), (1, vec![pair("nightly", "drift")]), "the CronJob was read");
+}
+
 #[test]
 fn preview_from_cluster_reads_the_namespace_and_the_server_version() {
     let cluster = Cluster::shared();
