@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 use super::record::Record;
 use super::transport::{self, Endpoint, Scope};
 use super::vars::{self, ENDPOINT, HEADERS, PROTOCOL, RESOURCE_ATTRIBUTES, Source};
+use crate::engine::limits;
 use crate::engine::patch::{Json, ListWriter, Ops, child, item};
 use crate::engine::pod_view::{Container, Env};
 use crate::engine::syntax::Signal;
+use crate::engine::warnings::clip;
 
 /// The variables that point an SDK at a declarative configuration file (`OTEL_CONFIG_FILE`, stable since 2026; older
 /// SDKs read the experimental name).
@@ -141,6 +143,28 @@ pub fn references(value: &str) -> impl Iterator<Item = &str> {
         }
         None
     })
+}
+
+/// Why a strict SDK (Node.js) would discard the whole `OTEL_RESOURCE_ATTRIBUTES` for this `key=value` pair as
+/// written, if it would: the value is checked as it stands in the variable, before decoding.
+pub(crate) fn strict_problem(pair: &str) -> Option<&'static str> {
+    let Some((_, value)) = pair.split_once('=') else { return Some("has no '='") };
+    if value.contains('=') {
+        return Some("has a second, unencoded '='");
+    }
+    let bytes = value.as_bytes();
+    let bad_escape = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if bad_escape {
+        return Some("has a '%' not followed by two hex digits");
+    }
+    if value.trim().chars().count() > crate::engine::limits::VALUE_CHARS {
+        return Some("has a value over 255 characters");
+    }
+    None
 }
 
 /// Escapes a literal so the kubelet leaves it alone: every `$` becomes `$$`.
@@ -316,13 +340,33 @@ pub(crate) fn plan<'a>(
     let current = ora.map(|i| value_of(i).unwrap_or_default());
     let pairs: Vec<&str> = current.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
     let (ours, users): (Vec<&str>, Vec<&str>) = pairs.iter().partition(|p| previous.is_some_and(|r| r.owns_pair(p)));
+    if let Some((pair, problem)) = users.iter().find_map(|p| Some((p, strict_problem(p)?))) {
+        out.warnings.push(format!(
+            "container {}: a strict SDK (Node.js) would discard all of {RESOURCE_ATTRIBUTES}: {} {problem}",
+            c.name,
+            clip(pair)
+        ));
+    }
     let present: HashSet<&str> = users.iter().filter_map(|p| p.split_once('=')).map(|(k, _)| k.trim()).collect();
     let anchor = ora.unwrap_or_else(|| first_ref(RESOURCE_ATTRIBUTES));
 
     let mut rendered = Vec::new();
     for (key, value) in attributes.iter().filter(|(k, _)| !present.contains(&escape(k).as_ref())) {
         let pair = match value {
-            AttrValue::Literal(v) => pair_text(key, &[&escape(&encode(v))]),
+            AttrValue::Literal(v) => {
+                let encoded = encode(v);
+                if encoded.chars().count() > limits::VALUE_CHARS {
+                    out.warnings.push(format!(
+                        "container {}: resource attribute {} not added: over {} characters encoded (strict SDKs \
+                         would discard every attribute)",
+                        c.name,
+                        clip(key),
+                        limits::VALUE_CHARS
+                    ));
+                    continue;
+                }
+                pair_text(key, &[&escape(&encoded)])
+            }
             AttrValue::Helper(h) => match first_def(h.var()) {
                 Some(i) if i >= anchor => {
                     out.notes.push(format!("{key} not added: {} is defined after {RESOURCE_ATTRIBUTES}", h.var()));
@@ -686,5 +730,23 @@ mod tests {
     #[test]
     fn escape_doubles_dollars() {
         assert_eq!(escape("a$(B)$"), "a$$(B)$$");
+    }
+
+    #[rstest::rstest]
+    #[case("team=shop", None)]
+    #[case("team", Some("has no '='"))]
+    #[case("url=a=b", Some("has a second, unencoded '='"))]
+    #[case("note=50%", Some("has a '%' not followed by two hex digits"))]
+    #[case("note=50%2", Some("has a '%' not followed by two hex digits"))]
+    #[case("note=50%25", None)]
+    #[case("note=%zz", Some("has a '%' not followed by two hex digits"))]
+    fn pairs_a_strict_sdk_would_refuse_are_named(#[case] pair: &str, #[case] want: Option<&str>) {
+        assert_eq!(strict_problem(pair), want);
+    }
+
+    #[test]
+    fn a_value_over_255_characters_is_refused_by_a_strict_sdk() {
+        assert_eq!(strict_problem(&format!("k={}", "v".repeat(255))), None);
+        assert_eq!(strict_problem(&format!("k={}", "v".repeat(256))), Some("has a value over 255 characters"));
     }
 }

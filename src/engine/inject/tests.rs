@@ -467,3 +467,36 @@ fn a_container_configured_from_a_file_keeps_its_exporter_settings(#[case] var: &
     let warnings = m.warnings.into_vec();
     assert!(warnings.iter().any(|w| w.contains(var) && w.contains("exporter settings left alone")), "{warnings:?}");
 }
+
+/// Issue 20, finding 6: one long attribute must not wipe every attribute in a strict SDK.
+#[test]
+fn an_attribute_over_255_characters_encoded_is_dropped_alone_with_a_warning() {
+    let long = "é".repeat(100); // 100 characters, 600 encoded
+    let object = pod("web")
+        .annotation("resource.opentelemetry.io/team", &long)
+        .annotation("resource.opentelemetry.io/tier", "web")
+        .container(container("app"))
+        .build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    let attrs = env_value(&out, "/spec/containers/0/env", "OTEL_RESOURCE_ATTRIBUTES").expect("set");
+    assert!(!attrs.contains("team="), "{attrs}");
+    assert!(attrs.contains("tier=web") && attrs.contains("k8s.namespace.name=shop"), "the others stay: {attrs}");
+    for pair in attrs.split(',') {
+        assert_eq!(crate::engine::inject::env::strict_problem(pair), None, "{pair}");
+    }
+    let warnings = m.warnings.into_vec();
+    assert!(warnings.iter().any(|w| w.contains("resource attribute team not added")), "{warnings:?}");
+}
+
+#[rstest]
+#[case::no_equals("team=shop,legacy")]
+#[case::second_equals("url=https://x/?a=b")]
+#[case::bad_escape("discount=50%")]
+fn a_users_list_a_strict_sdk_would_discard_is_a_warning(#[case] users: &str) {
+    let object = pod("web").container(container("app").env("OTEL_RESOURCE_ATTRIBUTES", users)).build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    let attrs = env_value(&out, "/spec/containers/0/env", "OTEL_RESOURCE_ATTRIBUTES").expect("set");
+    assert!(attrs.starts_with(users), "the user's pairs are theirs, untouched: {attrs}");
+    let warnings = m.warnings.into_vec();
+    assert!(warnings.iter().any(|w| w.contains("a strict SDK (Node.js) would discard all")), "{warnings:?}");
+}
