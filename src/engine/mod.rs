@@ -8,6 +8,7 @@ pub mod explanation;
 pub mod inject;
 pub mod json_string;
 pub mod keys;
+pub mod kubelet_env;
 pub mod limits;
 pub mod patch;
 pub mod pod_view;

@@ -308,6 +308,8 @@ pub struct KubeVersion {
 impl KubeVersion {
     /// The first version with native sidecars on by default (`initContainers[].restartPolicy: Always`).
     pub(crate) const NATIVE_SIDECARS: KubeVersion = KubeVersion { major: 1, minor: 29 };
+    /// The first version whose Job controller labels pods `batch.kubernetes.io/job-name` (before: `job-name`).
+    pub(crate) const JOB_NAME_LABEL: KubeVersion = KubeVersion { major: 1, minor: 27 };
 
     /// Parses `1.29`, `v1.29.3`, `1.28+` or `v1.30.1-gke.100` (only major and minor count).
     pub fn parse(s: &str) -> Result<Self, String> {

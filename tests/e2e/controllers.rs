@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use otel_injector::engine::kubelet_env;
 use serde_json::{Value, json};
 
 use super::harness::{Cluster, Webhook, container, env_of, eventually, status_of};
@@ -96,6 +97,24 @@ fn controller_made_pods_are_instrumented_exactly_once(workloads: &str) {
         assert_eq!(names.iter().filter(|n| **n == "OTEL_SERVICE_NAME").count(), 1, "{name}: once: {names:?}");
         assert_eq!(status["serviceName"], env_of(app)["OTEL_SERVICE_NAME"].as_str(), "{name}");
         *services.entry(env_of(app)["OTEL_SERVICE_NAME"].clone()).or_insert(0) += 1;
+        // As the kubelet resolves it: the controller's names reach the attributes, from the pod's labels.
+        let env = kubelet_env::resolve(pod, "app", &|_| None).expect("resolves");
+        let attributes = env.get("OTEL_RESOURCE_ATTRIBUTES").map(ToString::to_string).unwrap_or_default();
+        let attribute =
+            |key: &str| attributes.split(',').find_map(|p| p.strip_prefix(key)?.strip_prefix('=')).map(str::to_owned);
+        let owner = pod["metadata"]["ownerReferences"][0].clone();
+        match owner["kind"].as_str() {
+            Some("ReplicaSet") => assert_eq!(
+                attribute("k8s.replicaset.name"),
+                owner["name"].as_str().map(str::to_owned),
+                "{name}: {attributes}"
+            ),
+            Some("Job") => {
+                assert_eq!(attribute("k8s.job.name"), owner["name"].as_str().map(str::to_owned), "{name}: {attributes}")
+            }
+            _ => {}
+        }
+        assert!(!attributes.contains("$("), "{name}: every reference resolves: {attributes}");
     }
     // service.name from each pod's owner, resolved without an API call.
     let want: BTreeMap<String, i32> =

@@ -30,6 +30,12 @@ pub enum Helper {
     PodUid,
     /// `spec.nodeName`.
     NodeName,
+    /// The label `pod-template-hash`, which the Deployment controller puts on its ReplicaSets' pods.
+    PodTemplateHash,
+    /// The label `batch.kubernetes.io/job-name`, which the Job controller puts on its pods (Kubernetes 1.27 on).
+    JobName,
+    /// The label `job-name`, its name before Kubernetes 1.27.
+    LegacyJobName,
 }
 
 impl Helper {
@@ -39,6 +45,8 @@ impl Helper {
             Self::PodName => "OTEL_RESOURCE_ATTRIBUTES_POD_NAME",
             Self::PodUid => "OTEL_RESOURCE_ATTRIBUTES_POD_UID",
             Self::NodeName => "OTEL_RESOURCE_ATTRIBUTES_NODE_NAME",
+            Self::PodTemplateHash => "OTEL_RESOURCE_ATTRIBUTES_POD_TEMPLATE_HASH",
+            Self::JobName | Self::LegacyJobName => "OTEL_RESOURCE_ATTRIBUTES_JOB_NAME",
         }
     }
 
@@ -47,6 +55,9 @@ impl Helper {
             Self::PodName => "metadata.name",
             Self::PodUid => "metadata.uid",
             Self::NodeName => "spec.nodeName",
+            Self::PodTemplateHash => "metadata.labels['pod-template-hash']",
+            Self::JobName => "metadata.labels['batch.kubernetes.io/job-name']",
+            Self::LegacyJobName => "metadata.labels['job-name']",
         }
     }
 
@@ -67,12 +78,28 @@ impl Helper {
             Self::NodeName => {
                 r#"{"name":"OTEL_RESOURCE_ATTRIBUTES_NODE_NAME","valueFrom":{"fieldRef":{"fieldPath":"spec.nodeName"}}}"#
             }
+            Self::PodTemplateHash => {
+                r#"{"name":"OTEL_RESOURCE_ATTRIBUTES_POD_TEMPLATE_HASH","valueFrom":{"fieldRef":{"fieldPath":"metadata.labels['pod-template-hash']"}}}"#
+            }
+            Self::JobName => {
+                r#"{"name":"OTEL_RESOURCE_ATTRIBUTES_JOB_NAME","valueFrom":{"fieldRef":{"fieldPath":"metadata.labels['batch.kubernetes.io/job-name']"}}}"#
+            }
+            Self::LegacyJobName => {
+                r#"{"name":"OTEL_RESOURCE_ATTRIBUTES_JOB_NAME","valueFrom":{"fieldRef":{"fieldPath":"metadata.labels['job-name']"}}}"#
+            }
         })
     }
 }
 
 /// Every helper.
-const HELPERS: [Helper; 3] = [Helper::PodName, Helper::PodUid, Helper::NodeName];
+const HELPERS: [Helper; 6] = [
+    Helper::PodName,
+    Helper::PodUid,
+    Helper::NodeName,
+    Helper::PodTemplateHash,
+    Helper::JobName,
+    Helper::LegacyJobName,
+];
 
 /// A resource attribute's value: known now, or read by the kubelet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +108,8 @@ pub enum AttrValue<'a> {
     Literal(&'a str),
     /// `$(HELPER)`, a downward-API variable.
     Helper(Helper),
+    /// `<name>-$(HELPER)`: a name the kubelet completes (a ReplicaSet's is its Deployment's and the template hash).
+    Suffixed(&'a str, Helper),
 }
 
 /// What the env plan of one container produced.
@@ -367,20 +396,25 @@ pub(crate) fn plan<'a>(
                 }
                 pair_text(key, &[&escape(&encoded)])
             }
-            AttrValue::Helper(h) => match first_def(h.var()) {
-                Some(i) if i >= anchor => {
-                    out.notes.push(format!("{key} not added: {} is defined after {RESOURCE_ATTRIBUTES}", h.var()));
-                    continue;
-                }
-                Some(_) => pair_text(key, &["$(", h.var(), ")"]),
-                None => {
-                    if !inserts.iter().any(|i| i.name == h.var()) {
-                        let pos = first_ref(h.var()).min(anchor);
-                        inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry: h.json() });
+            AttrValue::Helper(h) | AttrValue::Suffixed(_, h) => {
+                match first_def(h.var()) {
+                    Some(i) if i >= anchor => {
+                        out.notes.push(format!("{key} not added: {} is defined after {RESOURCE_ATTRIBUTES}", h.var()));
+                        continue;
                     }
-                    pair_text(key, &["$(", h.var(), ")"])
+                    Some(_) => {}
+                    None => {
+                        if !inserts.iter().any(|i| i.name == h.var()) {
+                            let pos = first_ref(h.var()).min(anchor);
+                            inserts.push(Insert { pos, rank: *h as usize, name: h.var(), entry: h.json() });
+                        }
+                    }
                 }
-            },
+                match value {
+                    AttrValue::Suffixed(name, _) => pair_text(key, &[&escape(&encode(name)), "-$(", h.var(), ")"]),
+                    _ => pair_text(key, &["$(", h.var(), ")"]),
+                }
+            }
         };
         out.record.set_pair(&pair);
         rendered.push(pair);

@@ -403,7 +403,9 @@ fn instrument_containers(
                 &own_vars
             }
         };
-        let attrs = resource::attributes(view, target.namespace, c, settings, config.service_namespace.as_deref());
+        let legacy_job_label = target.server_version.is_some_and(|v| v < KubeVersion::JOB_NAME_LABEL);
+        let service_namespace = config.service_namespace.as_deref();
+        let attrs = resource::attributes(view, target.namespace, c, settings, service_namespace, legacy_job_label);
         let previous_record = recorded.map(|r| Record::parse(r));
         let path = patch::container(view.base, "containers", c.index);
         let raw_env = || {

@@ -7,6 +7,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use super::env::{AttrValue, Helper};
 use crate::engine::pod_view::{Container, PodView};
 use crate::engine::policy::Settings;
+use crate::engine::workload::WorkloadKind;
 
 /// Characters encoded in `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS` values: everything outside the
 /// W3C baggage octets, plus `%` (so values decode) and `=` (the OTel spec requires it).
@@ -33,6 +34,7 @@ pub fn attributes<'a>(
     container: &'a Container<'_>,
     settings: &'a Settings,
     service_namespace: Option<&'a str>,
+    legacy_job_label: bool,
 ) -> Vec<(&'a str, AttrValue<'a>)> {
     let literal = |k: &'a str, v: &'a str| (k, AttrValue::Literal(v));
     let helper = |k: &'a str, h: Helper| (k, AttrValue::Helper(h));
@@ -45,6 +47,17 @@ pub fn attributes<'a>(
         literal("k8s.container.name", &container.name),
     ]);
     attrs.extend(view.owners.attributes().map(|(k, v)| literal(k, v)));
+    // A template cannot know the names its controller gives: the kubelet reads them from the pod's labels.
+    let owners = &view.owners;
+    if let (Some(deployment), None) = (owners.deployment.as_deref(), owners.replicaset.as_deref())
+        && view.kind == WorkloadKind::Deployment
+    {
+        attrs.push(("k8s.replicaset.name", AttrValue::Suffixed(deployment, Helper::PodTemplateHash)));
+    }
+    if owners.job.is_none() && view.kind == WorkloadKind::CronJob {
+        let job = if legacy_job_label { Helper::LegacyJobName } else { Helper::JobName };
+        attrs.push(helper("k8s.job.name", job));
+    }
     let version = view.label("app.kubernetes.io/version").or_else(|| container.image.as_deref().and_then(image_tag));
     attrs.extend(version.map(|v| literal("service.version", v)));
     attrs.extend(service_namespace.map(|ns| literal("service.namespace", ns)));
@@ -98,12 +111,14 @@ mod tests {
         let json = pod.to_string();
         let view = PodView::parse(&json, kind).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), config, &mut Warnings::default());
-        let attrs = attributes(&view, "shop", &view.containers[0], &settings, config.service_namespace.as_deref());
+        let attrs =
+            attributes(&view, "shop", &view.containers[0], &settings, config.service_namespace.as_deref(), false);
         attrs
             .into_iter()
             .map(|(k, v)| match v {
                 AttrValue::Literal(s) => (k.to_owned(), s.to_owned()),
                 AttrValue::Helper(h) => (k.to_owned(), format!("$({})", h.var())),
+                AttrValue::Suffixed(name, h) => (k.to_owned(), format!("{name}-$({})", h.var())),
             })
             .collect()
     }

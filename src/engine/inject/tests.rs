@@ -500,3 +500,48 @@ fn a_users_list_a_strict_sdk_would_discard_is_a_warning(#[case] users: &str) {
     let warnings = m.warnings.into_vec();
     assert!(warnings.iter().any(|w| w.contains("a strict SDK (Node.js) would discard all")), "{warnings:?}");
 }
+
+/// Issue 20, finding 5: the names only a controller gives reach the pods made from an instrumented template.
+#[rstest]
+#[case::deployment(
+    pod("").container(container("app")).template_of("Deployment", "web"),
+    WorkloadKind::Deployment,
+    None,
+    "k8s.replicaset.name=web-$(OTEL_RESOURCE_ATTRIBUTES_POD_TEMPLATE_HASH)",
+    ("OTEL_RESOURCE_ATTRIBUTES_POD_TEMPLATE_HASH", "<metadata.labels['pod-template-hash']>")
+)]
+#[case::cronjob(
+    pod("").container(container("app")).template_of("CronJob", "nightly"),
+    WorkloadKind::CronJob,
+    None,
+    "k8s.job.name=$(OTEL_RESOURCE_ATTRIBUTES_JOB_NAME)",
+    ("OTEL_RESOURCE_ATTRIBUTES_JOB_NAME", "<metadata.labels['batch.kubernetes.io/job-name']>")
+)]
+#[case::cronjob_before_1_27(
+    pod("").container(container("app")).template_of("CronJob", "nightly"),
+    WorkloadKind::CronJob,
+    Some(KubeVersion { major: 1, minor: 26 }),
+    "k8s.job.name=$(OTEL_RESOURCE_ATTRIBUTES_JOB_NAME)",
+    ("OTEL_RESOURCE_ATTRIBUTES_JOB_NAME", "<metadata.labels['job-name']>")
+)]
+fn controller_given_names_come_from_the_pods_labels(
+    #[case] object: Value,
+    #[case] kind: WorkloadKind,
+    #[case] server_version: Option<KubeVersion>,
+    #[case] pair: &str,
+    #[case] helper: (&str, &str),
+) {
+    let ns = NamespaceMeta::default();
+    let config = inject_all();
+    let m = mutate(&object, &Target { server_version, ..Target::new(kind, "shop", &ns, &config) });
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    let pointer =
+        format!("{}/spec/containers/0/env", kind.template_path().iter().map(|t| format!("/{t}")).collect::<String>());
+    let env = env_of(&out, &pointer);
+    let attrs = env_value(&out, &pointer, "OTEL_RESOURCE_ATTRIBUTES").expect("set");
+    assert!(attrs.split(',').any(|p| p == pair), "{attrs}");
+    let at = |name: &str| env.iter().position(|(n, _)| n == name).expect(name);
+    assert_eq!(env[at(helper.0)].1, helper.1);
+    assert!(at(helper.0) < at("OTEL_RESOURCE_ATTRIBUTES"), "defined before it is referenced");
+}
