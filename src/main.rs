@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use otel_injector::cli::{self, Command, ServeArgs, audit, certs, preview, serve};
+use otel_injector::cli::{self, Command, ServeArgs, audit, certs, env, preview, serve};
 use otel_injector::telemetry::{self, LogFormat, traces::Setup};
 use otel_injector::webhook::tls;
 
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_traced(args, log),
         Command::Preview(args) => logged(log).and_then(|()| preview::run_cli(&args)),
         Command::Certs(args) => logged(log).and_then(|()| certs::run(&args)),
+        Command::Env(args) => logged(log).and_then(|()| env::run(&args)),
         // Exit 1 when something was found (to gate a pipeline), 2 when the audit could not run.
         Command::Audit(args) => {
             return match logged(log).and_then(|()| audit::run(&args)) {

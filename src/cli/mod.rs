@@ -17,6 +17,7 @@ use crate::webhook::defaults;
 
 pub mod audit;
 pub mod certs;
+pub mod env;
 pub mod preview;
 pub mod serve;
 
@@ -46,6 +47,8 @@ pub enum Command {
     Certs(CertsArgs),
     /// List objects whose instrumentation does not match the current config and namespace policy (read-only).
     Audit(AuditArgs),
+    /// Print the environment each container's process will see, resolved as the kubelet does (Secrets redacted).
+    Env(EnvArgs),
 }
 
 /// How to reach the cluster.
@@ -329,6 +332,26 @@ impl PreviewArgs {
     }
 }
 
+/// `env` flags.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// Manifest file (YAML or JSON, multi-document; ConfigMaps in it are used); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required_unless_present = "from_cluster")]
+    pub files: Vec<String>,
+    /// Only this container (default: every container, init containers first).
+    #[arg(short, long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Read this pod (`pod/NAME`) and the ConfigMaps it draws from from the current kubeconfig context.
+    #[arg(long, value_name = "pod/NAME", conflicts_with = "files")]
+    pub from_cluster: Option<String>,
+    /// The pod's namespace (with --from-cluster).
+    #[arg(short, long, value_name = "NAME", default_value = "default")]
+    pub namespace: String,
+    /// The cluster (with --from-cluster).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
 /// `certs` flags.
 #[derive(Debug, Args)]
 pub struct CertsArgs {
@@ -393,7 +416,12 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
     let mut args: Vec<_> = args.into_iter().collect();
     let invoked_as = args.first().and_then(|a| std::path::Path::new(a).file_name()).map(|n| n.to_owned());
     if invoked_as.is_some_and(|n| n == PLUGIN_NAME) {
-        args.splice(0..1, ["otel-injector".into(), "preview".into()]);
+        // `kubectl otel-inject -f x` previews; `kubectl otel-inject env -f x` resolves the environment.
+        if args.get(1).is_some_and(|a| a == "env") {
+            args[0] = "otel-injector".into();
+        } else {
+            args.splice(0..1, ["otel-injector".into(), "preview".into()]);
+        }
     }
     Cli::try_parse_from(args)
 }
@@ -531,6 +559,20 @@ mod tests {
         assert!(p.config.load().expect_err("invalid").to_string().starts_with("config samplingRatio:"));
         assert!(cli(&["otel-injector", "preview", "-f", "x", "--workloads", "Pod,Foo"]).is_err());
         assert!(cli(&["otel-injector", "preview", "-f", "x", "--default", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn kubectl_plugin_env_means_env() {
+        let parsed = cli(&["/usr/local/bin/kubectl-otel_inject", "env", "-f", "p.yaml", "-c", "app"]).expect("parses");
+        let Command::Env(e) = parsed.command else { panic!("env expected") };
+        assert_eq!((e.files.as_slice(), e.container.as_deref()), (["p.yaml".to_owned()].as_slice(), Some("app")));
+        assert!(cli(&["otel-injector", "env"]).is_err(), "a file or --from-cluster");
+        let Command::Env(e) =
+            cli(&["otel-injector", "env", "--from-cluster", "pod/web", "-n", "shop"]).expect("parses").command
+        else {
+            panic!("env expected")
+        };
+        assert_eq!((e.from_cluster.as_deref(), e.namespace.as_str()), (Some("pod/web"), "shop"));
     }
 
     #[test]

@@ -148,17 +148,7 @@ struct Outcome {
 
 /// The `preview` command: reads the files, previews, prints.
 pub fn run_cli(args: &PreviewArgs) -> anyhow::Result<()> {
-    let mut inputs = Vec::with_capacity(args.files.len());
-    for name in &args.files {
-        let read = if name == "-" {
-            read_at_most(std::io::stdin().lock(), name)
-        } else {
-            std::fs::File::open(name)
-                .map_err(|source| PreviewError::Read { file: name.clone(), source })
-                .and_then(|file| read_at_most(file, name))
-        };
-        inputs.push(Input { name: name.clone(), text: read? });
-    }
+    let inputs = read_inputs(&args.files)?;
     let mut options = Options::new(args.output, Config::default());
     options.explain = args.explain;
     options.namespace = args.namespace.clone();
@@ -172,6 +162,27 @@ pub fn run_cli(args: &PreviewArgs) -> anyhow::Result<()> {
     }
     run(&inputs, &options, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
     Ok(())
+}
+
+/// Reads each file (`-`: stdin), up to preview's limit.
+pub(crate) fn read_inputs(files: &[String]) -> Result<Vec<Input>, PreviewError> {
+    let mut inputs = Vec::with_capacity(files.len());
+    for name in files {
+        let read = if name == "-" {
+            read_at_most(std::io::stdin().lock(), name)
+        } else {
+            std::fs::File::open(name)
+                .map_err(|source| PreviewError::Read { file: name.clone(), source })
+                .and_then(|file| read_at_most(file, name))
+        };
+        inputs.push(Input { name: name.clone(), text: read? });
+    }
+    Ok(inputs)
+}
+
+/// The objects of one input (YAML or JSON, multi-document, `kind: List` items), in order.
+pub(crate) fn objects(input: &Input) -> Result<Vec<Value>, PreviewError> {
+    Ok(documents(input)?.into_iter().map(|item| item.value).collect())
 }
 
 /// Fills `options` from the current kubeconfig context: the config (`--config-from-cluster`) and, with

@@ -131,3 +131,39 @@ fn preview_reads_its_config_from_a_config_map() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.starts_with(&format!("error: reading ConfigMap {ns}/nope: ")), "{stderr}");
 }
+
+/// Issue 20: `env --from-cluster` prints what a stored pod's process will see, its ConfigMaps read, its Secrets not.
+#[test]
+fn env_from_cluster_resolves_a_stored_pod_as_the_kubelet_would() {
+    let cluster = Cluster::shared();
+    let hook = Webhook::start(cluster, "default: inject\n");
+    let ns = hook.namespace(&[]);
+    cluster.create(
+        &ns,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "otel"},
+            "data": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://mine:4318", "TEAM": "shop"}}),
+    );
+    let mut web = pod("web", &[], &["app"]);
+    web["spec"]["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "otel"}, "prefix": "CFG_"}]);
+    web["spec"]["containers"][0]["env"] = json!([
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "gw", "key": "token", "optional": true}}},
+        {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "team=$(CFG_TEAM)"}
+    ]);
+    let stored = cluster.create(&ns, &web);
+    assert!(status_of(&stored).is_some(), "instrumented");
+    let out = hook.command(&["env", "--from-cluster", "pod/web", "-n", &ns, "-c", "app"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], format!("# Pod {ns}/web, container app"));
+    assert!(lines.contains(&"CFG_OTEL_EXPORTER_OTLP_ENDPOINT=http://mine:4318"), "{text}");
+    assert!(lines.contains(&"TOKEN=<redacted: Secret gw, key token>"), "{text}");
+    let uid = stored["metadata"]["uid"].as_str().expect("uid");
+    let attributes = lines.iter().find_map(|l| l.strip_prefix("OTEL_RESOURCE_ATTRIBUTES=")).expect("attributes");
+    assert!(attributes.starts_with("team=shop,"), "the user's pair, expanded from the ConfigMap: {attributes}");
+    assert!(
+        attributes.contains(&format!("k8s.pod.uid={uid}")),
+        "the webhook's, through the downward API: {attributes}"
+    );
+    assert!(lines.contains(&"OTEL_SERVICE_NAME=web"), "{text}");
+}
