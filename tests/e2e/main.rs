@@ -15,4 +15,5 @@ mod harness;
 mod install;
 mod lifecycle;
 mod namespace_policy;
+mod sdks;
 mod tenant;
