@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs (once, cached outside the repository, keyed by the pinned requirements) the OpenTelemetry SDKs the SDK
-# tests run, from their registries, and prints where. `python`: a virtualenv with tools/sdks/python/requirements.txt.
+# tests run, from their registries, and prints where. `python`: a virtualenv with tools/sdks/python/requirements.txt;
+# `node`: tools/sdks/node's locked packages (npm ci).
 #
-#   scripts/sdks.sh python
+#   scripts/sdks.sh python|node
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-sdk=${1:?usage: scripts/sdks.sh python}
+sdk=${1:?usage: scripts/sdks.sh python|node}
 cache=${OTEL_INJECTOR_CACHE:-$HOME/.cache/otel-injector}
 case "$sdk" in
   python)
@@ -19,6 +20,19 @@ case "$sdk" in
     rm -rf "$out"
     python3 -m venv "$out"
     "$out/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+    touch "$out/.installed"
+    echo "$out"
+    ;;
+  node)
+    dir=$here/../tools/sdks/node
+    key=$(cat "$dir/package.json" "$dir/package-lock.json" | cksum | cut -d' ' -f1)
+    out=$cache/sdk-node-$key
+    if [ -f "$out/.installed" ]; then echo "$out"; exit 0; fi
+    echo "installing the Node.js SDK (once)" >&2
+    rm -rf "$out"
+    mkdir -p "$out"
+    cp "$dir/package.json" "$dir/package-lock.json" "$out/"
+    (cd "$out" && npm ci --no-audit --no-fund --silent >&2)
     touch "$out/.installed"
     echo "$out"
     ;;

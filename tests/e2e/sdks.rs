@@ -1,7 +1,8 @@
 //! What the application sees (issue 20), judged by real SDKs: pods admitted through the current control plane, each
 //! container's environment resolved as the kubelet would (`engine::kubelet_env`), then an application using only the
 //! SDK's environment-based setup exports a span, a metric and a log to receivers that record where each export
-//! arrived, over which transport, with which headers and resource. Python 1.45 (`opentelemetry-instrument`).
+//! arrived, over which transport, with which headers and resource. Python 1.45 (`opentelemetry-instrument`) and
+//! Node.js (`@opentelemetry/sdk-node` 0.223, `new NodeSDK()`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,17 +15,23 @@ use serde_json::{Value, json};
 
 use super::harness::{Cluster, Webhook, eventually, pod};
 
-/// The gateway (gRPC and HTTP) and a vendor's endpoint, on loopback addresses of their own: the sidecar test's
-/// collector holds 127.0.0.1:4317 and :4318.
-const GATEWAY_GRPC: &str = "127.0.0.2:4317";
-const GATEWAY_HTTP: &str = "127.0.0.2:4318";
-const VENDOR_HTTP: &str = "127.0.0.3:4318";
+impl Sdk {
+    /// The gateway's and a vendor's loopback address for this SDK's test (each SDK's test runs beside the others',
+    /// and the sidecar test's collector holds 127.0.0.1:4317 and :4318).
+    fn addresses(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Python => ("127.0.0.2", "127.0.0.3"),
+            Self::Node => ("127.0.0.4", "127.0.0.5"),
+        }
+    }
+}
 
-const CONFIG: &str = "default: inject
-endpoint: http://127.0.0.2:4317
-headers: {X-Scope-OrgID: prod}
-resourceAttributes: {k8s.cluster.name: sdk-test}
-";
+fn config(gateway: &str) -> String {
+    format!(
+        "default: inject\nendpoint: http://{gateway}:4317\nheaders: {{X-Scope-OrgID: prod}}\n\
+         resourceAttributes: {{k8s.cluster.name: sdk-test}}\n"
+    )
+}
 
 fn sdk_dir(sdk: &str) -> PathBuf {
     let out = Command::new("scripts/sdks.sh").arg(sdk).output().expect("scripts/sdks.sh runs");
@@ -43,25 +50,52 @@ fn scheduled(cluster: &Cluster, ns: &str, object: &Value) -> Value {
     .expect("scheduled")
 }
 
-/// Runs the Python application with exactly the environment the kubelet would give container `app`.
-fn run_python(sdk: &Path, pod: &Value) -> BTreeMap<String, String> {
-    let env = kubelet_env::resolve(pod, "app", &|_| None).expect("resolves");
-    let vars: BTreeMap<String, String> = env.texts().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    let out = Command::new(sdk.join("bin/opentelemetry-instrument"))
-        .arg(sdk.join("bin/python"))
-        .arg("tools/sdks/python/app.py")
-        .env_clear()
-        .env("PATH", sdk.join("bin"))
-        .envs(&vars)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "the application exits cleanly: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    vars
+/// An SDK the tests run, and how its application is started.
+#[derive(Debug, Clone, Copy)]
+enum Sdk {
+    /// `opentelemetry-instrument python tools/sdks/python/app.py`.
+    Python,
+    /// `node tools/sdks/node/app.js` (`new NodeSDK()`).
+    Node,
+}
+
+impl Sdk {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Python => "python",
+            Self::Node => "node",
+        }
+    }
+
+    /// Runs the application with exactly the environment the kubelet would give container `app` (and what the
+    /// language needs to find its packages: PATH, NODE_PATH).
+    fn run(self, dir: &Path, pod: &Value) -> BTreeMap<String, String> {
+        let env = kubelet_env::resolve(pod, "app", &|_| None).expect("resolves");
+        let vars: BTreeMap<String, String> = env.texts().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let mut cmd = match self {
+            Self::Python => {
+                let mut cmd = Command::new(dir.join("bin/opentelemetry-instrument"));
+                cmd.arg(dir.join("bin/python")).arg("tools/sdks/python/app.py").env_clear();
+                cmd.env("PATH", dir.join("bin"));
+                cmd
+            }
+            Self::Node => {
+                let mut cmd = Command::new("node");
+                cmd.arg("tools/sdks/node/app.js").env_clear();
+                cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .env("NODE_PATH", dir.join("node_modules"));
+                cmd
+            }
+        };
+        let out = cmd.envs(&vars).output().expect("the application runs");
+        assert!(
+            out.status.success(),
+            "{self:?}: the application exits cleanly: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        vars
+    }
 }
 
 /// Where each signal arrived: (signal, address, transport), sorted.
@@ -77,31 +111,38 @@ fn all_three(exports: &[Export]) -> bool {
     [Signal::Traces, Signal::Metrics, Signal::Logs].iter().all(|s| exports.iter().any(|e| e.signal == *s))
 }
 
-#[test]
-fn python_sends_what_the_webhook_meant_where_it_meant_it() {
-    let sdk = sdk_dir("python");
+/// Every finding the SDKs judge, for one SDK.
+fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
+    let dir = sdk_dir(sdk.name());
+    let (gateway, vendor) = sdk.addresses();
+    let (gateway_grpc, gateway_http, vendor_http) =
+        (format!("{gateway}:4317"), format!("{gateway}:4318"), format!("{vendor}:4318"));
     let (sink, _) = SdkSink::start(&[
-        (GATEWAY_GRPC, Transport::Grpc),
-        (GATEWAY_HTTP, Transport::Http),
-        (VENDOR_HTTP, Transport::Http),
+        (&gateway_grpc, Transport::Grpc),
+        (&gateway_http, Transport::Http),
+        (&vendor_http, Transport::Http),
     ]);
     let cluster = Cluster::shared();
-    let hook = Webhook::start(cluster, CONFIG);
+    let hook = Webhook::start(cluster, &config(gateway));
     let ns = hook.namespace(&[]);
     let run = |object: &Value| {
         sink.clear();
         let stored = scheduled(cluster, &ns, object);
-        let vars = run_python(&sdk, &stored);
+        let vars = sdk.run(&dir, &stored);
         let exports = sink.wait_until(Duration::from_secs(20), all_three);
         // Anything late would arrive now.
         std::thread::sleep(Duration::from_millis(300));
         (stored, vars, sink.exports().into_iter().chain(exports).collect::<Vec<_>>())
     };
-    let grpc = |s: Signal| (s, GATEWAY_GRPC.to_owned(), Transport::Grpc);
+    let grpc = |s: Signal| (s, gateway_grpc.clone(), Transport::Grpc);
 
     // The common path: every signal to the gateway over gRPC, with the tenant header and the pod's attributes.
     let (stored, vars, exports) = run(&pod("plain", &[], &["app"]));
-    assert_eq!(arrivals(&exports), [grpc(Signal::Traces), grpc(Signal::Metrics), grpc(Signal::Logs)], "{vars:?}");
+    assert_eq!(
+        arrivals(&exports),
+        [grpc(Signal::Traces), grpc(Signal::Metrics), grpc(Signal::Logs)],
+        "{sdk:?}: {vars:?}"
+    );
     for e in &exports {
         assert_eq!(e.headers.get("x-scope-orgid").map(String::as_str), Some("prod"), "{e:?}");
         assert_eq!(e.resource.get("service.name").map(String::as_str), Some("plain"), "{e:?}");
@@ -116,11 +157,11 @@ fn python_sends_what_the_webhook_meant_where_it_meant_it() {
     // Finding 1: traces to the user's own endpoint on HTTP; the gateway's header and protocol stay off them.
     let mut vendor = pod("vendor", &[], &["app"]);
     vendor["spec"]["containers"][0]["env"] =
-        json!([{"name": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "value": format!("http://{VENDOR_HTTP}/v1/traces")}]);
+        json!([{"name": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "value": format!("http://{vendor_http}/v1/traces")}]);
     let (_, vars, exports) = run(&vendor);
     assert_eq!(
         arrivals(&exports),
-        [(Signal::Traces, VENDOR_HTTP.to_owned(), Transport::Http), grpc(Signal::Metrics), grpc(Signal::Logs)],
+        [(Signal::Traces, vendor_http.clone(), Transport::Http), grpc(Signal::Metrics), grpc(Signal::Logs)],
         "{vars:?}"
     );
     for e in &exports {
@@ -129,9 +170,10 @@ fn python_sends_what_the_webhook_meant_where_it_meant_it() {
     }
 
     // Finding 3: an endpoint on 4318 without a protocol annotation gets HTTP, and everything arrives.
-    let http = pod("http", &[("otel-injector.io/endpoint", "http://127.0.0.2:4318")], &["app"]);
+    let endpoint = format!("http://{gateway_http}");
+    let http = pod("http", &[("otel-injector.io/endpoint", &endpoint)], &["app"]);
     let (_, vars, exports) = run(&http);
-    let on_http = |s: Signal| (s, GATEWAY_HTTP.to_owned(), Transport::Http);
+    let on_http = |s: Signal| (s, gateway_http.clone(), Transport::Http);
     assert_eq!(
         arrivals(&exports),
         [on_http(Signal::Traces), on_http(Signal::Metrics), on_http(Signal::Logs)],
@@ -149,4 +191,14 @@ fn python_sends_what_the_webhook_meant_where_it_meant_it() {
         assert_eq!(e.resource.get("team").map(String::as_str), Some("shop"));
         assert_eq!(e.resource.get("k8s.pod.name").map(String::as_str), Some("named"), "ours merged beside");
     }
+}
+
+#[test]
+fn python_sends_what_the_webhook_meant_where_it_meant_it() {
+    the_sdk_sends_what_the_webhook_meant_where_it_meant_it(Sdk::Python);
+}
+
+#[test]
+fn node_sends_what_the_webhook_meant_where_it_meant_it() {
+    the_sdk_sends_what_the_webhook_meant_where_it_meant_it(Sdk::Node);
 }
