@@ -62,9 +62,10 @@ collectors: go ## build (once, ~3 min, cached) the OpenTelemetry Collectors of t
 	scripts/collector.sh sidecar >/dev/null
 	scripts/collector.sh gateway >/dev/null
 
-sdks: ## install (once, cached) the OpenTelemetry SDKs the SDK tests run (tools/sdks)
+sdks: go ## install (once, cached) the OpenTelemetry SDKs the SDK tests run (tools/sdks)
 	scripts/sdks.sh python >/dev/null
 	scripts/sdks.sh node >/dev/null
+	scripts/sdks.sh go >/dev/null
 
 dev-cluster: kube-apiserver control-plane ## a current control plane with the webhook registered, on this machine; prints the KUBECONFIG
 	$(CARGO) build --locked

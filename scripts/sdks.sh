@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs (once, cached outside the repository, keyed by the pinned requirements) the OpenTelemetry SDKs the SDK
 # tests run, from their registries, and prints where. `python`: a virtualenv with tools/sdks/python/requirements.txt;
-# `node`: tools/sdks/node's locked packages (npm ci).
+# `node`: tools/sdks/node's locked packages (npm ci); `go`: tools/sdks/go built against its go.sum.
 #
-#   scripts/sdks.sh python|node
+#   scripts/sdks.sh python|node|go
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-sdk=${1:?usage: scripts/sdks.sh python|node}
+sdk=${1:?usage: scripts/sdks.sh python|node|go}
 cache=${OTEL_INJECTOR_CACHE:-$HOME/.cache/otel-injector}
 case "$sdk" in
   python)
@@ -34,6 +34,19 @@ case "$sdk" in
     cp "$dir/package.json" "$dir/package-lock.json" "$out/"
     (cd "$out" && npm ci --no-audit --no-fund --silent >&2)
     touch "$out/.installed"
+    echo "$out"
+    ;;
+  go)
+    dir=$here/../tools/sdks/go
+    key=$(cat "$dir/go.mod" "$dir/go.sum" "$dir/main.go" | cksum | cut -d' ' -f1)
+    out=$cache/sdk-go-$key
+    if [ -x "$out/app" ]; then echo "$out"; exit 0; fi
+    command -v go >/dev/null || { echo "go not found (make test installs Debian's golang-go)" >&2; exit 1; }
+    echo "building the Go SDK application (once)" >&2
+    export GOPATH=$cache/gopath GOMODCACHE=$cache/gomodcache GOCACHE=$cache/gocache GOFLAGS=-mod=mod
+    mkdir -p "$out"
+    (cd "$dir" && go build -o "$out/app.tmp" .) >&2
+    mv "$out/app.tmp" "$out/app"
     echo "$out"
     ;;
   *) echo "unknown SDK $sdk" >&2; exit 2 ;;

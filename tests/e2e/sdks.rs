@@ -2,7 +2,8 @@
 //! container's environment resolved as the kubelet would (`engine::kubelet_env`), then an application using only the
 //! SDK's environment-based setup exports a span, a metric and a log to receivers that record where each export
 //! arrived, over which transport, with which headers and resource. Python 1.45 (`opentelemetry-instrument`) and
-//! Node.js (`@opentelemetry/sdk-node` 0.223, `new NodeSDK()`).
+//! Node.js (`@opentelemetry/sdk-node` 0.223, `new NodeSDK()`) and Go (v1.47 with contrib's autoexport and autoprop
+//! v0.72).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ impl Sdk {
         match self {
             Self::Python => ("127.0.0.2", "127.0.0.3"),
             Self::Node => ("127.0.0.4", "127.0.0.5"),
+            Self::Go => ("127.0.0.6", "127.0.0.7"),
         }
     }
 }
@@ -57,6 +59,8 @@ enum Sdk {
     Python,
     /// `node tools/sdks/node/app.js` (`new NodeSDK()`).
     Node,
+    /// tools/sdks/go, built (autoexport, autoprop, the resource from the environment).
+    Go,
 }
 
 impl Sdk {
@@ -64,6 +68,7 @@ impl Sdk {
         match self {
             Self::Python => "python",
             Self::Node => "node",
+            Self::Go => "go",
         }
     }
 
@@ -84,6 +89,11 @@ impl Sdk {
                 cmd.arg("tools/sdks/node/app.js").env_clear();
                 cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
                     .env("NODE_PATH", dir.join("node_modules"));
+                cmd
+            }
+            Self::Go => {
+                let mut cmd = Command::new(dir.join("app"));
+                cmd.env_clear();
                 cmd
             }
         };
@@ -201,4 +211,9 @@ fn python_sends_what_the_webhook_meant_where_it_meant_it() {
 #[test]
 fn node_sends_what_the_webhook_meant_where_it_meant_it() {
     the_sdk_sends_what_the_webhook_meant_where_it_meant_it(Sdk::Node);
+}
+
+#[test]
+fn go_sends_what_the_webhook_meant_where_it_meant_it() {
+    the_sdk_sends_what_the_webhook_meant_where_it_meant_it(Sdk::Go);
 }
