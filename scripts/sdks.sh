@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs (once, cached outside the repository, keyed by the pinned requirements) the OpenTelemetry SDKs the SDK
 # tests run, from their registries, and prints where. `python`: a virtualenv with tools/sdks/python/requirements.txt;
-# `node`: tools/sdks/node's locked packages (npm ci); `go`: tools/sdks/go built against its go.sum.
+# `node`: tools/sdks/node's locked packages (npm ci); `go`: tools/sdks/go built against its go.sum; `java`: the
+# autoconfigure module and OTLP exporters of tools/sdks/java/pom.xml, and App.java compiled against them.
 #
-#   scripts/sdks.sh python|node|go
+#   scripts/sdks.sh python|node|go|java
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-sdk=${1:?usage: scripts/sdks.sh python|node|go}
+sdk=${1:?usage: scripts/sdks.sh python|node|go|java}
 cache=${OTEL_INJECTOR_CACHE:-$HOME/.cache/otel-injector}
 case "$sdk" in
   python)
@@ -47,6 +48,20 @@ case "$sdk" in
     mkdir -p "$out"
     (cd "$dir" && go build -o "$out/app.tmp" .) >&2
     mv "$out/app.tmp" "$out/app"
+    echo "$out"
+    ;;
+  java)
+    dir=$here/../tools/sdks/java
+    key=$(cat "$dir/pom.xml" "$dir/App.java" | cksum | cut -d' ' -f1)
+    out=$cache/sdk-java-$key
+    if [ -f "$out/.installed" ]; then echo "$out"; exit 0; fi
+    echo "fetching the Java SDK from Maven Central and compiling the application (once)" >&2
+    rm -rf "$out"
+    mkdir -p "$out/classes"
+    mvn -q -B -Dmaven.repo.local="$cache/m2" -f "$dir/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$out/lib" >&2
+    javac -d "$out/classes" -cp "$out/lib/*" "$dir/App.java" >&2
+    touch "$out/.installed"
     echo "$out"
     ;;
   *) echo "unknown SDK $sdk" >&2; exit 2 ;;

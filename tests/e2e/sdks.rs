@@ -2,8 +2,8 @@
 //! container's environment resolved as the kubelet would (`engine::kubelet_env`), then an application using only the
 //! SDK's environment-based setup exports a span, a metric and a log to receivers that record where each export
 //! arrived, over which transport, with which headers and resource. Python 1.45 (`opentelemetry-instrument`) and
-//! Node.js (`@opentelemetry/sdk-node` 0.223, `new NodeSDK()`) and Go (v1.47 with contrib's autoexport and autoprop
-//! v0.72).
+//! Node.js (`@opentelemetry/sdk-node` 0.223, `new NodeSDK()`), Go (v1.47 with contrib's autoexport and autoprop
+//! v0.72) and Java (1.68, the autoconfigure module).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ impl Sdk {
             Self::Python => ("127.0.0.2", "127.0.0.3"),
             Self::Node => ("127.0.0.4", "127.0.0.5"),
             Self::Go => ("127.0.0.6", "127.0.0.7"),
+            Self::Java => ("127.0.0.8", "127.0.0.9"),
         }
     }
 }
@@ -61,6 +62,8 @@ enum Sdk {
     Node,
     /// tools/sdks/go, built (autoexport, autoprop, the resource from the environment).
     Go,
+    /// `java App` with the autoconfigure module (`AutoConfiguredOpenTelemetrySdk.initialize()`).
+    Java,
 }
 
 impl Sdk {
@@ -69,6 +72,7 @@ impl Sdk {
             Self::Python => "python",
             Self::Node => "node",
             Self::Go => "go",
+            Self::Java => "java",
         }
     }
 
@@ -94,6 +98,13 @@ impl Sdk {
             Self::Go => {
                 let mut cmd = Command::new(dir.join("app"));
                 cmd.env_clear();
+                cmd
+            }
+            Self::Java => {
+                let mut cmd = Command::new("java");
+                let classpath = format!("{}/lib/*:{}/classes", dir.display(), dir.display());
+                cmd.args(["-cp", &classpath, "App"]).env_clear();
+                cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
                 cmd
             }
         };
@@ -216,4 +227,9 @@ fn node_sends_what_the_webhook_meant_where_it_meant_it() {
 #[test]
 fn go_sends_what_the_webhook_meant_where_it_meant_it() {
     the_sdk_sends_what_the_webhook_meant_where_it_meant_it(Sdk::Go);
+}
+
+#[test]
+fn java_sends_what_the_webhook_meant_where_it_meant_it() {
+    the_sdk_sends_what_the_webhook_meant_where_it_meant_it(Sdk::Java);
 }
