@@ -32,7 +32,7 @@ impl Sdk {
 fn config(gateway: &str) -> String {
     format!(
         "default: inject\nendpoint: http://{gateway}:4317\nheaders: {{X-Scope-OrgID: prod}}\n\
-         resourceAttributes: {{k8s.cluster.name: sdk-test}}\n"
+         resourceAttributes: {{k8s.cluster.name: sdk-test}}\nserviceNamespace: shop\n"
     )
 }
 
@@ -150,7 +150,8 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
         sink.clear();
         let stored = scheduled(cluster, &ns, object);
         let vars = sdk.run(&dir, &stored);
-        let exports = sink.wait_until(Duration::from_secs(20), all_three);
+        // The application flushed before it exited; what is still on its way has a few seconds.
+        let exports = sink.wait_until(Duration::from_secs(5), all_three);
         // Anything late would arrive now.
         std::thread::sleep(Duration::from_millis(300));
         (stored, vars, sink.exports().into_iter().chain(exports).collect::<Vec<_>>())
@@ -173,7 +174,13 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
         assert_eq!(e.resource.get("k8s.node.name").map(String::as_str), stored["spec"]["nodeName"].as_str());
         assert_eq!(e.resource.get("k8s.container.name").map(String::as_str), Some("app"));
         assert_eq!(e.resource.get("k8s.cluster.name").map(String::as_str), Some("sdk-test"));
+        assert_eq!(e.resource.get("service.namespace").map(String::as_str), Some("shop"));
+        assert_eq!(e.resource.get("service.version").map(String::as_str), Some("1.0"), "the image tag");
     }
+
+    // The sampler: a ratio of 0 keeps every trace out, and nothing else.
+    let (_, vars, exports) = run(&pod("unsampled", &[("otel-injector.io/sampling-ratio", "0")], &["app"]));
+    assert_eq!(arrivals(&exports), [grpc(Signal::Metrics), grpc(Signal::Logs)], "{sdk:?}: {vars:?}");
 
     // Finding 1: traces to the user's own endpoint on HTTP; the gateway's header and protocol stay off them.
     let mut vendor = pod("vendor", &[], &["app"]);
