@@ -14,6 +14,7 @@ use crate::cli::{OutputFormat, PreviewArgs};
 use crate::cluster::snapshot;
 use crate::engine::config::Config;
 use crate::engine::explanation::Explanation;
+use crate::engine::inject::env_from::{ConfigMaps, Found};
 use crate::engine::inject::{self, Stop, Target};
 use crate::engine::policy::NamespaceMeta;
 use crate::engine::syntax::{self, KubeVersion};
@@ -58,6 +59,8 @@ pub struct Options {
     pub config: Config,
     /// The API server version to preview for (`--kube-version`, or the cluster's); unknown means native sidecars.
     pub server_version: Option<KubeVersion>,
+    /// ConfigMaps the containers may draw variables from (`envFrom`): those given in the input files.
+    pub config_maps: ConfigMaps,
 }
 
 impl Options {
@@ -72,6 +75,7 @@ impl Options {
             ns: NamespaceMeta::default(),
             config,
             server_version: None,
+            config_maps: ConfigMaps::default(),
         }
     }
 
@@ -227,6 +231,17 @@ pub fn run(inputs: &[Input], options: &Options, out: &mut dyn Write, err: &mut d
     for input in inputs {
         items.extend(documents(input)?);
     }
+    // ConfigMaps given beside the workloads are what their containers draw through `envFrom`.
+    let mut with_maps = None;
+    let config_maps = items.iter().filter(|i| i.value["kind"] == "ConfigMap").map(|i| {
+        let data = i.value["data"].as_object().into_iter().flatten();
+        let data = data.map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
+        (i.value["metadata"]["name"].as_str().unwrap_or_default().to_owned(), Found::Data(data))
+    });
+    for (name, found) in config_maps {
+        with_maps.get_or_insert_with(|| options.clone()).config_maps.insert(name, found);
+    }
+    let options = with_maps.as_ref().unwrap_or(options);
     let outcomes: Vec<Outcome> = items.into_iter().map(|item| preview(item, options)).collect();
     for o in &outcomes {
         for w in &o.warnings {
@@ -333,6 +348,7 @@ fn preview(item: Item, options: &Options) -> Outcome {
         server_version: options.server_version,
         old_template: None,
         stop: Stop::default(),
+        config_maps: Some(&options.config_maps),
     };
     let mutation = inject::mutate(&object, &target);
     outcome.warnings.extend(mutation.warnings.into_vec());

@@ -23,11 +23,13 @@ pub(crate) const SIGNALS: &str = "otel-injector.io/signals";
 pub(crate) const RESOURCE_ATTRIBUTES: &str = "otel-injector.io/resource-attributes";
 /// One resource attribute per annotation (OpenTelemetry Operator convention).
 pub(crate) const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
+/// `skip`: leave alone a container that draws variables from a Secret (default `instrument`).
+pub(crate) const ENV_FROM_SECRET: &str = "otel-injector.io/env-from-secret";
 /// What the webhook did and why.
 pub(crate) const STATUS: &str = "otel-injector.io/status";
 
 /// Every annotation of the webhook's own that the engine reads.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     INJECT,
     SIDECAR,
     CONTAINER_NAMES,
@@ -38,5 +40,6 @@ pub const ALL: [&str; 11] = [
     PROPAGATORS,
     SIGNALS,
     RESOURCE_ATTRIBUTES,
+    ENV_FROM_SECRET,
     STATUS,
 ];

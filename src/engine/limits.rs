@@ -10,6 +10,10 @@ pub const CONTAINERS: usize = 100;
 /// Entries in one container's `env`.
 pub const ENV_ENTRIES: usize = 1000;
 
+/// `envFrom` sources of one container whose ConfigMaps are read (more: the container is left unchanged, as over a
+/// limit).
+pub const ENV_FROM: usize = 20;
+
 /// Bytes of one `OTEL_*` value the engine reads (and may rewrite, e.g. a user's `OTEL_RESOURCE_ATTRIBUTES`).
 pub const ENV_VALUE_BYTES: usize = 64 * 1024;
 

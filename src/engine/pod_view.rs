@@ -67,6 +67,30 @@ pub struct Container<'a> {
     pub resources: Option<Resources>,
     /// Its `restartPolicy` (an init container with `Always` is a sidecar, running beside the others).
     pub restart_policy: Option<Str<'a>>,
+    /// Its `envFrom` sources, in order (at most [`limits::ENV_FROM`] + 1 kept).
+    pub env_from: Vec<EnvSource<'a>>,
+}
+
+/// What an `envFrom` entry draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvSourceKind {
+    /// A ConfigMap (`configMapRef`).
+    ConfigMap,
+    /// A Secret (`secretRef`), which the webhook never reads.
+    Secret,
+}
+
+/// One `envFrom` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSource<'a> {
+    /// ConfigMap or Secret.
+    pub kind: EnvSourceKind,
+    /// Its name.
+    pub name: Str<'a>,
+    /// The `prefix` put before each of its keys.
+    pub prefix: Str<'a>,
+    /// Whether the pod starts without it.
+    pub optional: bool,
 }
 
 /// Compute resources (`requests`, `limits`) as the quantities' text, by resource name.

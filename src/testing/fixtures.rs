@@ -30,6 +30,15 @@ impl ContainerBuilder {
         self.env_entry(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}))
     }
 
+    /// Appends an `envFrom` source.
+    pub fn env_from(mut self, source: Value) -> Self {
+        let list = self.0.entry("envFrom").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(items) = list {
+            items.push(source);
+        }
+        self
+    }
+
     /// Appends a raw env entry.
     pub fn env_entry(mut self, entry: Value) -> Self {
         push(&mut self.0, "env", entry);

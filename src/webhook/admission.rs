@@ -263,7 +263,16 @@ impl<'a> Review<'a> {
             (Ok(kind), Some(object)) => {
                 let namespace = self.namespace.as_deref().unwrap_or("default");
                 let old_template = self.old_template;
-                let target = Target { kind: *kind, namespace, ns, config, server_version, old_template, stop };
+                let target = Target {
+                    kind: *kind,
+                    namespace,
+                    ns,
+                    config,
+                    server_version,
+                    old_template,
+                    stop,
+                    config_maps: None,
+                };
                 let mutation = inject::mutate_json(object.0.map_or("null", RawValue::get), &target);
                 if answer.name.is_empty() {
                     answer.name = mutation.name.unwrap_or_default();

@@ -8,6 +8,7 @@ use jsonptr::PointerBuf;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::env_from::Drawn;
 use super::record::Record;
 use super::transport::{self, Endpoint, Scope};
 use super::vars::{self, ENDPOINT, HEADERS, PROTOCOL, RESOURCE_ATTRIBUTES, Source};
@@ -134,13 +135,17 @@ pub(crate) struct EnvPlan {
 }
 
 /// Why a container opted itself out, if it did (SPEC §2).
-pub fn opt_out(c: &Container<'_>) -> Option<&'static str> {
-    let endpoint = c.env_var(ENDPOINT);
-    if endpoint.is_some_and(|e| !e.value_from && e.value.as_deref().unwrap_or_default().is_empty()) {
+pub(crate) fn opt_out(c: &Container<'_>, drawn: &Drawn) -> Option<&'static str> {
+    // `env` beats `envFrom`, as in the kubelet.
+    let literal = |name: &str| match c.env_var(name) {
+        Some(e) if e.value_from => None,
+        Some(e) => Some(e.value.as_deref().unwrap_or_default()),
+        None => drawn.value(name),
+    };
+    if literal(ENDPOINT) == Some("") {
         return Some("OTEL_EXPORTER_OTLP_ENDPOINT is set empty");
     }
-    let disabled = c.env_var("OTEL_SDK_DISABLED").and_then(|e| e.value.as_deref());
-    if disabled.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+    if literal("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         return Some("OTEL_SDK_DISABLED=true");
     }
     None
@@ -233,6 +238,7 @@ struct Insert {
 /// A container that sets its own `OTEL_EXPORTER_OTLP_ENDPOINT` owns its transport: it gets no
 /// `OTEL_EXPORTER_OTLP_HEADERS` (they are the gateway's) and an `OTEL_EXPORTER_OTLP_PROTOCOL` only when its
 /// endpoint's port says which (4317 grpc, 4318 http/protobuf).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan<'a>(
     c: &Container<'a>,
     raw_env: impl FnOnce() -> Vec<&'a RawValue>,
@@ -241,6 +247,7 @@ pub(crate) fn plan<'a>(
     attributes: &[(&str, AttrValue<'_>)],
     encode: impl Fn(&str) -> Cow<'_, str>,
     previous: Option<&Record>,
+    drawn: &Drawn,
 ) -> EnvPlan {
     let env = c.env.as_ref();
     let len = env.map_or(0, Env::len);
@@ -269,19 +276,28 @@ pub(crate) fn plan<'a>(
     let mut removals: Vec<usize> = Vec::new();
 
     let users = |name: &str| last_def(name).filter(|&i| !owned(name, i));
+    // Defined by the user in `env`, or drawn from a ConfigMap through `envFrom` (and not in `env`, which would beat
+    // it), with its literal value when known.
+    let users_value = |name: &str| -> Option<Option<&str>> {
+        match last_def(name) {
+            Some(i) if !owned(name, i) => Some(literal(i)),
+            Some(_) => None,
+            None => drawn.value(name).map(Some),
+        }
+    };
     // Each signal's endpoint: its own variable (always the user's), else the generic one if the user set it.
     let endpoint = |signal: Signal| {
-        let defined = |name: &str| users(name).filter(|&i| literal(i) != Some(""));
+        let defined = |name: &str| users_value(name).filter(|v| *v != Some(""));
         match defined(transport::endpoint_var(signal)).or_else(|| defined(ENDPOINT)) {
-            Some(i) => literal(i).map_or(Endpoint::UsersUnknown, Endpoint::Users),
+            Some(value) => value.map_or(Endpoint::UsersUnknown, Endpoint::Users),
             None => Endpoint::Ours,
         }
     };
     let ours_of = |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
     let ours = (ours_of(PROTOCOL).unwrap_or_default(), ours_of(HEADERS));
-    let transport = transport::plan(endpoint, ours, users(PROTOCOL).is_some(), users(HEADERS).is_some());
+    let transport = transport::plan(endpoint, ours, users_value(PROTOCOL).is_some(), users_value(HEADERS).is_some());
     // A file-configured SDK ignores the exporter variables; the service name and attributes stay, for `${env:…}`.
-    let config_file = CONFIG_FILES.iter().find(|name| last_def(name).is_some());
+    let config_file = CONFIG_FILES.iter().find(|name| last_def(name).is_some() || drawn.value(name).is_some());
     if let Some(name) = config_file {
         out.warnings.push(format!(
             "container {}: exporter settings left alone: {name} is set (its SDK reads that file, not OTEL_* variables)",
@@ -293,16 +309,26 @@ pub(crate) fn plan<'a>(
     }
     let ora = last_def(RESOURCE_ATTRIBUTES);
     let ora_literal = ora.and_then(literal);
-    let users_service_name = ora_literal.is_some_and(|list| {
+    let names_service = |list: &str| {
         list.split(',')
             .filter(|p| !previous.is_some_and(|r| r.owns_pair(p.trim())))
             .filter_map(|p| p.split_once('='))
             .any(|(k, _)| k.trim() == "service.name")
-    });
+    };
+    let drawn_ora = if ora.is_none() { drawn.value(RESOURCE_ATTRIBUTES) } else { None };
+    let users_service_name = ora_literal.or(drawn_ora).is_some_and(names_service);
     let mut wanted = Vec::with_capacity(vars.len());
     for (rank, (name, value)) in vars.iter().enumerate() {
         let source = vars::source_of(name);
         if config_file.is_some() && source != Some(Source::ServiceName) {
+            continue;
+        }
+        if last_def(name).is_none()
+            && let Some(config_map) = drawn.source(name)
+        {
+            // Drawn from a ConfigMap: theirs, and an `env` entry of ours would beat it.
+            out.kept.push(name);
+            out.notes.push(format!("{name}: from ConfigMap {config_map} (envFrom); kept"));
             continue;
         }
         let value = match source {
@@ -357,6 +383,16 @@ pub(crate) fn plan<'a>(
         }
     }
 
+    if let (None, Some(config_map)) = (ora, drawn.source(RESOURCE_ATTRIBUTES)) {
+        out.kept.push(RESOURCE_ATTRIBUTES);
+        out.warnings.push(format!(
+            "container {}: {RESOURCE_ATTRIBUTES} is drawn from ConfigMap {}; Kubernetes attributes not added \
+             (set it in env to have them merged)",
+            c.name,
+            clip(config_map)
+        ));
+        return finish(out, inserts, changes, removals, c, raw_env, path, len);
+    }
     // Where OTEL_RESOURCE_ATTRIBUTES is, or will be: helpers must be defined before it.
     if ora.and_then(var).is_some_and(|e| e.value_from) {
         out.kept.push(RESOURCE_ATTRIBUTES);
@@ -556,7 +592,16 @@ mod tests {
         fn encode(s: &str) -> Cow<'_, str> {
             s.replace(',', "%2C").into()
         }
-        let plan = plan(&view.containers[0], || view.raw_env("containers", 0), &path, &vars(), &attrs(), encode, None);
+        let plan = plan(
+            &view.containers[0],
+            || view.raw_env("containers", 0),
+            &path,
+            &vars(),
+            &attrs(),
+            encode,
+            None,
+            &Drawn::default(),
+        );
         let mut out = pod.clone();
         json_patch::patch(&mut out, &plan.ops.clone().into_patch().to_json_patch()).expect("applies");
         let list = out["spec"]["containers"][0]["env"].as_array().cloned().unwrap_or_default();
@@ -608,6 +653,7 @@ mod tests {
             &[],
             super::super::resource::encode,
             None,
+            &Drawn::default(),
         );
         json_patch::patch(&mut pod, &plan.ops.into_patch().to_json_patch()).expect("applies");
         assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));
@@ -758,7 +804,7 @@ mod tests {
         let pod = json!({"spec": {"containers": [{"name": "app", "env": env}]}});
         let json = pod.to_string();
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
-        assert_eq!(opt_out(&view.containers[0]), want);
+        assert_eq!(opt_out(&view.containers[0], &Drawn::default()), want);
     }
 
     #[test]

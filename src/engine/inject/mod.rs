@@ -4,6 +4,7 @@
 
 pub mod collector;
 pub mod env;
+pub mod env_from;
 pub mod over_limit;
 pub mod placement;
 pub mod record;
@@ -28,6 +29,7 @@ use crate::engine::policy::{self, Cause, NamespaceMeta, Settings};
 use crate::engine::syntax::{self, KubeVersion};
 use crate::engine::warnings::Warnings;
 use crate::engine::workload::WorkloadKind;
+use env_from::ConfigMaps;
 use placement::Placement;
 use record::Record;
 use service_name::ServiceName;
@@ -53,12 +55,15 @@ pub struct Target<'a> {
     pub old_template: Option<&'a str>,
     /// Whether the caller has stopped waiting (asked between containers).
     pub stop: Stop<'a>,
+    /// The ConfigMaps the object's containers draw variables from, as the edge found them (`None`: not looked up).
+    pub config_maps: Option<&'a ConfigMaps>,
 }
 
 impl<'a> Target<'a> {
     /// A CREATE of a `kind` object in `namespace`, the server version unknown.
     pub fn new(kind: WorkloadKind, namespace: &'a str, ns: &'a NamespaceMeta, config: &'a Config) -> Self {
-        Self { kind, namespace, ns, config, server_version: None, old_template: None, stop: Stop::default() }
+        let stop = Stop::default();
+        Self { kind, namespace, ns, config, server_version: None, old_template: None, stop, config_maps: None }
     }
 }
 
@@ -384,7 +389,9 @@ fn instrument_containers(
         }
         let recorded = previous.and_then(|p| p.env.get(c.name.as_ref()));
         let listed = previous.is_some_and(|p| p.containers.iter().any(|n| *n == c.name));
-        let skip = skip_reason(c, chosen.as_ref(), config, ours).or_else(|| {
+        let drawn = env_from::drawn(c, target.config_maps);
+        let secret_skip = view.annotation(keys::ENV_FROM_SECRET).is_some_and(|v| v.trim() == "skip");
+        let skip = skip_reason(c, chosen.as_ref(), config, ours, &drawn, secret_skip).or_else(|| {
             (current && listed).then(|| "already instrumented with these settings (status annotation)".to_owned())
         });
         if let Some(reason) = skip {
@@ -412,7 +419,8 @@ fn instrument_containers(
             let lists: &Vec<Vec<&serde_json::value::RawValue>> = raw_envs.get_or_init(|| view.raw_envs("containers"));
             lists.get(c.index).cloned().unwrap_or_default()
         };
-        let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous_record.as_ref());
+        let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous_record.as_ref(), &drawn);
+        done.warnings.extend(env_from::warnings(c, &drawn));
         done.ops.extend(plan.ops);
         done.warnings.extend(plan.warnings);
         done.instrumented.push(c.name.to_string());
@@ -437,6 +445,8 @@ fn skip_reason(
     chosen: Option<&std::collections::HashSet<&str>>,
     config: &Config,
     ours: Option<(Placement, usize)>,
+    drawn: &env_from::Drawn,
+    secret_skip: bool,
 ) -> Option<String> {
     if config.skip_containers.iter().any(|n| *n == c.name) {
         return Some("listed in skipContainers".to_owned());
@@ -449,8 +459,11 @@ fn skip_reason(
     if ours == Some((Placement::Classic, c.index)) {
         return Some("the collector sidecar".to_owned());
     }
-    if let Some(reason) = env::opt_out(c) {
+    if let Some(reason) = env::opt_out(c, drawn) {
         return Some(format!("opted out: {reason}"));
+    }
+    if let Some(secret) = drawn.secrets.first().filter(|_| secret_skip) {
+        return Some(format!("draws variables from Secret {secret} ({}: skip)", keys::ENV_FROM_SECRET));
     }
     None
 }

@@ -2,7 +2,7 @@
 //! with a warning naming the limit.
 
 use crate::engine::keys;
-use crate::engine::limits::{CONTAINERS, ENV_ENTRIES, ENV_VALUE_BYTES};
+use crate::engine::limits::{CONTAINERS, ENV_ENTRIES, ENV_FROM, ENV_VALUE_BYTES};
 use crate::engine::pod_view::PodView;
 use crate::engine::warnings::clip;
 
@@ -19,6 +19,9 @@ pub(crate) fn exceeded(view: &PodView<'_>) -> Option<String> {
         return Some(format!("{} names {named} containers, over the limit of {CONTAINERS}", keys::CONTAINER_NAMES));
     }
     for c in view.containers.iter().chain(&view.init_containers) {
+        if c.env_from.len() > ENV_FROM {
+            return Some(format!("container {} has over {ENV_FROM} envFrom sources", clip(&c.name)));
+        }
         let Some(env) = &c.env else { continue };
         if env.len() > ENV_ENTRIES {
             return Some(format!(

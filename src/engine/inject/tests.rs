@@ -545,3 +545,71 @@ fn controller_given_names_come_from_the_pods_labels(
     assert_eq!(env[at(helper.0)].1, helper.1);
     assert!(at(helper.0) < at("OTEL_RESOURCE_ATTRIBUTES"), "defined before it is referenced");
 }
+
+/// Issue 20, finding 2: what a container draws from a ConfigMap through `envFrom` is the user's.
+fn with_config_map(container: crate::testing::fixtures::ContainerBuilder, data: &[(&str, &str)]) -> (Value, Mutation) {
+    let mut config = inject_all();
+    config.headers.insert("X-Scope-OrgID".into(), "prod".into());
+    let object = pod("web").container(container).build();
+    let mut maps = env_from::ConfigMaps::default();
+    let data = data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    maps.insert("otel", env_from::Found::Data(data));
+    let ns = NamespaceMeta::default();
+    let m =
+        mutate(&object, &Target { config_maps: Some(&maps), ..Target::new(WorkloadKind::Pod, "shop", &ns, &config) });
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    (out, m)
+}
+
+fn drawing(prefix: &str) -> crate::testing::fixtures::ContainerBuilder {
+    container("app")
+        .env_entry(json!({"name": "KEEP", "value": "me"}))
+        .env_from(json!({"prefix": prefix, "configMapRef": {"name": "otel"}}))
+}
+
+#[test]
+fn a_config_maps_endpoint_owns_the_transport_and_is_never_overridden() {
+    let (out, m) = with_config_map(drawing(""), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://mine:4318")]);
+    let env = "/spec/containers/0/env";
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_ENDPOINT"), None, "the ConfigMap's stays in force");
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_HEADERS"), None, "the gateway's header stays off it");
+    assert_eq!(env_value(&out, env, "OTEL_EXPORTER_OTLP_PROTOCOL").as_deref(), Some("http/protobuf"), "its port says");
+    assert!(env_value(&out, env, "OTEL_SERVICE_NAME").is_some(), "the rest is added: {m:?}");
+}
+
+#[rstest]
+#[case::prefixed("OTEL_", "SERVICE_NAME", "OTEL_SERVICE_NAME")]
+#[case::plain("", "OTEL_TRACES_SAMPLER_ARG", "OTEL_TRACES_SAMPLER_ARG")]
+fn a_config_maps_variable_with_its_prefix_is_kept(#[case] prefix: &str, #[case] key: &str, #[case] var: &str) {
+    let (out, _) = with_config_map(drawing(prefix), &[(key, "theirs")]);
+    assert_eq!(env_value(&out, "/spec/containers/0/env", var), None, "not added over the ConfigMap's {var}");
+}
+
+#[test]
+fn an_empty_endpoint_in_a_config_map_opts_the_container_out() {
+    let (_, m) = with_config_map(drawing(""), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "")]);
+    assert!(m.patch.0.is_empty() || !m.explanation.to_string().contains("app: instrumented"), "{m:?}");
+    assert!(m.explanation.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT is set empty"), "{}", m.explanation);
+}
+
+#[test]
+fn a_config_maps_resource_attributes_are_left_in_force_with_a_warning() {
+    let (out, m) = with_config_map(drawing(""), &[("OTEL_RESOURCE_ATTRIBUTES", "team=shop")]);
+    assert_eq!(env_value(&out, "/spec/containers/0/env", "OTEL_RESOURCE_ATTRIBUTES"), None);
+    let warnings = m.warnings.into_vec();
+    assert!(warnings.iter().any(|w| w.contains("drawn from ConfigMap otel")), "{warnings:?}");
+}
+
+#[test]
+fn a_container_fed_by_a_secret_is_instrumented_with_a_warning_or_left_alone_on_request() {
+    let secret = || container("app").env_from(json!({"secretRef": {"name": "creds"}}));
+    let (out, m) = run(&pod("web").container(secret()).build(), WorkloadKind::Pod);
+    assert!(env_value(&out, "/spec/containers/0/env", "OTEL_SERVICE_NAME").is_some());
+    let warnings = m.warnings.into_vec();
+    assert!(warnings.iter().any(|w| w.contains("Secret creds (envFrom) is never read")), "{warnings:?}");
+    let skipped = pod("web").annotation("otel-injector.io/env-from-secret", "skip").container(secret()).build();
+    let (out, m) = run(&skipped, WorkloadKind::Pod);
+    assert_eq!(env_value(&out, "/spec/containers/0/env", "OTEL_SERVICE_NAME"), None, "{m:?}");
+    assert!(m.explanation.to_string().contains("draws variables from Secret creds"), "{}", m.explanation);
+}

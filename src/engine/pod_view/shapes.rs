@@ -352,6 +352,31 @@ pub(super) struct ContainerRaw<'a> {
     pub(super) resources: Option<Obj<ResourcesRaw>>,
     #[serde(borrow, default, rename = "restartPolicy")]
     pub(super) restart_policy: Option<S<'a>>,
+    #[serde(borrow, default, rename = "envFrom")]
+    pub(super) env_from: Option<Bounded<Obj<EnvFromRaw<'a>>, ENV_FROM_KEPT>>,
+}
+
+/// Sources of one `envFrom` list kept: one more than the limit, so a list over it is known to be.
+pub(super) const ENV_FROM_KEPT: usize = limits::ENV_FROM + 1;
+
+/// One `envFrom` entry.
+#[derive(Deserialize)]
+pub(super) struct EnvFromRaw<'a> {
+    #[serde(borrow, default)]
+    pub(super) prefix: Option<S<'a>>,
+    #[serde(borrow, default, rename = "configMapRef")]
+    pub(super) config_map_ref: Option<Obj<NamedRef<'a>>>,
+    #[serde(borrow, default, rename = "secretRef")]
+    pub(super) secret_ref: Option<Obj<NamedRef<'a>>>,
+}
+
+/// A `configMapRef` or `secretRef`.
+#[derive(Deserialize)]
+pub(super) struct NamedRef<'a> {
+    #[serde(borrow, default)]
+    pub(super) name: Option<S<'a>>,
+    #[serde(default)]
+    pub(super) optional: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -374,7 +399,7 @@ pub(super) struct EnvEntry<'a> {
 impl<'a> ContainerRaw<'a> {
     /// The container at `index`; `path` names it (`spec.containers[0]`) when something is wrong.
     pub(super) fn read(self, index: usize, path: impl Fn() -> String) -> Result<Container<'a>, ShapeError> {
-        let ContainerRaw { name, image, env, ports, resources, restart_policy } = self;
+        let ContainerRaw { name, image, env, ports, resources, restart_policy, env_from } = self;
         let name = name
             .map(|s| s.0)
             .filter(|n| !n.is_empty())
@@ -383,6 +408,22 @@ impl<'a> ContainerRaw<'a> {
         let ports = ports.unwrap_or_default().into_iter().map(|p| p.0.container_port).collect();
         let resources = resources.map(|r| r.0.read());
         let restart_policy = restart_policy.map(|s| s.0);
-        Ok(Container { index, name, image: image.map(|s| s.0), env, ports, resources, restart_policy })
+        let env_from = env_from.map_or_else(Vec::new, |list| {
+            list.kept
+                .into_iter()
+                .filter_map(|Obj(source)| {
+                    let prefix = source.prefix.map(|p| p.0).unwrap_or_default();
+                    let (kind, Obj(r)) = match (source.config_map_ref, source.secret_ref) {
+                        (Some(r), _) => (EnvSourceKind::ConfigMap, r),
+                        (None, Some(r)) => (EnvSourceKind::Secret, r),
+                        (None, None) => return None,
+                    };
+                    let name = r.name.map(|n| n.0).unwrap_or_default();
+                    Some(EnvSource { kind, name, prefix, optional: r.optional.unwrap_or(false) })
+                })
+                .collect()
+        });
+        let image = image.map(|s| s.0);
+        Ok(Container { index, name, image, env, ports, resources, restart_policy, env_from })
     }
 }
