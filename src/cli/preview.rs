@@ -388,15 +388,16 @@ fn preview_review(item: Item, options: &Options) -> Outcome {
         explanation: Err("no object to preview".to_owned()),
     };
     let parsed = admission::Review::parse(&body, &options.config);
-    let answer =
-        match parsed.map(|r| r.answer(&options.config, &ns, options.server_version, Vec::new(), Stop::default())) {
-            Ok(answer) => answer,
-            Err(e) => {
-                outcome.explanation = Err(format!("the webhook would answer HTTP 400: {e}"));
-                outcome.warnings.push(e.to_string());
-                return outcome;
-            }
-        };
+    let answer = match parsed.map(|r| {
+        r.answer(&options.config, &ns, options.server_version, Vec::new(), Stop::default(), Some(&options.config_maps))
+    }) {
+        Ok(answer) => answer,
+        Err(e) => {
+            outcome.explanation = Err(format!("the webhook would answer HTTP 400: {e}"));
+            outcome.warnings.push(e.to_string());
+            return outcome;
+        }
+    };
     outcome.warnings = answer.warnings;
     outcome.explanation = answer.explanation.ok_or_else(|| format!("{}: {}", answer.decision, answer.reason));
     if let Some(bytes) = answer.patch {

@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use tokio::task::JoinHandle;
 
 use crate::cli::ServeArgs;
-use crate::cluster::client;
 use crate::cluster::namespaces::{Fixed, Watched};
 use crate::cluster::version::ServerVersion;
+use crate::cluster::{client, config_maps};
 use crate::engine::config::{Config, ConfigError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::Metrics;
@@ -92,9 +92,10 @@ pub async fn run(args: ServeArgs, mut telemetry: Telemetry) -> anyhow::Result<()
             let (namespaces, watch) = Watched::start(client.clone(), metrics);
             let server_version = Arc::new(ServerVersion::default());
             watchers.push(watch);
-            watchers.push(server_version.clone().poll(client, VERSION_INTERVAL));
+            watchers.push(server_version.clone().poll(client.clone(), VERSION_INTERVAL));
             parts.namespaces = namespaces;
             parts.server_version = Some(server_version);
+            parts.config_maps = Some(Arc::new(config_maps::Cached::new(client)));
         }
     }
     let state = AppState::new(parts);

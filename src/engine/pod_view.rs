@@ -445,6 +445,58 @@ pub(crate) fn stem(generate_name: &str) -> &str {
     generate_name.trim_end_matches('-')
 }
 
+/// The ConfigMaps the containers of an object of `kind` (JSON `json`) draw variables from through `envFrom`, each
+/// with the prefixes it is drawn with; at most [`limits::ENV_FROM`] of them (the edge looks them up before the
+/// engine runs). Cheap for the objects that have none: their text never names a `configMapRef`.
+pub fn config_map_refs(json: &str, kind: WorkloadKind) -> Vec<(String, Vec<String>)> {
+    #[derive(Deserialize)]
+    struct Template {
+        spec: Option<Spec>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Spec {
+        containers: Option<Vec<ContainerRefs>>,
+        init_containers: Option<Vec<ContainerRefs>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ContainerRefs {
+        env_from: Option<Vec<Source>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Source {
+        prefix: Option<String>,
+        config_map_ref: Option<Named>,
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        name: Option<String>,
+    }
+    if !json.contains("configMapRef") {
+        return Vec::new();
+    }
+    let Some(Template { spec: Some(spec) }) = template_json(json, kind).and_then(|t| serde_json::from_str(t).ok())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let containers = spec.containers.into_iter().chain(spec.init_containers).flatten();
+    for source in containers.flat_map(|c| c.env_from.unwrap_or_default()) {
+        let Some(name) = source.config_map_ref.and_then(|r| r.name).filter(|n| !n.is_empty()) else { continue };
+        let prefix = source.prefix.unwrap_or_default();
+        let full = out.len() >= limits::ENV_FROM;
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, prefixes)) if !prefixes.contains(&prefix) => prefixes.push(prefix),
+            Some(_) => {}
+            None if !full => out.push((name, vec![prefix])),
+            None => {}
+        }
+    }
+    out
+}
+
 /// The pod template of an object of `kind` (the whole object for a Pod) as raw JSON text, if it has one.
 pub(crate) fn template_json(json: &str, kind: WorkloadKind) -> Option<&str> {
     let mut raw: &RawValue = serde_json::from_str(json).ok()?;
@@ -656,5 +708,20 @@ mod tests {
         let json = deployment.to_string();
         let err = PodView::parse(&json, WorkloadKind::Deployment).expect_err("bad shape");
         assert_eq!(err.to_string(), message);
+    }
+
+    #[test]
+    fn the_config_maps_drawn_through_env_from_are_listed_with_their_prefixes() {
+        let deployment = serde_json::json!({"spec": {"template": {"spec": {
+        "initContainers": [{"name": "i", "envFrom": [{"configMapRef": {"name": "b"}}]}],
+        "containers": [
+            {"name": "a", "envFrom": [{"configMapRef": {"name": "a"}}, {"prefix": "OTEL_", "configMapRef": {"name": "a"}},
+                {"secretRef": {"name": "s"}}]},
+            {"name": "c", "envFrom": [{"configMapRef": {"name": "a"}}]}
+        ]}}}});
+        let refs = config_map_refs(&deployment.to_string(), WorkloadKind::Deployment);
+        let want = |n: &str, p: &[&str]| (n.to_owned(), p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(refs, [want("a", &["", "OTEL_"]), want("b", &[""])]);
+        assert!(config_map_refs(r#"{"spec":{"containers":[{"name":"a"}]}}"#, WorkloadKind::Pod).is_empty());
     }
 }

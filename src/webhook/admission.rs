@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::cluster::namespaces::Namespaces;
 use crate::engine::config::Config;
 use crate::engine::explanation::Explanation;
+use crate::engine::inject::env_from::ConfigMaps;
 use crate::engine::inject::{self, Stop, Target};
 use crate::engine::pod_view::{self, Obj, S, Str};
 use crate::engine::policy::NamespaceMeta;
@@ -224,6 +225,14 @@ impl<'a> Review<'a> {
         }
     }
 
+    /// The ConfigMaps the object's containers draw variables from, with their prefixes, when the engine will run.
+    pub fn config_map_refs(&self) -> Vec<(String, Vec<String>)> {
+        match (&self.target, self.object.0) {
+            (Ok(kind), Some(raw)) if self.object.is_object() => pod_view::config_map_refs(raw.get(), *kind),
+            _ => Vec::new(),
+        }
+    }
+
     /// Answers the review with the namespace's labels and annotations (empty when unknown), the API server's
     /// version when known, and warnings found on the way (e.g. a namespace that could not be looked up); `stop`
     /// tells the engine when the caller has stopped waiting.
@@ -234,6 +243,7 @@ impl<'a> Review<'a> {
         server_version: Option<KubeVersion>,
         notes: Vec<String>,
         stop: Stop<'_>,
+        config_maps: Option<&ConfigMaps>,
     ) -> Answer {
         let mut answer = Answer {
             body: Vec::new(),
@@ -263,16 +273,8 @@ impl<'a> Review<'a> {
             (Ok(kind), Some(object)) => {
                 let namespace = self.namespace.as_deref().unwrap_or("default");
                 let old_template = self.old_template;
-                let target = Target {
-                    kind: *kind,
-                    namespace,
-                    ns,
-                    config,
-                    server_version,
-                    old_template,
-                    stop,
-                    config_maps: None,
-                };
+                let target =
+                    Target { kind: *kind, namespace, ns, config, server_version, old_template, stop, config_maps };
                 let mutation = inject::mutate_json(object.0.map_or("null", RawValue::get), &target);
                 if answer.name.is_empty() {
                     answer.name = mutation.name.unwrap_or_default();
@@ -302,7 +304,7 @@ impl<'a> Review<'a> {
 pub fn review(body: &[u8], config: &Config, namespaces: &dyn Namespaces) -> Result<Answer, Malformed> {
     let review = Review::parse(body, config)?;
     let ns = review.policy_namespace().and_then(|n| namespaces.get(n)).unwrap_or_default();
-    Ok(review.answer(config, &ns, None, Vec::new(), Stop::default()))
+    Ok(review.answer(config, &ns, None, Vec::new(), Stop::default(), None))
 }
 
 /// The parts of an AdmissionReview the webhook reads; everything else is skipped unread.

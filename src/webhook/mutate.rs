@@ -19,8 +19,10 @@ use tracing::{Instrument, field::Empty};
 use super::admission::{Answer, Decision, Malformed, Review};
 use super::body::{self, Outgoing, Refused};
 use super::state::AppState;
+use crate::cluster::config_maps::ConfigMapSource;
 use crate::cluster::namespaces::Fetched;
 use crate::engine::inject::Stop;
+use crate::engine::inject::env_from::ConfigMaps;
 use crate::engine::policy::{Cause, NamespaceMeta};
 use crate::engine::syntax;
 use crate::engine::warnings::clip;
@@ -272,11 +274,16 @@ async fn answer(
         Some(name) => namespace_policy(state, name, deadline).await,
         None => (Arc::default(), Vec::new()),
     };
+    let config_maps = match (&state.config_maps, review.policy_namespace()) {
+        (Some(source), Some(namespace)) => Some(drawn_config_maps(source.as_ref(), &review, namespace, deadline).await),
+        _ => None,
+    };
     if passed() {
         return Err(gone());
     }
     let version = state.server_version();
-    let answer = heavy(large, || review.answer(&config, &ns, version, notes, Stop::when(&passed)));
+    let answer =
+        heavy(large, || review.answer(&config, &ns, version, notes, Stop::when(&passed), config_maps.as_ref()));
     if answer.cause == Cause::Deadline.as_str() {
         return Err(gone());
     }
@@ -322,6 +329,27 @@ async fn namespace_policy(
     let warning =
         format!("otel-injector: namespace {} unknown ({}); namespace policy not applied", clip(name), clip(&why));
     (Arc::default(), vec![warning])
+}
+
+/// The ConfigMaps the object's containers draw variables from (`envFrom`), looked up at once, each within about a
+/// second and at most half of what is left of the caller's deadline; one not found in time is `Unknown` (the engine
+/// warns that its variables may be overridden).
+async fn drawn_config_maps(
+    source: &dyn ConfigMapSource,
+    review: &Review<'_>,
+    namespace: &str,
+    deadline: Option<Instant>,
+) -> ConfigMaps {
+    let refs = review.config_map_refs();
+    let budget =
+        deadline.map_or(NAMESPACE_LOOKUP, |d| NAMESPACE_LOOKUP.min(d.saturating_duration_since(Instant::now()) / 2));
+    let lookups = refs.iter().map(|(name, prefixes)| source.get(namespace, name, prefixes, budget));
+    let found = futures::future::join_all(lookups).await;
+    let mut maps = ConfigMaps::default();
+    for ((name, _), found) in refs.into_iter().zip(found) {
+        maps.insert(name, found);
+    }
+    maps
 }
 
 /// What the review was about, as soon as the envelope is read (one call into the subscriber for all of it).

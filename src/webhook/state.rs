@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use super::body::Budget;
 use super::defaults;
 use super::tls::CertStore;
+use crate::cluster::config_maps::ConfigMapSource;
 use crate::cluster::namespaces::{Fixed, Namespaces};
 use crate::cluster::version::ServerVersion;
 use crate::engine::config::Config;
@@ -77,6 +78,8 @@ pub struct Parts {
     pub trace_ids: TraceIds,
     /// Time and memory limits of reviews.
     pub limits: ReviewLimits,
+    /// The ConfigMaps pods draw variables from, when a cluster is configured.
+    pub config_maps: Option<Arc<dyn ConfigMapSource>>,
 }
 
 impl Parts {
@@ -90,6 +93,7 @@ impl Parts {
             metrics: Arc::default(),
             trace_ids: TraceIds::default(),
             limits: ReviewLimits::default(),
+            config_maps: None,
         }
     }
 }
@@ -118,6 +122,8 @@ pub struct AppState {
     pub trace_ids: TraceIds,
     /// Time and memory limits of reviews.
     pub limits: Arc<Limits>,
+    /// The ConfigMaps pods draw variables from, when a cluster is configured.
+    pub config_maps: Option<Arc<dyn ConfigMapSource>>,
     /// Set once listeners are bound.
     ready: Arc<AtomicBool>,
     /// Set on shutdown: `/readyz` fails and HTTP/1.1 answers carry `Connection: close`.
@@ -129,7 +135,7 @@ pub struct AppState {
 impl AppState {
     /// The state made of `parts`, not ready until the server says so.
     pub fn new(parts: Parts) -> Self {
-        let Parts { config, namespaces, server_version, certs, metrics, trace_ids, limits } = parts;
+        let Parts { config, namespaces, server_version, certs, metrics, trace_ids, limits, config_maps } = parts;
         Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
             namespaces,
@@ -138,6 +144,7 @@ impl AppState {
             metrics,
             trace_ids,
             limits: Arc::new(Limits::new(limits)),
+            config_maps,
             ready: Arc::default(),
             draining: Arc::default(),
             accept_error: Arc::default(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::common::serve::Serve;
-use super::harness::{BIN, Cluster, eventually, pki, repo, status_of};
+use super::harness::{BIN, Cluster, env_of, eventually, pki, repo, status_of};
 
 /// The ServiceAccount the manifests run the webhook as.
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:otel-injector:otel-injector";
@@ -74,13 +74,15 @@ fn ready_within(serve: &Serve, within: Duration) -> bool {
 
 /// POSTs a Pod CREATE review for `namespace` straight to `serve`: whether it was instrumented.
 fn review_in(namespace: &str, serve: &Serve) -> bool {
-    let review = otel_injector::testing::fixtures::review(
-        &otel_injector::testing::fixtures::pod("direct")
-            .container(otel_injector::testing::fixtures::container("app"))
-            .build(),
-        "CREATE",
-        namespace,
-    );
+    let pod = otel_injector::testing::fixtures::pod("direct")
+        .container(otel_injector::testing::fixtures::container("app"))
+        .build();
+    answer_in(namespace, serve, &pod).get("patch").is_some()
+}
+
+/// POSTs a CREATE review of `object` in `namespace` straight to `serve`: the response.
+fn answer_in(namespace: &str, serve: &Serve, object: &Value) -> Value {
+    let review = otel_injector::testing::fixtures::review(object, "CREATE", namespace);
     let out = Command::new("curl")
         .args(["-s", "-m", "5", "--cacert"])
         .arg(pki().dir.join("ca.crt"))
@@ -97,7 +99,7 @@ fn review_in(namespace: &str, serve: &Serve) -> bool {
         .expect("curl runs");
     let answer: Value = serde_json::from_slice(&out.stdout).expect("an AdmissionReview");
     assert_eq!(answer["response"]["allowed"], true);
-    answer["response"].get("patch").is_some()
+    answer["response"].clone()
 }
 
 /// The ClusterRole of the manifests without `verb` on `resource`, applied.
@@ -179,6 +181,28 @@ fn the_manifests_apply_and_the_webhook_needs_exactly_the_permissions_they_grant(
     cluster.namespace("shop", &[], &[("otel-injector.io/inject", "true")]);
     let instrumented = cluster.dry_run_until("shop", &pod, |p| status_of(p).is_some());
     assert!(instrumented.is_some(), "the manifests' webhook instrumented a pod: {}", served.logs());
+
+    // The ConfigMaps a pod draws variables from are read as the ServiceAccount: theirs are never overridden.
+    cluster.create(
+        "shop",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "otel"},
+            "data": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://mine.shop:4318"}}),
+    );
+    let mut drawing = pod.clone();
+    drawing["metadata"]["name"] = "drawing".into();
+    drawing["spec"]["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "otel"}}]);
+    let drawn_env = |served: &Serve| {
+        let out = cluster.kubectl_ok(
+            &["create", "--dry-run=server", "-o", "json", "-n", "shop", "-f", "-"],
+            Some(&drawing.to_string()),
+        );
+        let created: Value = serde_json::from_str(&out).expect("json");
+        assert!(status_of(&created).is_some(), "instrumented: {}", served.logs());
+        env_of(&created["spec"]["containers"][0])
+    };
+    let env = drawn_env(&served);
+    assert!(!env.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"), "the ConfigMap's endpoint stays in force: {env:?}");
+    assert_eq!(env.get("OTEL_EXPORTER_OTLP_PROTOCOL").map(String::as_str), Some("http/protobuf"), "its port says");
     cluster.namespace("quiet", &[("otel-injector.io/inject", "false")], &[("otel-injector.io/inject", "true")]);
     let mut opted_in = pod.clone();
     opted_in["metadata"]["annotations"] = json!({"otel-injector.io/inject": "true"});
@@ -227,6 +251,17 @@ fn the_manifests_apply_and_the_webhook_needs_exactly_the_permissions_they_grant(
     let out = audit(&kubeconfig, &config);
     assert_eq!(out.status.code(), Some(2), "audit without list on pods: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+
+    role_without(&cluster, &rbac, "configmaps", "get");
+    let served = serve(&kubeconfig, &config);
+    assert!(ready_within(&served, Duration::from_secs(20)), "{}", served.logs());
+    let response = answer_in("shop", &served, &drawing);
+    let warnings = response["warnings"].to_string();
+    assert!(
+        warnings.contains("ConfigMap otel (envFrom) unknown"),
+        "without get, the ConfigMap is not seen: {warnings}"
+    );
+    drop(served);
 
     role_without(&cluster, &rbac, "namespaces", "get");
     let served = serve(&kubeconfig, &config);

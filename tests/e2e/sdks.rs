@@ -36,6 +36,9 @@ fn config(gateway: &str) -> String {
     )
 }
 
+/// ConfigMaps' data by name, as the kubelet would read them for `envFrom`.
+type ConfigMaps = BTreeMap<String, BTreeMap<String, String>>;
+
 fn sdk_dir(sdk: &str) -> PathBuf {
     let out = Command::new("scripts/sdks.sh").arg(sdk).output().expect("scripts/sdks.sh runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -78,8 +81,8 @@ impl Sdk {
 
     /// Runs the application with exactly the environment the kubelet would give container `app` (and what the
     /// language needs to find its packages: PATH, NODE_PATH).
-    fn run(self, dir: &Path, pod: &Value) -> BTreeMap<String, String> {
-        let env = kubelet_env::resolve(pod, "app", &|_| None).expect("resolves");
+    fn run(self, dir: &Path, pod: &Value, config_maps: &ConfigMaps) -> BTreeMap<String, String> {
+        let env = kubelet_env::resolve(pod, "app", &|name| config_maps.get(name).cloned()).expect("resolves");
         let vars: BTreeMap<String, String> = env.texts().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
         let mut cmd = match self {
             Self::Python => {
@@ -146,10 +149,18 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
     let cluster = Cluster::shared();
     let hook = Webhook::start(cluster, &config(gateway));
     let ns = hook.namespace(&[]);
+    let mut config_maps = ConfigMaps::new();
+    let vendor_map: BTreeMap<String, String> =
+        [("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), format!("http://{vendor_http}"))].into();
+    cluster.create(
+        &ns,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "vendor"}, "data": vendor_map}),
+    );
+    config_maps.insert("vendor".to_owned(), vendor_map);
     let run = |object: &Value| {
         sink.clear();
         let stored = scheduled(cluster, &ns, object);
-        let vars = sdk.run(&dir, &stored);
+        let vars = sdk.run(&dir, &stored, &config_maps);
         // The application flushed before it exited; what is still on its way has a few seconds.
         let exports = sink.wait_until(Duration::from_secs(5), all_three);
         // Anything late would arrive now.
@@ -207,6 +218,19 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
         [on_http(Signal::Traces), on_http(Signal::Metrics), on_http(Signal::Logs)],
         "{vars:?}"
     );
+
+    // Finding 2: an endpoint drawn from a ConfigMap through envFrom stays in force: every signal to it, over the
+    // protocol its port says, without the gateway's header.
+    let mut drawing = pod("drawing", &[], &["app"]);
+    drawing["spec"]["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "vendor"}}]);
+    let (_, vars, exports) = run(&drawing);
+    let at_vendor = |s: Signal| (s, vendor_http.clone(), Transport::Http);
+    assert_eq!(
+        arrivals(&exports),
+        [at_vendor(Signal::Traces), at_vendor(Signal::Metrics), at_vendor(Signal::Logs)],
+        "{sdk:?}: {vars:?}"
+    );
+    assert!(exports.iter().all(|e| !e.headers.contains_key("x-scope-orgid")), "{exports:?}");
 
     // Finding 4: the user's own service.name in OTEL_RESOURCE_ATTRIBUTES is theirs.
     let mut named = pod("named", &[], &["app"]);

@@ -206,7 +206,7 @@ fn the_deployment_runs_two_hardened_replicas_that_drain_before_they_stop() {
 }
 
 #[test]
-fn rbac_grants_namespaces_get_list_watch_and_pods_list_and_nothing_else() {
+fn rbac_grants_namespaces_get_list_watch_pods_list_configmaps_get_and_nothing_else() {
     let (_variant, objects) = plain();
     let role = find(&objects, "ClusterRole", Some("otel-injector"));
     assert_eq!(
@@ -214,6 +214,7 @@ fn rbac_grants_namespaces_get_list_watch_and_pods_list_and_nothing_else() {
         json!([
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
         ])
     );
     let binding = find(&objects, "ClusterRoleBinding", Some("otel-injector"));

@@ -218,8 +218,8 @@ fn the_order_of_a_reviews_members_does_not_change_the_answer(#[case] object: Val
     let read = Review::parse(in_order.as_bytes(), &config()).expect("well-formed");
     let kept = Review::parse(&sorted, &config()).expect("well-formed");
     let (a, b) = (
-        read.answer(&config(), &NamespaceMeta::default(), None, Vec::new(), Stop::default()),
-        kept.answer(&config(), &NamespaceMeta::default(), None, Vec::new(), Stop::default()),
+        read.answer(&config(), &NamespaceMeta::default(), None, Vec::new(), Stop::default(), None),
+        kept.answer(&config(), &NamespaceMeta::default(), None, Vec::new(), Stop::default(), None),
     );
     assert_eq!(String::from_utf8_lossy(&a.body), String::from_utf8_lossy(&b.body));
     assert_eq!(
@@ -246,7 +246,7 @@ fn a_rebuilt_env_list_keeps_every_field() {
     let review = wrap(&instrumented, "CREATE", "shop");
     let text = in_api_server_order(&review);
     let a = Review::parse(text.as_bytes(), &config).expect("well-formed");
-    let answer = a.answer(&config, &NamespaceMeta::default(), None, Vec::new(), Stop::default());
+    let answer = a.answer(&config, &NamespaceMeta::default(), None, Vec::new(), Stop::default(), None);
     let mut out = instrumented.clone();
     json_patch::patch(&mut out, &decoded_patch(&response(&answer))).expect("applies");
     let env = out["spec"]["containers"][0]["env"].as_array().expect("env");
