@@ -323,10 +323,11 @@ pub(crate) fn plan<'a>(
         if config_file.is_some() && source != Some(Source::ServiceName) {
             continue;
         }
-        if last_def(name).is_none()
+        if users(name).is_none()
             && let Some(config_map) = drawn.source(name)
         {
-            // Drawn from a ConfigMap: theirs, and an `env` entry of ours would beat it.
+            // Drawn from a ConfigMap: theirs, and an `env` entry of ours would beat it (one the webhook set before is
+            // taken back: it is not wanted).
             out.kept.push(name);
             out.notes.push(format!("{name}: from ConfigMap {config_map} (envFrom); kept"));
             continue;

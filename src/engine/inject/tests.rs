@@ -613,3 +613,30 @@ fn a_container_fed_by_a_secret_is_instrumented_with_a_warning_or_left_alone_on_r
     assert_eq!(env_value(&out, "/spec/containers/0/env", "OTEL_SERVICE_NAME"), None, "{m:?}");
     assert!(m.explanation.to_string().contains("draws variables from Secret creds"), "{}", m.explanation);
 }
+
+#[test]
+fn a_variable_moved_into_a_config_map_later_is_taken_back_from_env() {
+    let mut config = inject_all();
+    config.workloads = vec![WorkloadKind::Deployment];
+    let object = pod("").container(container("app").image("web:1")).template_of("Deployment", "web");
+    let (before, _) = run_with(&object, WorkloadKind::Deployment, &config, &NamespaceMeta::default());
+    let env = "/spec/template/spec/containers/0/env";
+    assert!(env_value(&before, env, "OTEL_TRACES_SAMPLER_ARG").is_some());
+    let mut edited = before.clone();
+    edited["spec"]["template"]["spec"]["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "otel"}}]);
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "web:2".into();
+    let mut maps = env_from::ConfigMaps::default();
+    maps.insert("otel", env_from::Found::Data([("OTEL_TRACES_SAMPLER_ARG".to_owned(), "0.1".to_owned())].into()));
+    let ns = NamespaceMeta::default();
+    let old = before["spec"]["template"].to_string();
+    let target = Target {
+        old_template: Some(&old),
+        config_maps: Some(&maps),
+        ..Target::new(WorkloadKind::Deployment, "shop", &ns, &config)
+    };
+    let m = mutate(&edited, &target);
+    let mut out = edited.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    assert_eq!(env_value(&out, env, "OTEL_TRACES_SAMPLER_ARG"), None, "ours would beat the ConfigMap's: {m:?}");
+    assert!(env_value(&out, env, "OTEL_SERVICE_NAME").is_some(), "the rest stays");
+}
