@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use otel_injector::engine::kubelet_env;
@@ -81,7 +81,19 @@ impl Sdk {
 
     /// Runs the application with exactly the environment the kubelet would give container `app` (and what the
     /// language needs to find its packages: PATH, NODE_PATH).
-    fn run(self, dir: &Path, pod: &Value, config_maps: &ConfigMaps) -> BTreeMap<String, String> {
+    fn run(self, dir: &Path, pod: &Value, config_maps: &ConfigMaps) -> (BTreeMap<String, String>, Vec<String>) {
+        let (vars, out) = self.launch(dir, pod, config_maps);
+        assert!(
+            out.status.success(),
+            "{self:?}: the application exits cleanly: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (vars, fields(&out.stdout))
+    }
+
+    /// Starts the application as [`Sdk::run`] does, whatever becomes of it.
+    fn launch(self, dir: &Path, pod: &Value, config_maps: &ConfigMaps) -> (BTreeMap<String, String>, Output) {
         let env = kubelet_env::resolve(pod, "app", &|name| config_maps.get(name).cloned()).expect("resolves");
         let vars: BTreeMap<String, String> = env.texts().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
         let mut cmd = match self {
@@ -112,14 +124,15 @@ impl Sdk {
             }
         };
         let out = cmd.envs(&vars).output().expect("the application runs");
-        assert!(
-            out.status.success(),
-            "{self:?}: the application exits cleanly: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        vars
+        (vars, out)
     }
+}
+
+/// The propagation fields the application printed (`fields:a,b,c`).
+fn fields(stdout: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("fields:")).unwrap_or_default();
+    line.split(',').filter(|f| !f.is_empty()).map(str::to_owned).collect()
 }
 
 /// Where each signal arrived: (signal, address, transport), sorted.
@@ -160,17 +173,21 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
     let run = |object: &Value| {
         sink.clear();
         let stored = scheduled(cluster, &ns, object);
-        let vars = sdk.run(&dir, &stored, &config_maps);
+        let (vars, fields) = sdk.run(&dir, &stored, &config_maps);
         // The application flushed before it exited; what is still on its way has a few seconds.
         let exports = sink.wait_until(Duration::from_secs(5), all_three);
         // Anything late would arrive now.
         std::thread::sleep(Duration::from_millis(300));
-        (stored, vars, sink.exports().into_iter().chain(exports).collect::<Vec<_>>())
+        let exports = sink.exports().into_iter().chain(exports).collect::<Vec<_>>();
+        (stored, (vars, fields), exports)
     };
     let grpc = |s: Signal| (s, gateway_grpc.clone(), Transport::Grpc);
 
     // The common path: every signal to the gateway over gRPC, with the tenant header and the pod's attributes.
-    let (stored, vars, exports) = run(&pod("plain", &[], &["app"]));
+    let (stored, (vars, fields), exports) = run(&pod("plain", &[], &["app"]));
+    for field in ["baggage", "traceparent", "tracestate"] {
+        assert!(fields.iter().any(|f| f == field), "{sdk:?} propagates {field}: {fields:?}");
+    }
     assert_eq!(
         arrivals(&exports),
         [grpc(Signal::Traces), grpc(Signal::Metrics), grpc(Signal::Logs)],
@@ -190,14 +207,14 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
     }
 
     // The sampler: a ratio of 0 keeps every trace out, and nothing else.
-    let (_, vars, exports) = run(&pod("unsampled", &[("otel-injector.io/sampling-ratio", "0")], &["app"]));
+    let (_, (vars, _), exports) = run(&pod("unsampled", &[("otel-injector.io/sampling-ratio", "0")], &["app"]));
     assert_eq!(arrivals(&exports), [grpc(Signal::Metrics), grpc(Signal::Logs)], "{sdk:?}: {vars:?}");
 
     // Finding 1: traces to the user's own endpoint on HTTP; the gateway's header and protocol stay off them.
     let mut vendor = pod("vendor", &[], &["app"]);
     vendor["spec"]["containers"][0]["env"] =
         json!([{"name": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "value": format!("http://{vendor_http}/v1/traces")}]);
-    let (_, vars, exports) = run(&vendor);
+    let (_, (vars, _), exports) = run(&vendor);
     assert_eq!(
         arrivals(&exports),
         [(Signal::Traces, vendor_http.clone(), Transport::Http), grpc(Signal::Metrics), grpc(Signal::Logs)],
@@ -211,7 +228,7 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
     // Finding 3: an endpoint on 4318 without a protocol annotation gets HTTP, and everything arrives.
     let endpoint = format!("http://{gateway_http}");
     let http = pod("http", &[("otel-injector.io/endpoint", &endpoint)], &["app"]);
-    let (_, vars, exports) = run(&http);
+    let (_, (vars, _), exports) = run(&http);
     let on_http = |s: Signal| (s, gateway_http.clone(), Transport::Http);
     assert_eq!(
         arrivals(&exports),
@@ -223,7 +240,7 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
     // protocol its port says, without the gateway's header.
     let mut drawing = pod("drawing", &[], &["app"]);
     drawing["spec"]["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "vendor"}}]);
-    let (_, vars, exports) = run(&drawing);
+    let (_, (vars, _), exports) = run(&drawing);
     let at_vendor = |s: Signal| (s, vendor_http.clone(), Transport::Http);
     assert_eq!(
         arrivals(&exports),
@@ -232,11 +249,25 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
     );
     assert!(exports.iter().all(|e| !e.headers.contains_key("x-scope-orgid")), "{exports:?}");
 
+    // Finding 7: b3 from one annotation, and what each SDK makes of it (the webhook warns about it).
+    let b3 = pod("b3", &[("otel-injector.io/propagators", "tracecontext,b3")], &["app"]);
+    let stored = scheduled(cluster, &ns, &b3);
+    let (vars, out) = sdk.launch(&dir, &stored, &config_maps);
+    let (started, fields) = (out.status.success(), self::fields(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match sdk {
+        // Python and Java's autoconfigure refuse to start without the package that has it
+        // (opentelemetry-propagator-b3; opentelemetry-extension-trace-propagators).
+        Sdk::Python | Sdk::Java => assert!(!started && stderr.contains("b3"), "{sdk:?}: {vars:?}: {stderr}"),
+        // Node.js's NodeSDK and Go's autoprop have it built in.
+        Sdk::Node | Sdk::Go => assert!(started && fields.iter().any(|f| f == "b3"), "{sdk:?}: {fields:?}: {stderr}"),
+    }
+
     // Finding 4: the user's own service.name in OTEL_RESOURCE_ATTRIBUTES is theirs.
     let mut named = pod("named", &[], &["app"]);
     named["spec"]["containers"][0]["env"] =
         json!([{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "service.name=checkout,team=shop"}]);
-    let (_, vars, exports) = run(&named);
+    let (_, (vars, _), exports) = run(&named);
     assert!(all_three(&exports), "{vars:?}: {exports:?}");
     for e in &exports {
         assert_eq!(e.resource.get("service.name").map(String::as_str), Some("checkout"), "{e:?}");

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/contrib/propagators/autoprop"
@@ -50,6 +52,11 @@ func main() {
 	record.SetBody(attribute.StringValue("work done"))
 	record.SetSeverityText("WARN")
 	lp.Logger("sdk-test").Emit(ctx, record)
+
+	// What the application propagates, for the test to read.
+	fields := otel.GetTextMapPropagator().Fields()
+	sort.Strings(fields)
+	fmt.Println("fields:" + strings.Join(fields, ","))
 
 	check(tp.Shutdown(ctx))
 	check(mp.Shutdown(ctx))

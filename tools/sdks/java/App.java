@@ -9,6 +9,11 @@ public class App {
     sdk.getTracer("sdk-test").spanBuilder("work").startSpan().end();
     sdk.getMeter("sdk-test").counterBuilder("work.done").build().add(1);
     sdk.getLogsBridge().get("sdk-test").logRecordBuilder().setBody("work done").setSeverityText("WARN").emit();
+    // What the application propagates, for the test to read.
+    java.util.List<String> fields =
+        new java.util.ArrayList<>(sdk.getPropagators().getTextMapPropagator().fields());
+    java.util.Collections.sort(fields);
+    System.out.println("fields:" + String.join(",", fields));
     sdk.close();
   }
 }

@@ -9,6 +9,8 @@ sdk.start();
 api.trace.getTracer('sdk-test').startSpan('work').end();
 api.metrics.getMeter('sdk-test').createCounter('work.done').add(1);
 logs.getLogger('sdk-test').emit({ severityText: 'WARN', body: 'work done' });
+// What the application propagates, for the test to read (NodeSDK sets the global propagator from OTEL_PROPAGATORS).
+console.log('fields:' + [...api.propagation.fields()].sort().join(','));
 sdk.shutdown().then(
   () => process.exit(0),
   (e) => {

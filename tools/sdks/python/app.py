@@ -12,3 +12,8 @@ metrics.get_meter("sdk-test").create_counter("work.done").add(1)
 # handler (what OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED would add).
 logging.getLogger().addHandler(LoggingHandler(logger_provider=_logs.get_logger_provider()))
 logging.getLogger("sdk-test").warning("work done")
+
+# What the application propagates, for the test to read (the SDKs set the global propagator from OTEL_PROPAGATORS).
+from opentelemetry import propagate  # noqa: E402
+
+print("fields:" + ",".join(sorted(propagate.get_global_textmap().fields)))
