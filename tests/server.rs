@@ -267,6 +267,28 @@ async fn health_readiness_and_metrics_on_the_plain_port() {
     server.server.shutdown().await;
 }
 
+/// Issue 20: a container drawing from a Secret, which the webhook never reads, is visible in the warning, the status
+/// annotation and a metric.
+#[tokio::test]
+async fn a_container_fed_by_a_secret_is_counted_and_recorded() {
+    let server = TestServer::start(inject_all()).await;
+    let object = pod("web")
+        .container(container("app").env_from(json!({"secretRef": {"name": "creds"}})))
+        .container(container("sidekick"))
+        .build();
+    let (_, answer) = server.post(&review(&object, "CREATE", "shop")).await;
+    let warnings = answer["response"]["warnings"].to_string();
+    assert!(warnings.contains("Secret creds (envFrom) is never read"), "{warnings}");
+    let (patch, _) = patch_of(&answer);
+    let out = apply(&object, &patch);
+    let status = out["metadata"]["annotations"]["otel-injector.io/status"].as_str().expect("a status annotation");
+    let status: Value = serde_json::from_str(status).expect("JSON");
+    assert_eq!(status["secretFed"], json!(["app"]), "{status}");
+    let metrics = reqwest::get(server.ops_url("/metrics")).await.expect("response").text().await.expect("text");
+    assert!(metrics.contains("otel_injector_admission_secret_fed_containers_total 1"), "{metrics}");
+    server.server.shutdown().await;
+}
+
 /// Opens a TLS connection and sends the headers and half the body of a review, leaving it in flight.
 async fn half_sent(server: &TestServer) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
     let mut tls = connect(server).await;

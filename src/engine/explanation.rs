@@ -52,6 +52,8 @@ pub struct Explanation {
     pub patch_ops: usize,
     /// The settings hash of the status annotation, when instrumented (what `audit` compares).
     pub hash: Option<String>,
+    /// Containers instrumented although they draw variables from a Secret the webhook never reads.
+    pub secret_fed: usize,
 }
 
 impl Explanation {
@@ -66,6 +68,7 @@ impl Explanation {
             sidecar: "not considered".to_owned(),
             patch_ops: 0,
             hash: None,
+            secret_fed: 0,
         }
     }
 
@@ -162,6 +165,7 @@ mod tests {
             sidecar: "not requested".into(),
             patch_ops: 3,
             hash: None,
+            secret_fed: 0,
         };
         let text = e.to_string();
         for needle in [

@@ -134,6 +134,7 @@ pub struct Metrics {
     duration: Histogram,
     patch_bytes: Histogram,
     warnings: Counter,
+    secret_fed: Counter,
     cache_namespaces: Gauge,
     cache_synced: Gauge,
     cache_age: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -178,6 +179,12 @@ impl Metrics {
         );
         let warnings = Counter::default();
         registry.register("admission_warnings", "Warnings returned to API clients", warnings.clone());
+        let secret_fed = Counter::default();
+        registry.register(
+            "admission_secret_fed_containers",
+            "Containers instrumented although they draw variables (envFrom) from a Secret, which is never read",
+            secret_fed.clone(),
+        );
         let cache_namespaces = Gauge::default();
         registry.register("namespace_cache_namespaces", "Namespaces in the watched cache", cache_namespaces.clone());
         let cache_synced = Gauge::default();
@@ -224,6 +231,7 @@ impl Metrics {
             duration,
             patch_bytes,
             warnings,
+            secret_fed,
             cache_namespaces,
             cache_synced,
             cache_age,
@@ -251,6 +259,13 @@ impl Metrics {
         self.duration.observe(elapsed.as_secs_f64());
         if let Some(bytes) = patch_bytes {
             self.patch_bytes.observe(bytes as f64);
+        }
+    }
+
+    /// Counts containers instrumented although they draw variables from a Secret.
+    pub(crate) fn secret_fed(&self, containers: usize) {
+        if containers > 0 {
+            self.secret_fed.inc_by(containers as u64);
         }
     }
 

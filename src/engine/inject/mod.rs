@@ -190,6 +190,7 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
         sidecar: describe_sidecar(&sidecar, config),
         patch_ops: 0,
         hash: None,
+        secret_fed: 0,
     };
     if done.instrumented.is_empty() {
         return Mutation::unchanged(explanation, warnings);
@@ -237,8 +238,10 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
         reason: explanation.decision.reason.clone(),
         hash,
         env: done.records,
+        secret_fed: done.secret_fed,
     };
     explanation.hash = Some(status.hash.clone());
+    explanation.secret_fed = status.secret_fed.len();
     let text = status.to_annotation();
     let current = matches!(earlier, Earlier::Current(_));
     let up_to_date = view.annotation(keys::STATUS) == Some(text.as_str()) || (current && ops.is_empty());
@@ -349,6 +352,8 @@ struct Instrumented {
     instrumented: Vec<String>,
     /// What the webhook set in each container, for the status.
     records: BTreeMap<String, String>,
+    /// Containers instrumented now that draw variables from a Secret.
+    secret_fed: Vec<String>,
     warnings: Vec<String>,
 }
 
@@ -374,6 +379,7 @@ fn instrument_containers(
         reports: Vec::with_capacity(view.containers.len()),
         instrumented: Vec::new(),
         records: BTreeMap::new(),
+        secret_fed: Vec::new(),
         warnings: Vec::new(),
     };
     // The env lists as sent, read from the template at most once (only a plan that takes a variable back needs them).
@@ -421,6 +427,9 @@ fn instrument_containers(
         };
         let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous_record.as_ref(), &drawn);
         done.warnings.extend(env_from::warnings(c, &drawn));
+        if !drawn.secrets.is_empty() {
+            done.secret_fed.push(c.name.to_string());
+        }
         done.ops.extend(plan.ops);
         done.warnings.extend(plan.warnings);
         done.instrumented.push(c.name.to_string());

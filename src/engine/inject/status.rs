@@ -35,6 +35,10 @@ pub struct Status {
     /// Per container, what the webhook set (a [`super::record::Record`]'s text).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Containers instrumented although they draw variables from a Secret, which the webhook never reads (an
+    /// `OTEL_*` variable there is overridden by the webhook's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_fed: Vec<String>,
 }
 
 impl Status {
@@ -182,6 +186,7 @@ mod tests {
             reason: "cluster default (inject)".into(),
             hash: "0123456789abcdef".into(),
             env: [("app".to_owned(), "SN=abcdef".to_owned())].into(),
+            secret_fed: Vec::new(),
         };
         let text = status.to_annotation();
         assert_eq!(
