@@ -404,6 +404,9 @@ fn instrument_containers(
             if current && listed {
                 done.instrumented.push(c.name.to_string());
                 done.records.extend(recorded.map(|r| (c.name.to_string(), r.clone())));
+                if !drawn.secrets.is_empty() {
+                    done.secret_fed.push(c.name.to_string());
+                }
             }
             done.reports.push(ContainerReport { name: c.name.to_string(), outcome: ContainerOutcome::Skipped(reason) });
             continue;

@@ -640,3 +640,15 @@ fn a_variable_moved_into_a_config_map_later_is_taken_back_from_env() {
     assert_eq!(env_value(&out, env, "OTEL_TRACES_SAMPLER_ARG"), None, "ours would beat the ConfigMap's: {m:?}");
     assert!(env_value(&out, env, "OTEL_SERVICE_NAME").is_some(), "the rest stays");
 }
+
+#[test]
+fn a_secret_fed_container_is_recorded_once_and_a_second_pass_changes_nothing() {
+    let object = pod("web").container(container("app").env_from(json!({"secretRef": {"name": "creds"}}))).build();
+    let (out, m) = run(&object, WorkloadKind::Pod);
+    assert_eq!(status_of(&out, "/metadata").secret_fed, ["app"]);
+    assert_eq!(m.explanation.secret_fed, 1);
+    let (again, second) = run(&out, WorkloadKind::Pod);
+    assert!(second.patch.0.is_empty(), "{:?}", second.patch);
+    assert_eq!(again, out);
+    assert_eq!(second.explanation.secret_fed, 1, "still counted as what it is");
+}
