@@ -23,7 +23,7 @@ use super::harness::{BIN, eventually, repo};
 use otel_injector::testing::otlp::{Receiver, Transport};
 
 /// The collector of `tools/collector/<name>.yaml`, built once (cached by `scripts/collector.sh`).
-fn collector(name: &'static str) -> PathBuf {
+pub(super) fn collector(name: &'static str) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<BTreeMap<&'static str, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Default::default).lock().expect("lock");
     built
@@ -203,7 +203,10 @@ fn request(name: &str, service: &str) -> ExportTraceServiceRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The ports are held for the whole test, awaits included: no other task in this test takes the lock.
+#[allow(clippy::await_holding_lock)]
 async fn a_sidecar_runs_for_real_and_exports_what_it_receives_with_the_pods_kubernetes_attributes() {
+    let _ports = super::harness::SIDECAR_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     otel_injector::webhook::tls::install_crypto_provider();
     let binary = collector("sidecar");
     let receiver = Receiver::start(Transport::Grpc);

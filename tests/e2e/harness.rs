@@ -33,6 +33,10 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Held by a test while a collector sidecar it runs listens on localhost:4317, :4318 and 13133 (as in a pod): one
+/// at a time in this process.
+pub static SIDECAR_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Retries `probe` every 100 ms until it returns `Some`, for at most `within`.
 pub fn eventually<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();

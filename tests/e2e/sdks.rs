@@ -295,3 +295,59 @@ fn go_sends_what_the_webhook_meant_where_it_meant_it() {
 fn java_sends_what_the_webhook_meant_where_it_meant_it() {
     the_sdk_sends_what_the_webhook_meant_where_it_meant_it(Sdk::Java);
 }
+
+/// The sidecar path: a Python application exports to the collector sidecar on localhost, as the webhook set it up,
+/// and the real Collector (built from the sidecar's components) forwards all three signals to the gateway with the
+/// tenant header and the pod's attributes.
+#[test]
+fn python_through_the_collector_sidecar_reaches_the_gateway() {
+    let _ports = super::harness::SIDECAR_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = sdk_dir("python");
+    let binary = super::collector::collector("sidecar");
+    let gateway_grpc = "127.0.0.10:4317";
+    let (sink, _) = SdkSink::start(&[(gateway_grpc, Transport::Grpc)]);
+    let cluster = Cluster::shared();
+    let config = format!(
+        "default: inject\nheaders: {{X-Scope-OrgID: prod}}\nsidecar: {{enabled: true, exporterEndpoint: \"{gateway_grpc}\"}}\n"
+    );
+    let hook = Webhook::start(cluster, &config);
+    let ns = hook.namespace(&[]);
+    let mut stored = scheduled(cluster, &ns, &pod("sidecar", &[], &["app"]));
+    // As the kubelet would know it once the pod runs (the collector's health check listens on the pod's IP).
+    stored["status"]["podIP"] = "127.0.0.1".into();
+    let collector_env = kubelet_env::resolve(&stored, "otel-collector", &|_| None).expect("the sidecar is there");
+    let sidecar = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|l| stored["spec"][l].as_array().into_iter().flatten())
+        .find(|c| c["name"] == "otel-collector")
+        .expect("the sidecar")
+        .clone();
+    let args: Vec<&str> = sidecar["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    let mut running = Command::new(&binary)
+        .args(&args)
+        .env_clear()
+        .envs(collector_env.texts())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the collector starts");
+    let healthy =
+        eventually(Duration::from_secs(30), || std::net::TcpStream::connect("127.0.0.1:4317").ok().map(|_| ()));
+    if healthy.is_none() {
+        let _ = running.kill();
+        let out = running.wait_with_output().expect("output");
+        panic!("the sidecar never listened: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (vars, _) = Sdk::Python.run(&dir, &stored, &ConfigMaps::new());
+    let exports = sink.wait_until(Duration::from_secs(20), all_three);
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(all_three(&exports), "{vars:?}: {exports:?}");
+    for e in &exports {
+        assert_eq!(e.transport, Transport::Grpc);
+        assert_eq!(e.headers.get("x-scope-orgid").map(String::as_str), Some("prod"), "the sidecar adds it: {e:?}");
+        assert_eq!(e.resource.get("service.name").map(String::as_str), Some("sidecar"), "{e:?}");
+        assert_eq!(e.resource.get("k8s.namespace.name"), Some(&ns));
+        assert_eq!(e.resource.get("k8s.pod.uid").map(String::as_str), stored["metadata"]["uid"].as_str());
+    }
+}
