@@ -67,6 +67,7 @@ sdks: go ## install (once, cached) the OpenTelemetry SDKs the SDK tests run (too
 	scripts/sdks.sh node >/dev/null
 	scripts/sdks.sh go >/dev/null
 	scripts/sdks.sh java >/dev/null
+	scripts/sdks.sh rust >/dev/null
 
 dev-cluster: kube-apiserver control-plane ## a current control plane with the webhook registered, on this machine; prints the KUBECONFIG
 	$(CARGO) build --locked

@@ -2,13 +2,14 @@
 # Installs (once, cached outside the repository, keyed by the pinned requirements) the OpenTelemetry SDKs the SDK
 # tests run, from their registries, and prints where. `python`: a virtualenv with tools/sdks/python/requirements.txt;
 # `node`: tools/sdks/node's locked packages (npm ci); `go`: tools/sdks/go built against its go.sum; `java`: the
-# autoconfigure module and OTLP exporters of tools/sdks/java/pom.xml, and App.java compiled against them.
+# autoconfigure module and OTLP exporters of tools/sdks/java/pom.xml, and App.java compiled against them; `rust`:
+# tools/sdks/rust built against its Cargo.lock.
 #
-#   scripts/sdks.sh python|node|go|java
+#   scripts/sdks.sh python|node|go|java|rust
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-sdk=${1:?usage: scripts/sdks.sh python|node|go|java}
+sdk=${1:?usage: scripts/sdks.sh python|node|go|java|rust}
 cache=${OTEL_INJECTOR_CACHE:-$HOME/.cache/otel-injector}
 case "$sdk" in
   python)
@@ -62,6 +63,18 @@ case "$sdk" in
       -DoutputDirectory="$out/lib" >&2
     javac -d "$out/classes" -cp "$out/lib/*" "$dir/App.java" >&2
     touch "$out/.installed"
+    echo "$out"
+    ;;
+  rust)
+    dir=$here/../tools/sdks/rust
+    key=$(cat "$dir/Cargo.toml" "$dir/Cargo.lock" "$dir/src/main.rs" | cksum | cut -d' ' -f1)
+    out=$cache/sdk-rust-$key
+    if [ -x "$out/app" ]; then echo "$out"; exit 0; fi
+    echo "building the Rust SDK application (once, about a minute)" >&2
+    mkdir -p "$out"
+    CARGO_TARGET_DIR=$cache/sdk-rust-target cargo build --quiet --locked --manifest-path "$dir/Cargo.toml" >&2
+    cp "$cache/sdk-rust-target/debug/sdk-test-rust" "$out/app.tmp"
+    mv "$out/app.tmp" "$out/app"
     echo "$out"
     ;;
   *) echo "unknown SDK $sdk" >&2; exit 2 ;;

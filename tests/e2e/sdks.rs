@@ -25,6 +25,7 @@ impl Sdk {
             Self::Node => ("127.0.0.4", "127.0.0.5"),
             Self::Go => ("127.0.0.6", "127.0.0.7"),
             Self::Java => ("127.0.0.8", "127.0.0.9"),
+            Self::Rust => ("127.0.0.11", "127.0.0.12"),
         }
     }
 }
@@ -32,7 +33,7 @@ impl Sdk {
 fn config(gateway: &str) -> String {
     format!(
         "default: inject\nendpoint: http://{gateway}:4317\nheaders: {{X-Scope-OrgID: prod}}\n\
-         resourceAttributes: {{k8s.cluster.name: sdk-test}}\nserviceNamespace: shop\n"
+         resourceAttributes: {{k8s.cluster.name: sdk-test, team: shop floor}}\nserviceNamespace: shop\n"
     )
 }
 
@@ -67,6 +68,8 @@ enum Sdk {
     Go,
     /// `java App` with the autoconfigure module (`AutoConfiguredOpenTelemetrySdk.initialize()`).
     Java,
+    /// tools/sdks/rust, built (0.33: the exporters read endpoint and headers; the application picks the transport).
+    Rust,
 }
 
 impl Sdk {
@@ -76,6 +79,7 @@ impl Sdk {
             Self::Node => "node",
             Self::Go => "go",
             Self::Java => "java",
+            Self::Rust => "rust",
         }
     }
 
@@ -110,7 +114,7 @@ impl Sdk {
                     .env("NODE_PATH", dir.join("node_modules"));
                 cmd
             }
-            Self::Go => {
+            Self::Go | Self::Rust => {
                 let mut cmd = Command::new(dir.join("app"));
                 cmd.env_clear();
                 cmd
@@ -185,7 +189,8 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
 
     // The common path: every signal to the gateway over gRPC, with the tenant header and the pod's attributes.
     let (stored, (vars, fields), exports) = run(&pod("plain", &[], &["app"]));
-    for field in ["baggage", "traceparent", "tracestate"] {
+    // (Rust's SDK reads no OTEL_PROPAGATORS: what it propagates is the application's own choice.)
+    for field in ["baggage", "traceparent", "tracestate"].iter().filter(|_| !matches!(sdk, Sdk::Rust)) {
         assert!(fields.iter().any(|f| f == field), "{sdk:?} propagates {field}: {fields:?}");
     }
     assert_eq!(
@@ -203,6 +208,9 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
         assert_eq!(e.resource.get("k8s.container.name").map(String::as_str), Some("app"));
         assert_eq!(e.resource.get("k8s.cluster.name").map(String::as_str), Some("sdk-test"));
         assert_eq!(e.resource.get("service.namespace").map(String::as_str), Some("shop"));
+        // Written percent-encoded (`shop%20floor`), as the specification asks; Rust's SDK does not decode it.
+        let team = if matches!(sdk, Sdk::Rust) { "shop%20floor" } else { "shop floor" };
+        assert_eq!(e.resource.get("team").map(String::as_str), Some(team), "{sdk:?}");
         assert_eq!(e.resource.get("service.version").map(String::as_str), Some("1.0"), "the image tag");
     }
 
@@ -261,6 +269,8 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
         Sdk::Python | Sdk::Java => assert!(!started && stderr.contains("b3"), "{sdk:?}: {vars:?}: {stderr}"),
         // Node.js's NodeSDK and Go's autoprop have it built in.
         Sdk::Node | Sdk::Go => assert!(started && fields.iter().any(|f| f == "b3"), "{sdk:?}: {fields:?}: {stderr}"),
+        // Rust's SDK reads no OTEL_PROPAGATORS: the application starts, propagating what it set up itself.
+        Sdk::Rust => assert!(started, "{stderr}"),
     }
 
     // Finding 4: the user's own service.name in OTEL_RESOURCE_ATTRIBUTES is theirs.
@@ -350,4 +360,9 @@ fn python_through_the_collector_sidecar_reaches_the_gateway() {
         assert_eq!(e.resource.get("k8s.namespace.name"), Some(&ns));
         assert_eq!(e.resource.get("k8s.pod.uid").map(String::as_str), stored["metadata"]["uid"].as_str());
     }
+}
+
+#[test]
+fn rust_sends_what_the_webhook_meant_where_it_meant_it() {
+    the_sdk_sends_what_the_webhook_meant_where_it_meant_it(Sdk::Rust);
 }
