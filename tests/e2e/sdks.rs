@@ -32,7 +32,7 @@ impl Sdk {
 
 fn config(gateway: &str) -> String {
     format!(
-        "default: inject\nendpoint: http://{gateway}:4317\nheaders: {{X-Scope-OrgID: prod}}\n\
+        "default: inject\nworkloads: [Pod, Deployment]\nendpoint: http://{gateway}:4317\nheaders: {{X-Scope-OrgID: prod}}\n\
          resourceAttributes: {{k8s.cluster.name: sdk-test, team: shop floor}}\nserviceNamespace: shop\n"
     )
 }
@@ -271,6 +271,37 @@ fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
         Sdk::Node | Sdk::Go => assert!(started && fields.iter().any(|f| f == "b3"), "{sdk:?}: {fields:?}: {stderr}"),
         // Rust's SDK reads no OTEL_PROPAGATORS: the application starts, propagating what it set up itself.
         Sdk::Rust => assert!(started, "{stderr}"),
+    }
+
+    // Finding 5: a pod its controller made from an instrumented Deployment template carries its ReplicaSet's name.
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "shop/web:1.2"}]}}}});
+    cluster.create(&ns, &deployment);
+    let made = eventually(Duration::from_secs(60), || {
+        let pods = cluster.get(&["pods", "-n", &ns, "-l", "app=web"]);
+        pods["items"].as_array()?.iter().find(|p| p["spec"]["nodeName"].is_string()).cloned()
+    })
+    .expect("the Deployment's pod, scheduled");
+    let replica_set = made["metadata"]["ownerReferences"][0]["name"].as_str().expect("its ReplicaSet").to_owned();
+    sink.clear();
+    let (vars, _) = sdk.run(&dir, &made, &config_maps);
+    let exports = sink.wait_until(Duration::from_secs(5), all_three);
+    assert!(all_three(&exports), "{sdk:?}: {vars:?}");
+    for e in &exports {
+        assert_eq!(e.resource.get("k8s.replicaset.name"), Some(&replica_set), "{sdk:?}: {e:?}");
+        assert_eq!(e.resource.get("k8s.deployment.name").map(String::as_str), Some("web"));
+    }
+
+    // Finding 6: an attribute of ours too long once encoded is dropped alone; every other attribute arrives
+    // (Node.js would discard the whole list for it).
+    let motto = "é".repeat(100);
+    let long = pod("long", &[("resource.opentelemetry.io/motto", &motto)], &["app"]);
+    let (_, (vars, _), exports) = run(&long);
+    assert!(all_three(&exports), "{sdk:?}: {vars:?}");
+    for e in &exports {
+        assert!(!e.resource.contains_key("motto"), "{e:?}");
+        assert_eq!(e.resource.get("k8s.pod.name").map(String::as_str), Some("long"), "{sdk:?}: {e:?}");
     }
 
     // Finding 4: the user's own service.name in OTEL_RESOURCE_ATTRIBUTES is theirs.

@@ -430,8 +430,10 @@ fn instrument_containers(
         };
         let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous_record.as_ref(), &drawn);
         done.warnings.extend(env_from::warnings(c, &drawn));
-        if !drawn.secrets.is_empty() {
+        let mut notes = plan.notes;
+        if let Some(secret) = drawn.secrets.first() {
             done.secret_fed.push(c.name.to_string());
+            notes.push(format!("draws variables from Secret {secret}, never read: an OTEL_* there is overridden"));
         }
         done.ops.extend(plan.ops);
         done.warnings.extend(plan.warnings);
@@ -444,7 +446,7 @@ fn instrument_containers(
             updated: plan.updated,
             removed: plan.removed,
             kept: plan.kept,
-            notes: plan.notes,
+            notes,
         };
         done.reports.push(ContainerReport { name: c.name.to_string(), outcome });
     }

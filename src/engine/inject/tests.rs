@@ -647,6 +647,7 @@ fn a_secret_fed_container_is_recorded_once_and_a_second_pass_changes_nothing() {
     let (out, m) = run(&object, WorkloadKind::Pod);
     assert_eq!(status_of(&out, "/metadata").secret_fed, ["app"]);
     assert_eq!(m.explanation.secret_fed, 1);
+    assert!(m.explanation.to_string().contains("draws variables from Secret creds, never read"), "{}", m.explanation);
     let (again, second) = run(&out, WorkloadKind::Pod);
     assert!(second.patch.0.is_empty(), "{:?}", second.patch);
     assert_eq!(again, out);
