@@ -151,6 +151,12 @@ pub(crate) fn opt_out(c: &Container<'_>, drawn: &Drawn) -> Option<&'static str> 
     None
 }
 
+/// The variable that points the container's SDK at a declarative configuration file, if one is set (in `env`, or
+/// drawn from a ConfigMap).
+pub(crate) fn config_file(c: &Container<'_>, drawn: &Drawn) -> Option<&'static str> {
+    CONFIG_FILES.into_iter().find(|name| c.env_var(name).is_some() || drawn.value(name).is_some())
+}
+
 /// The variable names a value references with the kubelet's `$(VAR)` syntax (`$$` escapes).
 pub fn references(value: &str) -> impl Iterator<Item = &str> {
     let bytes = value.as_bytes();
@@ -297,7 +303,7 @@ pub(crate) fn plan<'a>(
     let ours = (ours_of(PROTOCOL).unwrap_or_default(), ours_of(HEADERS));
     let transport = transport::plan(endpoint, ours, users_value(PROTOCOL).is_some(), users_value(HEADERS).is_some());
     // A file-configured SDK ignores the exporter variables; the service name and attributes stay, for `${env:…}`.
-    let config_file = CONFIG_FILES.iter().find(|name| last_def(name).is_some() || drawn.value(name).is_some());
+    let config_file = config_file(c, drawn);
     if let Some(name) = config_file {
         out.warnings.push(format!(
             "container {}: exporter settings left alone: {name} is set (its SDK reads that file, not OTEL_* variables)",

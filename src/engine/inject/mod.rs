@@ -239,6 +239,7 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
         hash,
         env: done.records,
         secret_fed: done.secret_fed,
+        config_file: done.config_file,
     };
     explanation.hash = Some(status.hash.clone());
     explanation.secret_fed = status.secret_fed.len();
@@ -352,8 +353,10 @@ struct Instrumented {
     instrumented: Vec<String>,
     /// What the webhook set in each container, for the status.
     records: BTreeMap<String, String>,
-    /// Containers instrumented now that draw variables from a Secret.
+    /// Containers instrumented that draw variables from a Secret.
     secret_fed: Vec<String>,
+    /// Containers instrumented whose SDK reads a declarative configuration file.
+    config_file: Vec<String>,
     warnings: Vec<String>,
 }
 
@@ -380,6 +383,7 @@ fn instrument_containers(
         instrumented: Vec::new(),
         records: BTreeMap::new(),
         secret_fed: Vec::new(),
+        config_file: Vec::new(),
         warnings: Vec::new(),
     };
     // The env lists as sent, read from the template at most once (only a plan that takes a variable back needs them).
@@ -407,6 +411,9 @@ fn instrument_containers(
                 if !drawn.secrets.is_empty() {
                     done.secret_fed.push(c.name.to_string());
                 }
+                if env::config_file(c, &drawn).is_some() {
+                    done.config_file.push(c.name.to_string());
+                }
             }
             done.reports.push(ContainerReport { name: c.name.to_string(), outcome: ContainerOutcome::Skipped(reason) });
             continue;
@@ -431,6 +438,9 @@ fn instrument_containers(
         let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous_record.as_ref(), &drawn);
         done.warnings.extend(env_from::warnings(c, &drawn));
         let mut notes = plan.notes;
+        if env::config_file(c, &drawn).is_some() {
+            done.config_file.push(c.name.to_string());
+        }
         if let Some(secret) = drawn.secrets.first() {
             done.secret_fed.push(c.name.to_string());
             notes.push(format!("draws variables from Secret {secret}, never read: an OTEL_* there is overridden"));

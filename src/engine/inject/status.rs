@@ -39,6 +39,10 @@ pub struct Status {
     /// `OTEL_*` variable there is overridden by the webhook's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_fed: Vec<String>,
+    /// Containers whose SDK reads a declarative configuration file (`OTEL_CONFIG_FILE`): their exporter settings are
+    /// left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_file: Vec<String>,
 }
 
 impl Status {
@@ -187,6 +191,7 @@ mod tests {
             hash: "0123456789abcdef".into(),
             env: [("app".to_owned(), "SN=abcdef".to_owned())].into(),
             secret_fed: Vec::new(),
+            config_file: Vec::new(),
         };
         let text = status.to_annotation();
         assert_eq!(

@@ -464,8 +464,12 @@ fn a_container_configured_from_a_file_keeps_its_exporter_settings(#[case] var: &
     }
     assert!(names.iter().any(|n| n == "OTEL_SERVICE_NAME"), "{names:?}");
     assert!(names.iter().any(|n| n == "OTEL_RESOURCE_ATTRIBUTES"), "for ${{env:OTEL_RESOURCE_ATTRIBUTES}}: {names:?}");
+    assert_eq!(status_of(&out, "/metadata").config_file, ["app"], "the status says so");
+    assert!(m.explanation.to_string().contains(&format!("{var} is set")), "{}", m.explanation);
     let warnings = m.warnings.into_vec();
     assert!(warnings.iter().any(|w| w.contains(var) && w.contains("exporter settings left alone")), "{warnings:?}");
+    let (_, second) = run(&out, WorkloadKind::Pod);
+    assert!(second.patch.0.is_empty(), "a second pass is a no-op: {:?}", second.patch);
 }
 
 /// Issue 20, finding 6: one long attribute must not wipe every attribute in a strict SDK.
