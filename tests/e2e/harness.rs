@@ -33,6 +33,10 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Taken by the tests that load the machine most (the SDK applications, the hostile tenants' processes): on two cores
+/// shared with the rest of the suite, two of them at once make each other's timings fail. One at a time.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Held by a test while a collector sidecar it runs listens on localhost:4317, :4318 and 13133 (as in a pod): one
 /// at a time in this process.
 pub static SIDECAR_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());

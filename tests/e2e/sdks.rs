@@ -152,13 +152,10 @@ fn all_three(exports: &[Export]) -> bool {
     [Signal::Traces, Signal::Metrics, Signal::Logs].iter().all(|s| exports.iter().any(|e| e.signal == *s))
 }
 
-/// One SDK's applications at a time: a JVM or a Node.js process starting beside the rest of the suite is load
-/// enough on two cores.
-static ONE_SDK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Every finding the SDKs judge, for one SDK.
 fn the_sdk_sends_what_the_webhook_meant_where_it_meant_it(sdk: Sdk) {
-    let _turn = ONE_SDK_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // One SDK's applications at a time, and never beside the hostile tenants' tests (see `HEAVY`).
+    let _turn = super::harness::HEAVY.blocking_lock();
     let dir = sdk_dir(sdk.name());
     let (gateway, vendor) = sdk.addresses();
     let (gateway_grpc, gateway_http, vendor_http) =
@@ -347,6 +344,7 @@ fn java_sends_what_the_webhook_meant_where_it_meant_it() {
 /// tenant header and the pod's attributes.
 #[test]
 fn python_through_the_collector_sidecar_reaches_the_gateway() {
+    let _turn = super::harness::HEAVY.blocking_lock();
     let _ports = super::harness::SIDECAR_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = sdk_dir("python");
     let binary = super::collector::collector("sidecar");

@@ -102,6 +102,7 @@ fn mib(serve: &Serve, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_worst_legal_reviews_25_at_once_stay_within_64_mib_and_give_it_back() {
+    let _turn = crate::harness::HEAVY.lock().await;
     let (serve, pki, _dir) = serve_with_pair(&["--workloads", "Pod,Deployment"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = mib(&serve, "VmRSS");
@@ -128,6 +129,7 @@ async fn the_worst_legal_reviews_25_at_once_stay_within_64_mib_and_give_it_back(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_their_answers_are_cut_off_and_hold_little() {
+    let _turn = crate::harness::HEAVY.lock().await;
     let (serve, pki, _dir) = serve_with_pair(&["--write-timeout", "2s"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = mib(&serve, "VmRSS");
@@ -194,6 +196,7 @@ async fn clients_that_never_read_their_answers_are_cut_off_and_hold_little() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_uploads_cannot_hold_the_body_budget_hostage() {
+    let _turn = crate::harness::HEAVY.lock().await;
     let (serve, pki, dir) = serve_with_pair(&[]);
     let stop = Arc::new(AtomicBool::new(false));
     // 67 senders that each declare 3 MB, send 64 KiB, then a byte a second; cut off, they come back.
@@ -247,6 +250,7 @@ async fn slow_uploads_cannot_hold_the_body_budget_hostage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_give_way_to_the_api_server_at_the_cap() {
+    let _turn = crate::harness::HEAVY.lock().await;
     let (serve, pki, dir) = serve_with_pair(&["--max-connections", "64"]);
     // 64 connections that sent one review each and now idle (keep-alive): the cap is full.
     let mut idle = Vec::new();
@@ -271,6 +275,7 @@ async fn idle_connections_give_way_to_the_api_server_at_the_cap() {
 
 #[tokio::test]
 async fn idle_connections_on_the_metrics_port_cannot_lock_out_the_probes() {
+    let _turn = crate::harness::HEAVY.lock().await;
     let (serve, _pki, _dir) = serve_with_pair(&["--max-connections", "64"]);
     let mut idle = Vec::new();
     for _ in 0..80 {
@@ -288,6 +293,7 @@ async fn idle_connections_on_the_metrics_port_cannot_lock_out_the_probes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_pipe_nobody_reads_never_stops_admission() {
+    let _turn = crate::harness::HEAVY.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = pair_in(dir.path());
     let port = |()| std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
@@ -335,6 +341,7 @@ async fn a_log_pipe_nobody_reads_never_stops_admission() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_heavy_review_in_flight_answers_it_and_exits_within_the_grace_period() {
+    let _turn = crate::harness::HEAVY.lock().await;
     let (mut serve, pki, _dir) = serve_with_pair(&[]);
     let heavy = hostile::pod_review(&hostile::references_at_limits(hostile::MAX_OBJECT)).into_bytes();
     let whole = request(&heavy);
