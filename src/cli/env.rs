@@ -41,13 +41,11 @@ fn from_files(inputs: &[Input]) -> anyhow::Result<(Vec<(String, Value)>, ConfigM
     let mut config_maps = ConfigMaps::new();
     for input in inputs {
         for object in preview::objects(input)? {
-            let kind = object["kind"].as_str().unwrap_or_default();
-            let name = object["metadata"]["name"].as_str().unwrap_or("<unnamed>");
-            if kind == "ConfigMap" {
-                let data = object["data"].as_object().into_iter().flatten();
-                let data = data.map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
-                config_maps.insert(name.to_owned(), data);
+            if let Some((name, data)) = preview::config_map_of(&object) {
+                config_maps.insert(name, data);
             } else if let Some(pod) = pod_of(&object) {
+                let kind = object["kind"].as_str().unwrap_or_default();
+                let name = object["metadata"]["name"].as_str().unwrap_or("<unnamed>");
                 pods.push((format!("{kind} {name}"), pod));
             }
         }

@@ -233,13 +233,8 @@ pub fn run(inputs: &[Input], options: &Options, out: &mut dyn Write, err: &mut d
     }
     // ConfigMaps given beside the workloads are what their containers draw through `envFrom`.
     let mut with_maps = None;
-    let config_maps = items.iter().filter(|i| i.value["kind"] == "ConfigMap").map(|i| {
-        let data = i.value["data"].as_object().into_iter().flatten();
-        let data = data.map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
-        (i.value["metadata"]["name"].as_str().unwrap_or_default().to_owned(), Found::Data(data))
-    });
-    for (name, found) in config_maps {
-        with_maps.get_or_insert_with(|| options.clone()).config_maps.insert(name, found);
+    for (name, data) in items.iter().filter_map(|i| config_map_of(&i.value)) {
+        with_maps.get_or_insert_with(|| options.clone()).config_maps.insert(name, Found::Data(data));
     }
     let options = with_maps.as_ref().unwrap_or(options);
     let outcomes: Vec<Outcome> = items.into_iter().map(|item| preview(item, options)).collect();
@@ -256,6 +251,16 @@ pub fn run(inputs: &[Input], options: &Options, out: &mut dyn Write, err: &mut d
         }
     }
     render(&outcomes, options.output, out)
+}
+
+/// A ConfigMap object's name and data, if `object` is one.
+pub(crate) fn config_map_of(object: &Value) -> Option<(String, BTreeMap<String, String>)> {
+    if object["kind"] != "ConfigMap" {
+        return None;
+    }
+    let data = object["data"].as_object().into_iter().flatten();
+    let data = data.map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
+    Some((object["metadata"]["name"].as_str().unwrap_or_default().to_owned(), data))
 }
 
 /// Splits an input into objects: YAML or JSON streams, `kind: List` flattened.

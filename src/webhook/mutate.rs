@@ -32,8 +32,8 @@ use crate::telemetry::traces;
 /// Bodies above this size are parsed with the worker thread's other tasks moved away.
 const LARGE: usize = 512 * 1024;
 
-/// The longest lookup of a namespace the cache has not seen.
-const NAMESPACE_LOOKUP: Duration = Duration::from_secs(1);
+/// The longest lookup on an admission's way (a namespace the cache has not seen, a ConfigMap a pod draws from).
+const LOOKUP: Duration = Duration::from_secs(1);
 
 /// A request answered with an HTTP error: one line of text saying why.
 #[derive(Debug, thiserror::Error)]
@@ -313,8 +313,7 @@ async fn namespace_policy(
     if let Some(meta) = state.namespaces.get(name) {
         return (meta, Vec::new());
     }
-    let budget =
-        deadline.map_or(NAMESPACE_LOOKUP, |d| NAMESPACE_LOOKUP.min(d.saturating_duration_since(Instant::now()) / 2));
+    let budget = lookup_budget(deadline);
     let fetched = state.namespaces.fetch(name, budget).await;
     if fetched != Fetched::Unavailable {
         state.metrics.namespace_lookup(fetched.label());
@@ -332,6 +331,12 @@ async fn namespace_policy(
     (Arc::default(), vec![warning])
 }
 
+/// How long a lookup on an admission's way may take: about a second, and at most half of what is left of the
+/// caller's deadline.
+fn lookup_budget(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(LOOKUP, |d| LOOKUP.min(d.saturating_duration_since(Instant::now()) / 2))
+}
+
 /// The ConfigMaps the object's containers draw variables from (`envFrom`), looked up at once, each within about a
 /// second and at most half of what is left of the caller's deadline; one not found in time is `Unknown` (the engine
 /// warns that its variables may be overridden).
@@ -342,8 +347,7 @@ async fn drawn_config_maps(
     deadline: Option<Instant>,
 ) -> ConfigMaps {
     let refs = review.config_map_refs();
-    let budget =
-        deadline.map_or(NAMESPACE_LOOKUP, |d| NAMESPACE_LOOKUP.min(d.saturating_duration_since(Instant::now()) / 2));
+    let budget = lookup_budget(deadline);
     let lookups = refs.iter().map(|(name, prefixes)| source.get(namespace, name, prefixes, budget));
     let found = futures::future::join_all(lookups).await;
     let mut maps = ConfigMaps::default();

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::common::corpus::files;
 use super::harness::{BIN, eventually, repo};
+use otel_injector::engine::kubelet_env::{self, EnvValue};
 use otel_injector::testing::otlp::{Receiver, Transport};
 
 /// The collector of `tools/collector/<name>.yaml`, built once (cached by `scripts/collector.sh`).
@@ -36,53 +37,19 @@ pub(super) fn collector(name: &'static str) -> PathBuf {
         .clone()
 }
 
-/// The downward-API values of the pod the sidecar is pretended to run in.
-fn fields() -> BTreeMap<&'static str, &'static str> {
-    [
-        ("metadata.name", "web-7d9f8"),
-        ("metadata.uid", "0b7f3c2e-uid"),
-        ("spec.nodeName", "node-a"),
-        ("status.podIP", "127.0.0.1"),
-    ]
-    .into()
-}
-
-/// A container's environment as the kubelet builds it: `env` in order, `fieldRef`s from `fields`, `$(VAR)` expanded
-/// from the entries before it and `$$` turned into `$`.
-fn kubelet_env(container: &Value, fields: &BTreeMap<&str, &str>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    for entry in container["env"].as_array().into_iter().flatten() {
-        let name = entry["name"].as_str().expect("name").to_owned();
-        let value = match entry["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            Some(path) => fields.get(path).unwrap_or_else(|| panic!("no value for {path}")).to_string(),
-            None => expand(entry["value"].as_str().unwrap_or_default(), &env),
-        };
-        env.push((name, value));
-    }
-    env
-}
-
-/// The kubelet's `$(VAR)` expansion (`$$` escapes; an undefined reference stays as written).
-fn expand(value: &str, defined: &[(String, String)]) -> String {
-    let (mut out, mut rest) = (String::new(), value);
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|t| t.split_once(')')) {
-            match defined.iter().rev().find(|(k, _)| k == name) {
-                Some((_, v)) => out.push_str(v),
-                None => out.push_str(&format!("$({name})")),
-            }
-            rest = tail;
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out + rest
+/// A sidecar container's environment as the kubelet builds it (`engine::kubelet_env`), in a pod pretended to run:
+/// its name, uid, node and IP as the downward API would give them.
+fn kubelet_env(sidecar: &Value) -> Vec<(String, String)> {
+    let pod = serde_json::json!({
+        "metadata": {"name": "web-7d9f8", "uid": "0b7f3c2e-uid"},
+        "spec": {"nodeName": "node-a", "containers": [sidecar]},
+        "status": {"podIP": "127.0.0.1"},
+    });
+    let name = sidecar["name"].as_str().expect("named");
+    let env = kubelet_env::resolve(&pod, name, &|_| None).expect("resolves");
+    let unknown: Vec<_> = env.vars.iter().filter(|(_, v)| !matches!(v, EnvValue::Text(_))).collect();
+    assert!(unknown.is_empty(), "every variable of the sidecar resolves: {unknown:?}");
+    env.texts().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
 /// Every collector sidecar in `objects` (pods, and the pod templates of workloads).
@@ -129,7 +96,7 @@ fn validate(binary: &Path, sidecar: &Value) -> Result<(), String> {
         .arg("validate")
         .args(&args)
         .env_clear()
-        .envs(kubelet_env(sidecar, &fields()))
+        .envs(kubelet_env(sidecar))
         .output()
         .expect("the collector runs");
     if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
@@ -228,7 +195,7 @@ async fn a_sidecar_runs_for_real_and_exports_what_it_receives_with_the_pods_kube
     let mut running = Command::new(&binary)
         .args(&args)
         .env_clear()
-        .envs(kubelet_env(&sidecar, &fields()))
+        .envs(kubelet_env(&sidecar))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -34,24 +34,25 @@ impl Endpoint<'_> {
     }
 }
 
-/// The transport of one container's exported signals.
+/// The transport of one container's signals: the protocol and header variables to set, generic or per signal,
+/// with their values (borrowed from the webhook's values or the container's own endpoints).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Transport {
-    /// The protocol variables to set, generic or per signal, with their values.
-    pub protocol: Vec<(Scope, String)>,
-    /// The header variables to set, generic or per signal, with their values.
-    pub headers: Vec<(Scope, String)>,
+pub(crate) struct Transport<'a> {
+    /// The protocol variables to set.
+    pub protocol: Vec<(Scope, &'a str)>,
+    /// The header variables to set.
+    pub headers: Vec<(Scope, &'a str)>,
 }
 
-impl Transport {
+impl<'a> Transport<'a> {
     /// The protocol variable's value for `scope`, if it is to be set.
-    pub(crate) fn protocol_for(&self, scope: Scope) -> Option<&str> {
-        self.protocol.iter().find(|(s, _)| *s == scope).map(|(_, v)| v.as_str())
+    pub(crate) fn protocol_for(&self, scope: Scope) -> Option<&'a str> {
+        self.protocol.iter().find(|(s, _)| *s == scope).map(|(_, v)| *v)
     }
 
     /// The header variable's value for `scope`, if it is to be set.
-    pub(crate) fn headers_for(&self, scope: Scope) -> Option<&str> {
-        self.headers.iter().find(|(s, _)| *s == scope).map(|(_, v)| v.as_str())
+    pub(crate) fn headers_for(&self, scope: Scope) -> Option<&'a str> {
+        self.headers.iter().find(|(s, _)| *s == scope).map(|(_, v)| *v)
     }
 }
 
@@ -70,38 +71,29 @@ pub(crate) enum Scope {
 /// reaches every signal without its own, as they meant).
 pub(crate) fn plan<'a>(
     endpoint: impl Fn(Signal) -> Endpoint<'a>,
-    ours: (&str, Option<&str>),
+    ours: (&'a str, Option<&'a str>),
     users_protocol: bool,
     users_headers: bool,
-) -> Transport {
+) -> Transport<'a> {
     let (our_protocol, our_headers) = ours;
-    let wanted = |signal: Signal| -> (Option<String>, Option<String>) {
-        match endpoint(signal) {
-            Endpoint::Ours => (Some(our_protocol.to_owned()), our_headers.map(str::to_owned)),
-            Endpoint::Users(url) => (syntax::transport_of(url).map(|p| p.as_str().to_owned()), None),
-            Endpoint::UsersUnknown => (None, None),
-        }
-    };
-    let per_signal: Vec<(Signal, Option<String>, Option<String>)> = Signal::ALL
-        .into_iter()
-        .map(|s| {
-            let (p, h) = wanted(s);
-            (s, p, h)
-        })
-        .collect();
+    let endpoints = Signal::ALL.map(|s| (s, endpoint(s)));
+    // Each signal's (protocol, headers), as its endpoint wants them.
+    let wanted = endpoints.map(|(s, e)| match e {
+        Endpoint::Ours => (s, Some(our_protocol), our_headers),
+        Endpoint::Users(url) => (s, syntax::transport_of(url).map(|p| p.as_str()), None),
+        Endpoint::UsersUnknown => (s, None, None),
+    });
     // One signal routed elsewhere splits the generic variables; so does a mix of the user's ports.
-    let all_ours = Signal::ALL.into_iter().all(|s| endpoint(s).is_ours());
-    let pick = |values: Vec<(Signal, Option<String>)>| -> Vec<(Scope, String)> {
-        let first = values.first().map(|(_, v)| v.clone()).unwrap_or_default();
+    let all_ours = endpoints.iter().all(|(_, e)| e.is_ours());
+    let pick = |values: [(Signal, Option<&'a str>); 3]| -> Vec<(Scope, &'a str)> {
+        let first = values[0].1;
         if all_ours || values.iter().all(|(_, v)| *v == first) {
             return first.map(|v| vec![(Scope::All, v)]).unwrap_or_default();
         }
         values.into_iter().filter_map(|(s, v)| Some((Scope::One(s), v?))).collect()
     };
-    let protocol =
-        if users_protocol { Vec::new() } else { pick(per_signal.iter().map(|(s, p, _)| (*s, p.clone())).collect()) };
-    let headers =
-        if users_headers { Vec::new() } else { pick(per_signal.iter().map(|(s, _, h)| (*s, h.clone())).collect()) };
+    let protocol = if users_protocol { Vec::new() } else { pick(wanted.map(|(s, p, _)| (s, p))) };
+    let headers = if users_headers { Vec::new() } else { pick(wanted.map(|(s, _, h)| (s, h))) };
     Transport { protocol, headers }
 }
 
@@ -110,13 +102,13 @@ mod tests {
     use super::*;
     use Signal::{Logs, Metrics, Traces};
 
-    fn run(traces: Endpoint<'static>, users_protocol: bool, users_headers: bool) -> Transport {
+    fn run(traces: Endpoint<'static>, users_protocol: bool, users_headers: bool) -> Transport<'static> {
         let endpoint = move |s: Signal| if s == Traces { traces } else { Endpoint::Ours };
         plan(endpoint, ("grpc", Some("X-Scope-OrgID=prod")), users_protocol, users_headers)
     }
 
-    fn vars(list: &[(Scope, String)]) -> Vec<(Scope, &str)> {
-        list.iter().map(|(s, v)| (*s, v.as_str())).collect()
+    fn vars<'a>(list: &[(Scope, &'a str)]) -> Vec<(Scope, &'a str)> {
+        list.to_vec()
     }
 
     #[test]
