@@ -4,6 +4,7 @@
 //! and into a `serde_json::Value`, on the benches' ~10 KB pod, or with `OBJECT=review` on the review's object).
 //! `admit_loop compare N ROUNDS` runs `off`, `local` and `dead` in turns of N admissions and prints each one's median
 //! against `off` (what docs/speed.md reports for tracing's cost).
+//! `SIDECAR=1` turns the collector sidecar on for every pod.
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -61,7 +62,7 @@ fn engine(n: usize) {
         }
         _ => otel_injector::testing::fixtures::production_pod().to_string(),
     };
-    let config = Config { default: DefaultMode::Inject, ..Config::default() };
+    let config = config();
     let ns = NamespaceMeta::default();
     let target = Target::new(WorkloadKind::Pod, "shop", &ns, &config);
     run_engine(&object, &target, 1000);
@@ -88,6 +89,13 @@ fn engine(n: usize) {
     eprintln!("  (into a serde_json::Value: {:.2} µs)", started.elapsed().as_secs_f64() * 1e6 / n as f64);
 }
 
+/// `--default inject`, with the collector sidecar on every pod when `SIDECAR=1`.
+fn config() -> Config {
+    let mut config = Config { default: DefaultMode::Inject, ..Config::default() };
+    config.sidecar.enabled = std::env::var("SIDECAR").as_deref() == Ok("1");
+    config
+}
+
 /// One way of tracing, set up: its runtime, subscriber and state.
 struct Mode {
     name: &'static str,
@@ -111,9 +119,8 @@ fn mode(name: &'static str) -> Mode {
         telemetry::subscriber(format, "info", false, BoxMakeWriter::new(std::io::sink), Some(setup))
             .expect("subscriber")
     };
-    let config = Config { default: DefaultMode::Inject, ..Config::default() };
     let state =
-        AppState::new(Parts { trace_ids: telemetry.trace_ids(), ..Parts::new(config, Arc::new(Fixed::default())) });
+        AppState::new(Parts { trace_ids: telemetry.trace_ids(), ..Parts::new(config(), Arc::new(Fixed::default())) });
     Mode { name, rt, dispatch: subscriber.into(), state, telemetry }
 }
 

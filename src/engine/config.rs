@@ -1,6 +1,8 @@
 //! The configuration file of SPEC §7: every key with its default, unknown keys rejected, errors naming the field.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -188,6 +190,42 @@ pub struct Config {
     pub sidecar: SidecarConfig,
     /// Largest AdmissionReview body accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Text made once from this configuration (the sidecar's, see `inject::sidecar::template`).
+    #[serde(skip)]
+    pub derived: Derived,
+}
+
+/// A value computed once from a [`Config`] by the module that uses it, held beside the configuration so that it is
+/// made again only when the configuration is (a reload). It is not part of the configuration: never serialised,
+/// always equal, and a clone starts empty. Its maker checks that it was made from the configuration it is read with,
+/// so a configuration changed in place after a read is not served stale text.
+#[derive(Default)]
+pub struct Derived(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl Derived {
+    /// The value, made by `make` on the first call; `None` if it holds a value of another type.
+    pub(crate) fn get_or_init<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<Arc<T>> {
+        let any = self.0.get_or_init(|| Arc::new(make()));
+        Arc::clone(any).downcast::<T>().ok()
+    }
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "Derived(made)" } else { "Derived(empty)" })
+    }
 }
 
 impl Default for Config {
@@ -207,6 +245,7 @@ impl Default for Config {
             skip_containers: vec!["istio-proxy".to_owned(), "linkerd-proxy".to_owned()],
             sidecar: SidecarConfig::default(),
             max_request_bytes: 7 * 1024 * 1024,
+            derived: Derived::default(),
         }
     }
 }

@@ -7,6 +7,12 @@ use std::fmt::Write as _;
 pub fn push(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
+    push_inner(out, s);
+    out.push('"');
+}
+
+/// Appends `s` escaped for the inside of a JSON string, without the quotes.
+pub fn push_inner(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut from = 0;
     let mut i = 0;
@@ -42,7 +48,6 @@ pub fn push(out: &mut String, s: &str) {
         from = i;
     }
     out.push_str(&s[from..]);
-    out.push('"');
 }
 
 /// Whether any of the eight bytes in `word` is a control character, `"` or `\`.

@@ -77,6 +77,12 @@ impl Json {
         Self(Cow::Borrowed(text))
     }
 
+    /// JSON text the engine wrote itself (the sidecar container from its template); checked in debug builds.
+    pub(crate) fn text(text: String) -> Self {
+        debug_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok(), "{text}");
+        Self(Cow::Owned(text))
+    }
+
     /// A value held as `serde_json::Value` (the sidecar container, a rebuilt env entry).
     pub fn value(v: &Value) -> Self {
         Self(Cow::Owned(v.to_string()))

@@ -204,18 +204,20 @@ impl Owners {
         .find_map(|(kind, name)| name.as_deref().map(|n| (kind, n)))
     }
 
+    /// The OpenTelemetry semantic-convention attributes that name a pod's owners, in the order of [`Self::attributes`].
+    pub const KEYS: [&'static str; 6] = [
+        "k8s.deployment.name",
+        "k8s.replicaset.name",
+        "k8s.statefulset.name",
+        "k8s.daemonset.name",
+        "k8s.cronjob.name",
+        "k8s.job.name",
+    ];
+
     /// The OpenTelemetry semantic-convention attributes naming these workloads, in a fixed order.
     pub fn attributes(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("k8s.deployment.name", &self.deployment),
-            ("k8s.replicaset.name", &self.replicaset),
-            ("k8s.statefulset.name", &self.statefulset),
-            ("k8s.daemonset.name", &self.daemonset),
-            ("k8s.cronjob.name", &self.cronjob),
-            ("k8s.job.name", &self.job),
-        ]
-        .into_iter()
-        .filter_map(|(key, name)| name.as_deref().map(|n| (key, n)))
+        let names = [&self.deployment, &self.replicaset, &self.statefulset, &self.daemonset, &self.cronjob, &self.job];
+        Self::KEYS.into_iter().zip(names).filter_map(|(key, name)| name.as_deref().map(|n| (key, n)))
     }
 }
 

@@ -11,6 +11,8 @@ use crate::engine::config::SidecarConfig;
 use crate::engine::syntax::Signal;
 use crate::engine::workload::Owners;
 
+pub mod text;
+
 /// The OTLP gRPC port the sidecar listens on (localhost).
 pub(crate) const GRPC_PORT: u16 = 4317;
 /// The OTLP HTTP port the sidecar listens on (localhost).
@@ -19,6 +21,9 @@ pub(crate) const HTTP_PORT: u16 = 4318;
 pub(crate) const HEALTH_PORT: u16 = 13133;
 /// The env var carrying the pod IP, which `health_check` binds to so the kubelet can reach it.
 pub(crate) const POD_IP_VAR: &str = "OTEL_COLLECTOR_POD_IP";
+/// The pod's own attributes, read by the collector from the sidecar's environment.
+const POD_ATTRIBUTES: [(&str, Helper); 3] =
+    [("k8s.pod.name", Helper::PodName), ("k8s.pod.uid", Helper::PodUid), ("k8s.node.name", Helper::NodeName)];
 /// The exporter's component name (`otlp` is its deprecated alias since collector v0.144).
 const EXPORTER: &str = "otlp_grpc";
 
@@ -48,34 +53,20 @@ fn env_ref(var: &str) -> Value {
     Value::String(format!("${{env:{var}}}"))
 }
 
-/// The collector configuration as a document.
-pub fn config(inputs: &Inputs<'_>) -> Value {
-    let mut attributes = vec![("k8s.namespace.name", literal(inputs.namespace))];
-    attributes.push(("k8s.pod.name", env_ref(Helper::PodName.var())));
-    attributes.push(("k8s.pod.uid", env_ref(Helper::PodUid.var())));
-    attributes.push(("k8s.node.name", env_ref(Helper::NodeName.var())));
-    attributes.extend(inputs.owners.attributes().map(|(k, v)| (k, literal(v))));
-    // `insert`: attributes the application already sends keep their values.
-    let actions: Vec<Value> =
-        attributes.into_iter().map(|(key, value)| json!({"key": key, "value": value, "action": "insert"})).collect();
-
+/// The processors every configuration has, before the per-pod ones.
+fn fixed_processors() -> Map<String, Value> {
     let mut processors = Map::new();
     processors.insert(
         "memory_limiter".into(),
         json!({"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 25}),
     );
-    processors.insert("resource".into(), json!({"attributes": actions}));
-    // Head sampling applies to traces; without a traces pipeline the sampler would be defined but unused.
-    let sampling = inputs.sampling_ratio < 1.0 && inputs.signals.contains(&Signal::Traces);
-    if sampling {
-        processors.insert(
-            "probabilistic_sampler".into(),
-            json!({"sampling_percentage": (inputs.sampling_ratio * 100.0 * 1e6).round() / 1e6}),
-        );
-    }
     processors.insert("batch".into(), json!({"send_batch_size": 1024, "timeout": "1s"}));
+    processors
+}
 
-    let tls = &inputs.sidecar.tls;
+/// The exporter to the gateway, with the tenant header and TLS.
+fn exporters(headers: &BTreeMap<String, String>, sidecar: &SidecarConfig) -> Value {
+    let tls = &sidecar.tls;
     let tls = if tls.insecure {
         json!({"insecure": true})
     } else {
@@ -85,22 +76,65 @@ pub fn config(inputs: &Inputs<'_>) -> Value {
         }
         t
     };
-    let mut exporter = json!({"endpoint": literal(&inputs.sidecar.exporter_endpoint), "tls": tls});
-    if !inputs.headers.is_empty() {
-        let headers: Map<String, Value> = inputs.headers.iter().map(|(k, v)| (k.clone(), literal(v))).collect();
+    let mut exporter = json!({"endpoint": literal(&sidecar.exporter_endpoint), "tls": tls});
+    if !headers.is_empty() {
+        let headers: Map<String, Value> = headers.iter().map(|(k, v)| (k.clone(), literal(v))).collect();
         exporter["headers"] = Value::Object(headers);
+    }
+    json!({EXPORTER: exporter})
+}
+
+/// `health_check`, for the kubelet's probes.
+fn extensions() -> Value {
+    // Bracketed, so an IPv6 pod IP makes a valid address (Go reads `[10.0.0.5]:13133` as well).
+    json!({"health_check": {"endpoint": format!("[${{env:{POD_IP_VAR}}}]:{HEALTH_PORT}")}})
+}
+
+/// The head sampler's percentage of traces kept, to six decimals.
+fn sampling_percentage(ratio: f64) -> f64 {
+    (ratio * 100.0 * 1e6).round() / 1e6
+}
+
+/// Whether the configuration has a head sampler: below a ratio of 1, and only for traces (without a traces pipeline
+/// the sampler would be defined but unused).
+fn samples(inputs: &Inputs<'_>) -> bool {
+    inputs.sampling_ratio < 1.0 && inputs.signals.contains(&Signal::Traces)
+}
+
+/// The processors of one signal's pipeline, in order.
+fn chain(signal: Signal, sampling: bool) -> Vec<&'static str> {
+    let mut chain = vec!["memory_limiter", "resource"];
+    if sampling && signal == Signal::Traces {
+        chain.push("probabilistic_sampler");
+    }
+    chain.push("batch");
+    chain
+}
+
+/// The collector configuration as a document: what [`render`] writes, and what tests read back.
+pub fn config(inputs: &Inputs<'_>) -> Value {
+    let mut attributes = vec![("k8s.namespace.name", literal(inputs.namespace))];
+    attributes.extend(POD_ATTRIBUTES.map(|(key, helper)| (key, env_ref(helper.var()))));
+    attributes.extend(inputs.owners.attributes().map(|(k, v)| (k, literal(v))));
+    // `insert`: attributes the application already sends keep their values.
+    let actions: Vec<Value> =
+        attributes.into_iter().map(|(key, value)| json!({"key": key, "value": value, "action": "insert"})).collect();
+
+    let mut processors = fixed_processors();
+    processors.insert("resource".into(), json!({"attributes": actions}));
+    let sampling = samples(inputs);
+    if sampling {
+        processors.insert(
+            "probabilistic_sampler".into(),
+            json!({"sampling_percentage": sampling_percentage(inputs.sampling_ratio)}),
+        );
     }
 
     let mut pipelines = Map::new();
     for signal in Signal::ALL.into_iter().filter(|s| inputs.signals.contains(s)) {
-        let mut chain = vec!["memory_limiter", "resource"];
-        if sampling && signal == Signal::Traces {
-            chain.push("probabilistic_sampler");
-        }
-        chain.push("batch");
         pipelines.insert(
             signal.as_str().into(),
-            json!({"receivers": ["otlp"], "processors": chain, "exporters": [EXPORTER]}),
+            json!({"receivers": ["otlp"], "processors": chain(signal, sampling), "exporters": [EXPORTER]}),
         );
     }
 
@@ -110,9 +144,8 @@ pub fn config(inputs: &Inputs<'_>) -> Value {
             "http": {"endpoint": format!("localhost:{HTTP_PORT}")},
         }}},
         "processors": processors,
-        "exporters": {EXPORTER: exporter},
-        // Bracketed, so an IPv6 pod IP makes a valid address (Go reads `[10.0.0.5]:13133` as well).
-        "extensions": {"health_check": {"endpoint": format!("[${{env:{POD_IP_VAR}}}]:{HEALTH_PORT}")}},
+        "exporters": exporters(inputs.headers, inputs.sidecar),
+        "extensions": extensions(),
         "service": {
             "extensions": ["health_check"],
             // No internal metrics endpoint: it would take a port (8888) inside the application's pod.
@@ -122,7 +155,8 @@ pub fn config(inputs: &Inputs<'_>) -> Value {
     })
 }
 
-/// The configuration as the YAML the collector reads from `--config=env:OTEL_COLLECTOR_CONFIG`.
+/// The configuration as the YAML the collector reads from `--config=env:OTEL_COLLECTOR_CONFIG`, by the YAML
+/// emitter: the reference [`text::Pieces`] are held to, and what they fall back to.
 pub fn render(inputs: &Inputs<'_>) -> String {
     serde_yaml_ng::to_string(&config(inputs)).unwrap_or_default()
 }

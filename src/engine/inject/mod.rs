@@ -214,12 +214,10 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
                 Placement::Native => view.has_init_containers,
                 Placement::Classic => true,
             };
-            let container = sidecar::container(view, &settings, config, target.namespace, *placement);
-            ops.append(exists, &path, Json::value(&container));
+            ops.append(exists, &path, sidecar::container(view, &settings, config, target.namespace, *placement));
         }
         Sidecar::Present(placement, index) if matches!(earlier, Earlier::Stale(_)) => {
-            let wanted = sidecar::container(view, &settings, config, target.namespace, *placement);
-            ops.extend(sidecar::refresh(view, *placement, *index, &wanted));
+            ops.extend(sidecar::refresh(view, &settings, config, target.namespace, (*placement, *index)));
         }
         Sidecar::Off | Sidecar::Present(..) => {}
     }

@@ -1,12 +1,12 @@
 //! The collector sidecar (SPEC §6): whether it can be added, the container, and recognising one already there.
 
-use serde_json::{Value, json};
-
-use super::collector::{self, GRPC_PORT, HEALTH_PORT, HTTP_PORT, POD_IP_VAR};
-use super::env::{self, Helper};
+use super::collector::text::Form;
+use super::collector::{self, GRPC_PORT, HEALTH_PORT, HTTP_PORT};
+use super::env;
 use super::placement::Placement;
 use super::status::Status;
 use crate::engine::config::{Config, Resources as SidecarResources, SidecarMode};
+use crate::engine::json_string;
 use crate::engine::patch::{self, Json, Ops};
 use crate::engine::pod_view::{Container, PodView};
 use crate::engine::policy::Settings;
@@ -16,6 +16,8 @@ use crate::engine::syntax::{self, Protocol};
 pub(crate) const NAME: &str = "otel-collector";
 /// The env var holding the generated configuration.
 pub(crate) const CONFIG_VAR: &str = "OTEL_COLLECTOR_CONFIG";
+/// The value of [`MARKER_VAR`].
+pub(crate) const MARKER_VALUE: &str = "otel-injector";
 /// The env var that marks the container as the webhook's own (a user's collector may be named the same and read
 /// its configuration from the same variable).
 pub(crate) const MARKER_VAR: &str = "OTEL_INJECTOR_SIDECAR";
@@ -131,22 +133,37 @@ fn no_room(view: &PodView<'_>, sidecar: &SidecarResources) -> Option<String> {
     None
 }
 
-/// Operations that bring the webhook's own sidecar (at `index` of its list) up to date with `wanted`: its image
-/// and the values of its generated configuration and memory limit, the fields whose text the API server never
-/// rewrites (the defaults it fills in elsewhere are left alone).
-pub(crate) fn refresh(view: &PodView<'_>, placement: Placement, index: usize, wanted: &Value) -> Ops {
+/// Operations that bring the webhook's own sidecar (at `index` of its list) up to date with what it would be given
+/// now: its image and the values of its marker, memory limit and generated configuration, the fields whose text the
+/// API server never rewrites (the defaults it fills in elsewhere are left alone).
+pub(crate) fn refresh(
+    view: &PodView<'_>,
+    settings: &Settings,
+    config: &Config,
+    namespace: &str,
+    (placement, index): (Placement, usize),
+) -> Ops {
     let mut ops = Ops::default();
     let list = match placement {
         Placement::Native => &view.init_containers,
         Placement::Classic => &view.containers,
     };
     let Some(c) = list.iter().find(|c| c.index == index) else { return ops };
+    let template = Template::of(config);
     let path = patch::container(view.base, placement.list(), index);
-    if let Some(image) = wanted["image"].as_str().filter(|image| c.image.as_deref() != Some(*image)) {
+    let image = template.image();
+    if c.image.as_deref() != Some(image) {
         ops.replace(patch::child(&path, ["image"]), Json::str(image));
     }
-    let wanted_env = wanted["env"].as_array().into_iter().flatten();
-    for (name, value) in wanted_env.filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?))) {
+    let inputs = inputs(view, settings, config, namespace);
+    let mut yaml = String::new();
+    if !template.pieces.write(&inputs, Form::Yaml, &mut yaml) {
+        yaml = collector::render(&inputs);
+    }
+    let configuration = env::escape(&yaml);
+    let memory = template.go_memory_limit.as_deref().map(|limit| ("GOMEMLIMIT", limit));
+    let wanted = [Some((MARKER_VAR, MARKER_VALUE)), memory, Some((CONFIG_VAR, &configuration))];
+    for (name, value) in wanted.into_iter().flatten() {
         let env = c.env.as_ref();
         let first = env.and_then(|env| env.first(name));
         if let Some(i) =
@@ -166,58 +183,47 @@ pub(crate) fn local_endpoint(protocol: Protocol) -> &'static str {
     }
 }
 
-/// The sidecar container for this pod, with its generated collector configuration.
+/// What the collector configuration of `view`'s sidecar depends on.
+fn inputs<'a>(
+    view: &'a PodView<'_>,
+    settings: &'a Settings,
+    config: &'a Config,
+    namespace: &'a str,
+) -> collector::Inputs<'a> {
+    collector::Inputs {
+        namespace,
+        owners: &view.owners,
+        signals: &settings.signals.value,
+        sampling_ratio: settings.sampling_ratio.value,
+        headers: &config.headers,
+        sidecar: &config.sidecar,
+    }
+}
+
+/// The sidecar container for this pod, with its generated collector configuration, as the patch's JSON: the
+/// configuration's [`Template`] with the pod's values copied in.
 pub fn container(
     view: &PodView<'_>,
     settings: &Settings,
     config: &Config,
     namespace: &str,
     placement: Placement,
-) -> Value {
-    let sidecar = &config.sidecar;
-    let inputs = collector::Inputs {
-        namespace,
-        owners: &view.owners,
-        signals: &settings.signals.value,
-        sampling_ratio: settings.sampling_ratio.value,
-        headers: &config.headers,
-        sidecar,
-    };
-    let collector_yaml = collector::render(&inputs);
-    let mut env = vec![json!({"name": MARKER_VAR, "value": "otel-injector"})];
-    env.extend([Helper::PodName, Helper::PodUid, Helper::NodeName].map(Helper::entry));
-    env.push(json!({"name": POD_IP_VAR, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}));
-    // The Go runtime's soft limit at 80% of the container's memory limit, so GC works before the OOM killer does.
-    // The config guarantees at least 16Mi, so this is never 0MiB.
-    if let Some(bytes) = sidecar.resources.limits.get("memory").and_then(|m| syntax::quantity(m)) {
-        env.push(json!({"name": "GOMEMLIMIT", "value": format!("{}MiB", (bytes * 0.8 / 1048576.0) as u64)}));
+) -> Json {
+    let template = Template::of(config);
+    let inputs = inputs(view, settings, config, namespace);
+    let (before, after) = template.around(placement);
+    let mut text = String::with_capacity(before.len() + 3 * 1024 + after.len());
+    text.push_str(before);
+    if !template.pieces.write(&inputs, Form::EnvJson, &mut text) {
+        // A name YAML must quote: the emitter writes this configuration.
+        json_string::push_inner(&mut text, &env::escape(&collector::render(&inputs)));
     }
-    // The kubelet would expand `$(…)` and `$$` in the value; escaped, the collector sees its config verbatim.
-    env.push(json!({"name": CONFIG_VAR, "value": env::escape(&collector_yaml)}));
-    let probe = json!({"httpGet": {"path": "/", "port": HEALTH_PORT}, "periodSeconds": 10, "failureThreshold": 3});
-    let mut c = json!({
-        "name": NAME,
-        "image": sidecar.image,
-        "args": [format!("--config=env:{CONFIG_VAR}")],
-        "env": env,
-        "resources": {"requests": sidecar.resources.requests, "limits": sidecar.resources.limits},
-        "securityContext": {
-            "runAsNonRoot": true,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "readOnlyRootFilesystem": true,
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "livenessProbe": probe,
-        "readinessProbe": probe,
-    });
-    if placement == Placement::Native {
-        c["restartPolicy"] = "Always".into();
-    }
-    c
+    text.push_str(after);
+    Json::text(text)
 }
+
+mod template;
+use template::Template;
 
 #[cfg(test)]
 mod tests;

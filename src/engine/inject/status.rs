@@ -102,6 +102,8 @@ pub(crate) fn settings_hash(
         resource_attributes: _,
         // The server's, not the injection's.
         max_request_bytes: _,
+        // Made from the fields above.
+        derived: _,
     } = config;
     let input = HashInput {
         revision: ENGINE_REVISION,

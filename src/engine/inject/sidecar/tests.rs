@@ -8,6 +8,8 @@ use crate::engine::syntax::KubeVersion;
 use crate::engine::workload::WorkloadKind;
 use crate::testing::fixtures::{PodBuilder, container, pod};
 use rstest::rstest;
+use serde_json::{Value, json};
+use super::collector::POD_IP_VAR;
 
 fn config(mode: SidecarMode) -> Config {
     let mut config =
@@ -360,4 +362,50 @@ fn the_sidecar_changes_the_settings_hash() {
         out["metadata"]["annotations"]["otel-injector.io/status"].clone()
     };
     assert_ne!(status(true), status(false));
+}
+
+/// The collector configuration the sidecar of `out` carries, as the collector reads it.
+fn configuration(out: &Value) -> String {
+    let sidecar = named(&out["spec"]["initContainers"], NAME).expect("the sidecar");
+    kubelet_expand(&env(sidecar, CONFIG_VAR).expect("config variable"), &[])
+}
+
+#[rstest]
+#[case::a_name_yaml_writes_as_it_is("shop")]
+#[case::a_name_yaml_quotes("123")]
+#[case::a_name_that_reads_as_a_number("1e3")]
+fn the_sidecar_carries_the_configuration_the_yaml_emitter_writes(#[case] namespace: &str) {
+    let config = config(SidecarMode::Native);
+    let object = web().owner("ReplicaSet", "web-5d8f9c7b6").label("pod-template-hash", "5d8f9c7b6").build();
+    let ns = NamespaceMeta::default();
+    let m = mutate(&object, &Target::new(WorkloadKind::Pod, namespace, &ns, &config));
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("the patch applies");
+    let owners = crate::engine::workload::Owners {
+        deployment: Some("web".into()),
+        replicaset: Some("web-5d8f9c7b6".into()),
+        ..Default::default()
+    };
+    let signals = config.signals.clone();
+    let inputs = collector::Inputs {
+        namespace,
+        owners: &owners,
+        signals: &signals,
+        sampling_ratio: 0.25,
+        headers: &config.headers,
+        sidecar: &config.sidecar,
+    };
+    assert_eq!(configuration(&out), collector::render(&inputs));
+}
+
+#[test]
+fn a_configuration_changed_in_place_is_not_served_the_text_made_before() {
+    let mut config = config(SidecarMode::Native);
+    let (out, _) = run_with(&web().build(), WorkloadKind::Pod, &config);
+    assert!(configuration(&out).contains("X-Scope-OrgID: prod"));
+    config.headers.insert("X-Scope-OrgID".into(), "staging".into());
+    config.sidecar.image = "collector:2".into();
+    let (out, _) = run_with(&web().build(), WorkloadKind::Pod, &config);
+    assert!(configuration(&out).contains("X-Scope-OrgID: staging"), "{}", configuration(&out));
+    assert_eq!(named(&out["spec"]["initContainers"], NAME).expect("the sidecar")["image"], "collector:2");
 }
