@@ -141,8 +141,9 @@ fn resource() -> Resource {
     }
 }
 
-/// Spans on this target are never seen by the tracer's layer (see [`crate::engine::UNTRACED`]).
-pub use crate::engine::UNTRACED;
+/// Spans on this target are never seen by the tracer's layer: the span of an admission while the tracer's gate is
+/// shut. The edge that records an admission chooses it.
+pub const UNTRACED: &str = "otel_injector::untraced";
 
 /// Where an admission's trace ids come from.
 #[derive(Debug, Clone, Default)]
@@ -158,7 +159,7 @@ pub enum TraceIds {
 
 impl TraceIds {
     /// Whether a new admission is traced: there is a tracer and its gate is open. An admission that is not is
-    /// counted as `spans` dropped (its server span and children).
+    /// counted as `spans` dropped (its server span).
     pub fn traced(&self, spans: u64) -> bool {
         match self {
             Self::Tracer(gate) => gate.admit(spans),

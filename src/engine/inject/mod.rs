@@ -136,11 +136,9 @@ pub fn mutate_json(object: &str, target: &Target<'_>) -> Mutation {
 }
 
 /// The decision and the patch for an object already read.
-/// Traced (when a tracer listens) as two steps: `policy` (the decision and the settings in force) and `patch`.
 fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     let config = target.config;
     let mut warnings = Warnings::default();
-    let policy_span = child_span(Step::Policy).entered();
     if let Some((cause, reason)) = left_alone(view, target) {
         return Mutation::unchanged(Explanation::skipped(cause, reason), warnings);
     }
@@ -153,8 +151,6 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     }
     let settings = policy::settings(view, target.ns, config, &mut warnings);
     let service = service_name::resolve(view, &settings, &mut warnings);
-    policy_span.exit();
-    let _patch_span = child_span(Step::Patch).entered();
     let placement = placement::decide(config.sidecar.mode, target.server_version);
     let service_value = service.as_ref().map(|s| s.value.as_str());
     let hash = status::settings_hash(&settings, config, placement.0, target.namespace, service_value);
@@ -279,25 +275,6 @@ enum Halted {
     Stopped,
     /// The patch outgrew [`limits::PATCH_BYTES`].
     PatchTooLarge,
-}
-
-/// A step of the engine, traced as a child span.
-#[derive(Clone, Copy)]
-enum Step {
-    Policy,
-    Patch,
-}
-
-/// The span of `step`, on its parent's target when that is the one the tracer never sees (an admission not
-/// traced), so that a child is recorded exactly when its parent is.
-fn child_span(step: Step) -> tracing::Span {
-    let untraced = tracing::Span::current().metadata().is_some_and(|m| m.target() == crate::engine::UNTRACED);
-    match (step, untraced) {
-        (Step::Policy, false) => tracing::info_span!("policy"),
-        (Step::Policy, true) => tracing::info_span!(target: crate::engine::UNTRACED, "policy"),
-        (Step::Patch, false) => tracing::info_span!("patch"),
-        (Step::Patch, true) => tracing::info_span!(target: crate::engine::UNTRACED, "patch"),
-    }
 }
 
 /// Why an object the webhook could instrument must not be changed by this request, if so: a workload a controller

@@ -115,20 +115,10 @@ pub(crate) fn settings_hash(
         namespace,
         service_name_value: service_name,
     };
-    // Serialised straight into the hash, no buffer in between.
-    struct Hashing(Sha256);
-    impl std::io::Write for Hashing {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.update(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut hashing = Hashing(Sha256::new());
-    let _ = serde_json::to_writer(&mut hashing, &input);
-    let digest = hashing.0.finalize();
+    // Written out first, then hashed in one call: the serialiser's many small writes cost more as hash updates.
+    let mut text = Vec::with_capacity(1024);
+    let _ = serde_json::to_writer(&mut text, &input);
+    let digest = Sha256::digest(&text);
     let mut hex = String::with_capacity(16);
     for b in digest.iter().take(8) {
         let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{b:02x}"));

@@ -82,7 +82,8 @@ impl Pieces {
         let mut signals = Signal::ALL;
         signals.sort_by_key(|s| s.as_str());
         let pipeline = |signal: Signal, sampling: bool| {
-            let mut text = format!("    {}:\n      exporters:\n      - {EXPORTER}\n      processors:\n", signal.as_str());
+            let mut text =
+                format!("    {}:\n      exporters:\n      - {EXPORTER}\n      processors:\n", signal.as_str());
             chain(signal, sampling).iter().for_each(|p| text.push_str(&format!("      - {p}\n")));
             text.push_str("      receivers:\n      - otlp\n");
             Piece::new(text)

@@ -1,5 +1,6 @@
 //! Sidecar rules (SPEC §6), through the whole engine and a real JSON Patch apply.
 
+use super::collector::POD_IP_VAR;
 use super::*;
 use crate::engine::config::DefaultMode;
 use crate::engine::inject::{Target, mutate};
@@ -9,7 +10,6 @@ use crate::engine::workload::WorkloadKind;
 use crate::testing::fixtures::{PodBuilder, container, pod};
 use rstest::rstest;
 use serde_json::{Value, json};
-use super::collector::POD_IP_VAR;
 
 fn config(mode: SidecarMode) -> Config {
     let mut config =

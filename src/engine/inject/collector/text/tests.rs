@@ -30,7 +30,8 @@ fn exporter_variants() -> Vec<(BTreeMap<String, String>, SidecarConfig)> {
         insecure_skip_verify: skip,
         ca_file: ca.map(str::to_owned),
     };
-    let sidecar = |endpoint: &str, tls| SidecarConfig { exporter_endpoint: endpoint.to_owned(), tls, ..SidecarConfig::default() };
+    let sidecar =
+        |endpoint: &str, tls| SidecarConfig { exporter_endpoint: endpoint.to_owned(), tls, ..SidecarConfig::default() };
     vec![
         (BTreeMap::new(), SidecarConfig::default()),
         (headers(&[("X-Scope-OrgID", "prod")]), sidecar("gateway.monitoring:4317", tls(true, false, None))),
@@ -44,7 +45,9 @@ fn exporter_variants() -> Vec<(BTreeMap<String, String>, SidecarConfig)> {
 
 fn signal_sets() -> Vec<Vec<Signal>> {
     let all = Signal::ALL;
-    (1..8u8).map(|mask| all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| *s).collect()).collect()
+    (1..8u8)
+        .map(|mask| all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| *s).collect())
+        .collect()
 }
 
 /// What the patch carries for this YAML: escaped for the kubelet, inside a JSON string.
