@@ -64,8 +64,19 @@ fn benches(c: &mut Criterion) {
         headers: &with_sidecar.headers,
         sidecar: &with_sidecar.sidecar,
     };
+    // The YAML emitter on the document (the reference, and the fallback for names YAML quotes), and the same text
+    // written from the configuration's pieces (what every sidecar gets).
     engine.bench_function("collector/render-yaml", |b| {
         b.iter(|| otel_injector::engine::inject::collector::render(std::hint::black_box(&inputs)))
+    });
+    use otel_injector::engine::inject::collector::text::{Form, Pieces};
+    let pieces = Pieces::new(&with_sidecar.headers, &with_sidecar.sidecar);
+    engine.bench_function("collector/write-from-pieces", |b| {
+        b.iter(|| {
+            let mut out = String::with_capacity(2048);
+            assert!(pieces.write(std::hint::black_box(&inputs), Form::EnvJson, &mut out));
+            out
+        })
     });
     engine.finish();
     let mut full = c.benchmark_group("admission");
