@@ -53,14 +53,19 @@ fn write_escaped(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
 }
 
 /// Where log lines go: a non-blocking writer on stderr (see [`BUFFERED_LINES`]), and the count of lines it dropped.
+/// Its thread writes every line waiting in the queue, then flushes: one `write` for a burst of lines instead of one
+/// per line (a line alone is still written at once), never a line split between two writers.
 pub(crate) fn stderr_writer()
 -> (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard) {
     tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(BUFFERED_LINES)
         .thread_name("otel-injector-logs")
-        .finish(std::io::stderr())
+        .finish(std::io::BufWriter::with_capacity(STDERR_BUFFER, std::io::stderr()))
 }
+
+/// Bytes of lines the log thread gathers before writing them (it writes sooner when its queue runs dry).
+const STDERR_BUFFER: usize = 64 * 1024;
 
 /// A writer that cuts every line at [`MAX_LINE_BYTES`] (the text format; JSON lines bound themselves).
 #[derive(Clone)]

@@ -10,10 +10,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::{FilterFn, Targets};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -50,7 +47,10 @@ impl Telemetry {
     /// Where each admission's trace ids come from.
     pub fn trace_ids(&self) -> traces::TraceIds {
         match (&self.setup, &self.gate) {
-            (Some(Setup::Export { .. }), Some(gate)) => traces::TraceIds::Tracer(gate.clone()),
+            (Some(Setup::Export { .. }), Some(gate)) => match &self.provider {
+                Some(provider) => traces::TraceIds::Tracer(traces::Tracer::new(provider, gate.clone())),
+                None => traces::TraceIds::LogsOnly,
+            },
             (Some(Setup::Export { .. } | Setup::Local), _) => traces::TraceIds::LogsOnly,
             (Some(Setup::Disabled) | None, _) => traces::TraceIds::None,
         }
@@ -68,8 +68,8 @@ impl Telemetry {
 }
 
 /// Installs the global subscriber: logs filtered by `filter` (default `default`, e.g. `info`) on stderr, and, when
-/// `traces` is given, the tracer it sets up (from the standard `OTEL_*` variables), with its own filter: the
-/// webhook's spans whatever the log level. Call inside the Tokio runtime when traces are exported over gRPC.
+/// `traces` is given, the tracer it sets up (from the standard `OTEL_*` variables; its admission spans are exported
+/// whatever the log level). Call inside the Tokio runtime when traces are exported over gRPC.
 pub fn init(
     format: LogFormat,
     filter: Option<&str>,
@@ -117,27 +117,8 @@ pub fn subscriber(
         Some(setup) => traces::provider(setup, &spans_dropped)?.unzip(),
         None => (None, None),
     };
-    let tracer = provider.as_ref().map(|p| {
-        // The webhook's own spans at INFO, decided once per callsite: never events (logs are logs) nor the spans of
-        // an admission its gate did not let through (`traces::UNTRACED`).
-        let exported = Targets::new().with_target("otel_injector", LevelFilter::INFO);
-        let filter = FilterFn::new(move |meta| {
-            meta.is_span()
-                && !meta.target().starts_with(traces::UNTRACED)
-                && exported.would_enable(meta.target(), meta.level())
-        });
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("otel-injector"))
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_level(false)
-            .with_tracked_inactivity(false)
-            // Spans are parented through tracing's own context; no OpenTelemetry context is attached on every poll.
-            .with_context_activation(false)
-            .with_filter(filter)
-    });
-    let subscriber = tracing_subscriber::registry().with(logs).with(tracer);
+    // The admission spans are made with the SDK directly (`traces::ServerSpan`): no tracing layer exports spans.
+    let subscriber = tracing_subscriber::registry().with(logs);
     let telemetry =
         Telemetry { provider, spans_dropped, setup: traces, gate, log_drops: LineDrops::default(), log_writer: None };
     Ok((subscriber, telemetry))

@@ -1,6 +1,10 @@
 //! The webhook's own traces: one server span per admission (continuing the caller's W3C `traceparent` and
 //! `baggage`), exported over OTLP when the standard variables configure an endpoint.
 //!
+//! The span is made with the SDK directly ([`ServerSpan`]), not through a `tracing` layer: the logs' span and the
+//! exported one share their ids, and the exported one is named and given its attributes once, when the answer is
+//! known (a layer would convert each field as it is recorded, and keep a second copy of every span).
+//!
 //! Exporting never slows admission down: ended spans go into a bounded queue that a background thread sends in
 //! batches (the SDK's `BatchSpanProcessor`); when the queue is full, because the collector is slow or gone, spans
 //! are dropped and counted (`otel_injector_spans_dropped_total`), as are spans whose export failed.
@@ -11,21 +15,18 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
-use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry::trace::{Span as _, SpanId, SpanKind, Status, TraceId, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, Key, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
 };
 
 use super::metrics::SpanDrops;
 use crate::engine::syntax::{self, Protocol as Transport};
-
-/// Span fields that exist for the logs (each line carries them) and are not exported as attributes.
-pub(crate) const LOG_ONLY_FIELDS: [&str; 2] = ["trace_id", "span_id"];
 
 /// Spans waiting for export at most (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048).
 const DEFAULT_QUEUE: usize = 2048;
@@ -141,9 +142,23 @@ fn resource() -> Resource {
     }
 }
 
-/// Spans on this target are never seen by the tracer's layer: the span of an admission while the tracer's gate is
-/// shut. The edge that records an admission chooses it.
+/// The target of the admission's `tracing` span, which carries the logs' fields; the exported span is the
+/// [`ServerSpan`].
 pub const UNTRACED: &str = "otel_injector::untraced";
+
+/// The tracer of a webhook that exports spans, and the [`Gate`] that says whether they can be delivered.
+#[derive(Debug, Clone)]
+pub struct Tracer {
+    gate: Gate,
+    tracer: SdkTracer,
+}
+
+impl Tracer {
+    /// The tracer `provider` makes, behind `gate`.
+    pub fn new(provider: &SdkTracerProvider, gate: Gate) -> Self {
+        Self { gate, tracer: provider.tracer("otel-injector") }
+    }
+}
 
 /// Where an admission's trace ids come from.
 #[derive(Debug, Clone, Default)]
@@ -152,49 +167,71 @@ pub enum TraceIds {
     #[default]
     None,
     /// The tracer: the exported span's ids (while its gate is open).
-    Tracer(Gate),
+    Tracer(Tracer),
     /// Made for the logs alone: the caller's trace id (else a new one) and a new span id.
     LogsOnly,
 }
 
 impl TraceIds {
     /// Whether a new admission is traced: there is a tracer and its gate is open. An admission that is not is
-    /// counted as `spans` dropped (its server span).
+    /// counted as `spans` dropped.
     pub fn traced(&self, spans: u64) -> bool {
         match self {
-            Self::Tracer(gate) => gate.admit(spans),
+            Self::Tracer(tracer) => tracer.gate.admit(spans),
             Self::None | Self::LogsOnly => false,
         }
     }
 }
 
-/// Starts `span` as the server span of a request with `headers`: parented on the caller's trace context (a new
-/// root without one) when `traced`; returns its trace and span ids for the logs. A span the tracer does not record
-/// gets ids made for the logs alone.
-pub(crate) fn start_server_span(
-    span: &tracing::Span,
-    headers: &HeaderMap,
-    ids: &TraceIds,
-    traced: bool,
-) -> Option<(TraceId, SpanId)> {
-    use opentelemetry::trace::TraceContextExt;
-    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    if matches!(ids, TraceIds::None) {
-        return None;
-    }
-    let parent = parent_from(headers);
-    if traced && span.set_parent(parent.clone()).is_ok() {
-        let cx = span.context();
-        let context = cx.span().span_context().clone();
-        if context.is_valid() {
-            return Some((context.trace_id(), context.span_id()));
+/// An admission's server span in the tracer: started when the request arrives, parented on the caller's trace
+/// context; named, given its attributes and ended in one call when the answer is known ([`ServerSpan::end`]). One
+/// dropped before that ends as it is. Empty when the admission is not traced or the sampler left it out.
+#[derive(Debug, Default)]
+pub(crate) struct ServerSpan(Option<Span>);
+
+impl ServerSpan {
+    /// Starts the server span of a request with `headers` when `traced`; returns it with its trace and span ids
+    /// for the logs. An admission not traced gets ids made for the logs alone (none with `TraceIds::None`).
+    pub(crate) fn start(headers: &HeaderMap, ids: &TraceIds, traced: bool) -> (Self, Option<(TraceId, SpanId)>) {
+        use opentelemetry::trace::TraceContextExt;
+        use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+        if matches!(ids, TraceIds::None) {
+            return (Self(None), None);
         }
+        let parent = parent_from(headers);
+        if let (TraceIds::Tracer(tracer), true) = (ids, traced) {
+            let span = tracer
+                .tracer
+                .span_builder("admission")
+                .with_kind(SpanKind::Server)
+                .start_with_context(&tracer.tracer, &parent);
+            let context = span.span_context().clone();
+            if context.is_valid() {
+                let recorded = span.is_recording().then_some(span);
+                return (Self(recorded), Some((context.trace_id(), context.span_id())));
+            }
+        }
+        let caller = parent.span().span_context().trace_id();
+        let generator = RandomIdGenerator::default();
+        let trace = if caller == TraceId::INVALID { generator.new_trace_id() } else { caller };
+        (Self(None), Some((trace, generator.new_span_id())))
     }
-    let caller = parent.span().span_context().trace_id();
-    let generator = RandomIdGenerator::default();
-    let trace = if caller == TraceId::INVALID { generator.new_trace_id() } else { caller };
-    Some((trace, generator.new_span_id()))
+
+    /// Whether the span is recorded (so its attributes are worth making).
+    pub(crate) fn is_recording(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Names the span, gives it `attributes` (and an error status when `failed`), and ends it.
+    pub(crate) fn end(self, name: String, attributes: Vec<KeyValue>, failed: bool) {
+        let Some(mut span) = self.0 else { return };
+        span.update_name(name);
+        span.set_attributes(attributes);
+        if failed {
+            span.set_status(Status::error(""));
+        }
+        span.end();
+    }
 }
 
 /// The caller's trace context from `traceparent`/`tracestate` and `baggage` (an empty context, so a new root,
@@ -280,9 +317,9 @@ impl Pressure {
 }
 
 /// Whether a new span can be delivered: not while the exporter backs off after a failed export, nor while the
-/// queue is full. An admission the gate refuses is not traced at all (its spans go to [`UNTRACED`], which the
-/// tracer's layer never sees, and are counted as dropped), so a collector that is slow or gone costs an admission
-/// next to nothing; the logs still carry trace ids.
+/// queue is full. An admission the gate refuses is not traced at all (no [`ServerSpan`] is started; it is counted
+/// as dropped), so a collector that is slow or gone costs an admission next to nothing; the logs still carry trace
+/// ids.
 #[derive(Debug, Clone)]
 pub struct Gate(Arc<Pressure>);
 
@@ -300,8 +337,7 @@ impl Gate {
     }
 }
 
-/// Admits ended spans to the batch queue while it has room, counting the rest as dropped; strips the fields that
-/// exist only for the logs.
+/// Admits ended spans to the batch queue while it has room, counting the rest as dropped.
 #[derive(Debug)]
 struct Bounded<P> {
     inner: P,
@@ -313,13 +349,12 @@ impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
         self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, mut span: SpanData) {
+    fn on_end(&self, span: SpanData) {
         if self.pressure.queued.fetch_add(1, Ordering::AcqRel) >= self.pressure.capacity {
             self.pressure.queued.fetch_sub(1, Ordering::AcqRel);
             self.pressure.drops.dropped("queue_full", 1);
             return;
         }
-        span.attributes.retain(|kv| !LOG_ONLY_FIELDS.contains(&kv.key.as_str()));
         self.inner.on_end(span);
     }
 

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use opentelemetry::KeyValue;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, field::Empty};
 
@@ -155,14 +156,12 @@ fn deadline_of(query: Option<&str>) -> Result<Option<Duration>, RequestError> {
     Ok(found)
 }
 
-/// The server span of an admission on `target`, its attributes empty until known.
+/// The `tracing` span of an admission, whose fields every log line inside it carries (empty until known).
 macro_rules! admission_span {
-    ($target:expr) => {
+    () => {
         tracing::info_span!(
-            target: $target,
+            target: traces::UNTRACED,
             "admission",
-            "otel.kind" = "server",
-            "otel.status_code" = Empty,
             trace_id = Empty,
             span_id = Empty,
             "k8s.namespace.name" = Empty,
@@ -187,20 +186,32 @@ macro_rules! admission_span {
 /// until issue 21: two more to build, encode and send for every admission, for timings of a few µs nobody read.
 const SPANS_PER_ADMISSION: u64 = 1;
 
-/// The `/mutate` handler: one server span per review (continuing the caller's `traceparent`), its attributes
-/// recorded as they become known. An admission the tracer's gate does not let through (the collector away) gets
-/// its span on a target the tracer never sees, so it costs what it would without a tracer.
+/// The `/mutate` handler: one server span per review (continuing the caller's `traceparent`), named and given its
+/// attributes once the answer is known, and a `tracing` span with the same ids around the review's log lines. An
+/// admission the tracer's gate does not let through (the collector away) gets no server span, so it costs what it
+/// would without a tracer.
 pub async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let traced = state.trace_ids.traced(SPANS_PER_ADMISSION);
-    let span = if traced { admission_span!("otel_injector::webhook") } else { admission_span!(traces::UNTRACED) };
+    let span = admission_span!();
     let (parts, body) = request.into_parts();
-    if let Some((trace_id, span_id)) = traces::start_server_span(&span, &parts.headers, &state.trace_ids, traced) {
+    let (server_span, ids) = traces::ServerSpan::start(&parts.headers, &state.trace_ids, traced);
+    if let Some((trace_id, span_id)) = ids {
         tracing::record_all!(span, trace_id = %trace_id, span_id = %span_id);
     }
-    match answer(&state, parts.uri.query(), &parts.headers, body, started, traced).instrument(span.clone()).await {
+    let mut described = None;
+    let recording = server_span.is_recording();
+    let answered =
+        answer(&state, parts.uri.query(), &parts.headers, body, started, recording.then_some(&mut described))
+            .instrument(span.clone())
+            .await;
+    match answered {
         Ok((answer, held)) => {
             record(&span, &answer);
+            if recording {
+                let (name, attributes) = attributes_of(&answer);
+                server_span.end(name, attributes, false);
+            }
             let labels = AdmissionLabels {
                 kind: metric_kind(&answer.kind),
                 operation: answer.operation,
@@ -215,16 +226,86 @@ pub async fn mutate(State(state): State<AppState>, request: Request) -> Response
         }
         Err(e) => {
             state.metrics.rejected(e.label());
-            tracing::record_all!(
-                span,
-                "otel.status_code" = "error",
-                "error.type" = e.label(),
-                "http.response.status_code" = i64::from(e.status().as_u16()),
-            );
+            let status = i64::from(e.status().as_u16());
+            tracing::record_all!(span, "error.type" = e.label(), "http.response.status_code" = status);
+            if recording {
+                let name = described.as_ref().map_or_else(|| "POST /mutate".to_owned(), Described::span_name);
+                let mut attributes = described.map(Described::attributes).unwrap_or_default();
+                attributes.push(KeyValue::new("error.type", e.label()));
+                attributes.push(KeyValue::new("http.response.status_code", status));
+                server_span.end(name, attributes, true);
+            }
             span.in_scope(|| tracing::warn!(status = e.status().as_u16(), error = %e, "review rejected"));
             e.into_response()
         }
     }
+}
+
+/// What the review was about, kept for the server span of an admission that ends in an error.
+struct Described {
+    uid: String,
+    operation: &'static str,
+    dry_run: bool,
+    kind: String,
+    namespace: String,
+}
+
+impl Described {
+    /// `CREATE Pod`: the operation and the kind, of the kinds the webhook knows (`CREATE other` for the rest: a
+    /// caller must not mint span names).
+    fn span_name(&self) -> String {
+        span_name(self.operation, &self.kind)
+    }
+
+    fn attributes(self) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(8);
+        attributes.push(KeyValue::new("admission.uid", self.uid));
+        attributes.push(KeyValue::new("admission.operation", self.operation));
+        attributes.push(KeyValue::new("admission.dry_run", self.dry_run));
+        attributes.push(KeyValue::new("k8s.object.kind", self.kind));
+        if !self.namespace.is_empty() {
+            attributes.push(KeyValue::new("k8s.namespace.name", self.namespace));
+        }
+        attributes
+    }
+}
+
+/// The server span's name for an `operation` on a `kind`.
+fn span_name(operation: &str, kind: &str) -> String {
+    let kind = metric_kind(kind);
+    let mut name = String::with_capacity(operation.len() + 1 + kind.len());
+    name.push_str(operation);
+    name.push(' ');
+    name.push_str(kind);
+    name
+}
+
+/// The server span's name and attributes for an answered review (never an env value, a secret or the object).
+fn attributes_of(a: &Answer) -> (String, Vec<KeyValue>) {
+    // Counts as i64, as the tracer had them.
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let described = Described {
+        uid: a.uid.clone(),
+        operation: a.operation,
+        dry_run: a.dry_run,
+        kind: a.kind.clone(),
+        namespace: a.namespace.clone(),
+    };
+    let name = described.span_name();
+    let mut attributes = described.attributes();
+    if !a.name.is_empty() {
+        attributes.push(KeyValue::new("k8s.object.name", a.name.clone()));
+    }
+    attributes.push(KeyValue::new("admission.decision", a.decision.as_str()));
+    attributes.push(KeyValue::new("admission.reason", a.cause));
+    attributes.push(KeyValue::new("admission.patch_operations", count(a.patch_ops)));
+    attributes.push(KeyValue::new("admission.warnings", count(a.warnings.len())));
+    attributes.push(KeyValue::new("http.response.status_code", 200_i64));
+    if let Some(e) = &a.explanation {
+        attributes.push(KeyValue::new("admission.containers", e.instrumented().collect::<Vec<_>>().join(",")));
+        attributes.push(KeyValue::new("admission.sidecar", e.sidecar.clone()));
+    }
+    (name, attributes)
 }
 
 async fn answer(
@@ -233,7 +314,7 @@ async fn answer(
     headers: &HeaderMap,
     mut body: Body,
     started: Instant,
-    traced: bool,
+    described: Option<&mut Option<Described>>,
 ) -> Result<(Answer, OwnedSemaphorePermit), RequestError> {
     let limits = &state.limits;
     let given = deadline_of(query)?;
@@ -271,7 +352,7 @@ async fn answer(
     }
     let large = bytes.len() > LARGE;
     let review = heavy(large, || Review::parse(&bytes, &config))?;
-    describe(&review, traced);
+    describe(&review, described);
     let (ns, notes) = match review.policy_namespace() {
         Some(name) => namespace_policy(state, name, deadline).await,
         None => (Arc::default(), Vec::new()),
@@ -358,16 +439,10 @@ async fn drawn_config_maps(
     maps
 }
 
-/// What the review was about, as soon as the envelope is read (one call into the subscriber for all of it).
-fn describe(review: &Review<'_>, traced: bool) {
-    use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
+/// What the review was about, as soon as the envelope is read (one call into the subscriber for all of it); kept in
+/// `described` too when the server span is recorded.
+fn describe(review: &Review<'_>, described: Option<&mut Option<Described>>) {
     let span = tracing::Span::current();
-    if traced {
-        // Named for the operation (`CREATE Pod`), of the kinds the webhook knows (`CREATE other` for the rest: a
-        // caller must not mint span names); the span has started, so the name goes to it directly.
-        span.context().span().update_name(format!("{} {}", review.operation(), metric_kind(review.kind())));
-    }
     tracing::record_all!(
         span,
         "admission.uid" = review.uid(),
@@ -376,9 +451,17 @@ fn describe(review: &Review<'_>, traced: bool) {
         "k8s.object.kind" = review.kind(),
         "k8s.namespace.name" = review.namespace(),
     );
+    if let Some(described) = described {
+        *described = Some(Described {
+            uid: review.uid().to_owned(),
+            operation: review.operation(),
+            dry_run: review.dry_run(),
+            kind: review.kind().to_owned(),
+            namespace: review.namespace().unwrap_or_default().to_owned(),
+        });
+    }
 }
 
-/// What was decided (one call into the subscriber); then the review's one log line.
 fn record(span: &tracing::Span, a: &Answer) {
     // Counts as i64: the tracer turns unsigned values into strings.
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
