@@ -203,7 +203,7 @@ def main():
                   f"{time.strftime('%Y-%m-%d')}: TLS, HTTP/1.1 keep-alive, {CONNECTIONS} connections; "
                   f"throughput from h2load (`--h1 -c {CONNECTIONS} -t 1`, {requests} reviews a run, alternating "
                   f"with the minimal webhook {rounds} times), latency from oha at fixed rates ({seconds} s each).", ""]
-        rows = []
+        rows, notes = [], []
         for name, argv, extra, review in cases:
             server = Server(name, argv, {**env, **extra}, work / f"{name}.log")
             servers.append(server)
@@ -211,18 +211,32 @@ def main():
             for s in (minimal, server):  # warm up: connections, allocator, caches
                 h2load(s, body, requests // 4)
             pairs = []
+            sent_before = sink_count(sink_file)
             for _ in range(rounds):
                 base, base_cpu = h2load(minimal, body, requests)
                 mine, cpu = h2load(server, body, requests)
                 pairs.append((base, mine, cpu, base_cpu))
                 print(f"{name}: {mine:,.0f} vs minimal {base:,.0f} reviews/s ({mine / base:.2f}), "
                       f"{cpu * 1000:.1f} vs {base_cpu * 1000:.1f} ms CPU per 1000", file=sys.stderr)
+            if name == "tracing-live":
+                # Spans dropped (a full queue) would make exporting look cheap: every admission's span must arrive.
+                received = settled(lambda: sink_count(sink_file)) - sent_before
+                admissions = rounds * requests
+                print(f"{name}: the collector received {received:,} spans for {admissions:,} admissions",
+                      file=sys.stderr)
+                notes.append(f"tracing-live: the collector received {received:,} spans for the {admissions:,} "
+                             f"admissions of the throughput runs ({received / admissions:.1%}).")
             lat = {rate: latency(oha, server, body, rate, seconds, work) for rate in (200, 500, 1000)}
             base_lat = {rate: latency(oha, minimal, body, rate, seconds, work) for rate in (200, 500, 1000)}
             rows.append((name, review, pairs, lat, base_lat, server.status("VmHWM"), server.status("VmRSS")))
             server.stop()
             servers.remove(server)
         report += table(rows, minimal)
+        medians = {name: statistics.median(m / b for b, m, _, _ in pairs) for name, _, pairs, *_ in rows}
+        if "tracing-live" in medians and "tracing-off" in medians:
+            notes.append(f"tracing-live against tracing-off (each against the minimal webhook in its own runs): "
+                         f"**{medians['tracing-live'] / medians['tracing-off']:.2f}**.")
+        report += [""] + notes if notes else []
         text = "\n".join(report)
         print(text)
         if args.out:
@@ -231,6 +245,27 @@ def main():
         for s in servers:
             s.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def sink_count(sink_file):
+    """Spans the live collector has received (it writes the count every 200 ms)."""
+    try:
+        return int(Path(f"{sink_file}.count").read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def settled(read, within=15):
+    """`read()` once it has stopped changing for a second (the exporter sends its last batch after up to 5 s)."""
+    last, since, started = read(), time.time(), time.time()
+    while time.time() - started < within:
+        time.sleep(0.25)
+        now = read()
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= 1.0:
+            break
+    return last
 
 
 def table(rows, minimal):

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,15 +58,26 @@ pub struct Receiver {
     /// What to put in `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub endpoint: String,
     spans: Arc<Mutex<Vec<Received>>>,
+    counted: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Clone)]
-struct Sink(Arc<Mutex<Vec<Received>>>);
+struct Sink {
+    spans: Arc<Mutex<Vec<Received>>>,
+    counted: Arc<AtomicUsize>,
+    /// Whether the spans are kept (the tests read them) or only counted (the benchmark's live collector).
+    keep: bool,
+}
 
 impl Sink {
     fn take(&self, request: ExportTraceServiceRequest, tenant: Option<String>) {
-        let mut spans = self.0.lock().expect("spans");
+        let n: usize = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        if !self.keep {
+            self.counted.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        let mut spans = self.spans.lock().expect("spans");
         for resource_spans in request.resource_spans {
             let resource = resource_spans.resource.map(|r| attributes(&r.attributes)).unwrap_or_default();
             for scope in resource_spans.scope_spans {
@@ -84,6 +96,8 @@ impl Sink {
                 }
             }
         }
+        // Counted once kept, so a reader that saw the count finds the spans.
+        self.counted.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -126,9 +140,20 @@ impl Receiver {
 
     /// Starts a receiver speaking `transport` on `addr` (e.g. where a collector was down).
     pub fn start_at(transport: Transport, addr: &str) -> Self {
+        Self::listen(transport, addr, true)
+    }
+
+    /// Starts a receiver on 127.0.0.1 that decodes every export and counts its spans, keeping none: a live collector
+    /// for the benchmark that costs the machine what receiving costs, not what storing and indexing would.
+    pub fn start_counting(transport: Transport) -> Self {
+        Self::listen(transport, "127.0.0.1:0", false)
+    }
+
+    fn listen(transport: Transport, addr: &str, keep: bool) -> Self {
         let at = addr.to_owned();
         let spans = Arc::new(Mutex::new(Vec::new()));
-        let sink = Sink(spans.clone());
+        let counted = Arc::new(AtomicUsize::new(0));
+        let sink = Sink { spans: spans.clone(), counted: counted.clone(), keep };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, addr) = std::sync::mpsc::channel::<SocketAddr>();
         std::thread::spawn(move || {
@@ -183,12 +208,12 @@ impl Receiver {
             });
         });
         let addr = addr.recv_timeout(Duration::from_secs(10)).expect("receiver bound");
-        Self { endpoint: format!("http://{addr}"), spans, stop: Some(stop) }
+        Self { endpoint: format!("http://{addr}"), spans, counted, stop: Some(stop) }
     }
 
     /// How many spans have been received.
     pub fn count(&self) -> usize {
-        self.spans.lock().expect("spans").len()
+        self.counted.load(Ordering::Relaxed)
     }
 
     /// Every span received so far.
