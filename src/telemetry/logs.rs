@@ -35,6 +35,10 @@ pub(crate) const BUFFERED_LINES: usize = 1024;
 
 /// `value`, cut to [`MAX_FIELD_CHARS`] characters.
 fn clipped(value: &str) -> std::borrow::Cow<'_, str> {
+    // No more bytes than the limit: no more characters either, and nothing to count.
+    if value.len() <= MAX_FIELD_CHARS {
+        return value.into();
+    }
     match value.char_indices().nth(MAX_FIELD_CHARS) {
         Some((cut, _)) => format!("{}…", &value[..cut]).into(),
         None => value.into(),
@@ -50,6 +54,24 @@ fn write_escaped(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
         from = at + c.len_utf8();
     }
     writer.write_str(&value[from..])
+}
+
+/// Writes `value` as `{value:?}` does (quoted; quotes, backslashes and control characters escaped), without the
+/// formatting machinery when it is printable ASCII, as nearly every value is (a reason, a description, a list).
+fn write_quoted(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
+    if !value.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return write!(writer, "{value:?}");
+    }
+    writer.write_char('"')?;
+    let mut from = 0;
+    for (at, b) in value.bytes().enumerate().filter(|(_, b)| matches!(b, b'"' | b'\\')) {
+        writer.write_str(&value[from..at])?;
+        writer.write_char('\\')?;
+        writer.write_char(char::from(b))?;
+        from = at + 1;
+    }
+    writer.write_str(&value[from..])?;
+    writer.write_char('"')
 }
 
 /// Where log lines go: a non-blocking writer on stderr (see [`BUFFERED_LINES`]), and the count of lines it dropped.
@@ -138,9 +160,12 @@ impl Visit for Text<'_> {
                 self.writer.write_str(sep)?;
                 write_escaped(&mut self.writer, &value)
             }
-            (name, true) => write!(self.writer, "{sep}{name}={value}"),
-            // Debug quotes the value and escapes its quotes, backslashes and control characters.
-            (name, false) => write!(self.writer, "{sep}{name}={value:?}"),
+            (name, plain) => {
+                self.writer.write_str(sep)?;
+                self.writer.write_str(name)?;
+                self.writer.write_char('=')?;
+                if plain { self.writer.write_str(&value) } else { write_quoted(&mut self.writer, &value) }
+            }
         });
     }
 
@@ -303,6 +328,16 @@ mod tests {
     use super::*;
     use serde_json::{Map, Value};
     use tracing_subscriber::fmt::MakeWriter;
+
+    proptest::proptest! {
+        /// A quoted value reads exactly as Debug writes it, whatever it holds.
+        #[test]
+        fn quoted_values_are_written_as_debug_writes_them(value in "\\PC*|[ -~]{0,40}|[\\x00-\\x7f]{0,20}") {
+            let mut out = String::new();
+            write_quoted(&mut Writer::new(&mut out), &value).expect("written");
+            proptest::prop_assert_eq!(out, format!("{value:?}"));
+        }
+    }
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
