@@ -83,7 +83,7 @@ impl Json {
         Self(Cow::Owned(text))
     }
 
-    /// A value held as `serde_json::Value` (the sidecar container, a rebuilt env entry).
+    /// A value held as `serde_json::Value` (a rebuilt env entry).
     pub fn value(v: &Value) -> Self {
         Self(Cow::Owned(v.to_string()))
     }

@@ -36,7 +36,7 @@ pub struct Telemetry {
     pub spans_dropped: SpanDrops,
     /// What the tracer does, for the start-up log line.
     pub setup: Option<Setup>,
-    gate: Option<traces::Gate>,
+    tracer: Option<traces::Tracer>,
     /// Log lines dropped by the non-blocking writer, for the metrics.
     pub log_drops: LineDrops,
     /// Flushes the log lines still buffered when dropped (waiting at most about a second).
@@ -46,11 +46,8 @@ pub struct Telemetry {
 impl Telemetry {
     /// Where each admission's trace ids come from.
     pub fn trace_ids(&self) -> traces::TraceIds {
-        match (&self.setup, &self.gate) {
-            (Some(Setup::Export { .. }), Some(gate)) => match &self.provider {
-                Some(provider) => traces::TraceIds::Tracer(traces::Tracer::new(provider, gate.clone())),
-                None => traces::TraceIds::LogsOnly,
-            },
+        match (&self.setup, &self.tracer) {
+            (Some(Setup::Export { .. }), Some(tracer)) => traces::TraceIds::Tracer(tracer.clone()),
             (Some(Setup::Export { .. } | Setup::Local), _) => traces::TraceIds::LogsOnly,
             (Some(Setup::Disabled) | None, _) => traces::TraceIds::None,
         }
@@ -119,7 +116,8 @@ pub fn subscriber(
     };
     // The admission spans are made with the SDK directly (`traces::ServerSpan`): no tracing layer exports spans.
     let subscriber = tracing_subscriber::registry().with(logs);
+    let tracer = provider.as_ref().zip(gate).map(|(provider, gate)| traces::Tracer::new(provider, gate));
     let telemetry =
-        Telemetry { provider, spans_dropped, setup: traces, gate, log_drops: LineDrops::default(), log_writer: None };
+        Telemetry { provider, spans_dropped, setup: traces, tracer, log_drops: LineDrops::default(), log_writer: None };
     Ok((subscriber, telemetry))
 }

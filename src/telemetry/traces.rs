@@ -142,10 +142,6 @@ fn resource() -> Resource {
     }
 }
 
-/// The target of the admission's `tracing` span, which carries the logs' fields; the exported span is the
-/// [`ServerSpan`].
-pub const UNTRACED: &str = "otel_injector::untraced";
-
 /// The tracer of a webhook that exports spans, and the [`Gate`] that says whether they can be delivered.
 #[derive(Debug, Clone)]
 pub struct Tracer {

@@ -156,30 +156,28 @@ fn deadline_of(query: Option<&str>) -> Result<Option<Duration>, RequestError> {
     Ok(found)
 }
 
-/// The `tracing` span of an admission, whose fields every log line inside it carries (empty until known).
-macro_rules! admission_span {
-    () => {
-        tracing::info_span!(
-            target: traces::UNTRACED,
-            "admission",
-            trace_id = Empty,
-            span_id = Empty,
-            "k8s.namespace.name" = Empty,
-            "k8s.object.kind" = Empty,
-            "k8s.object.name" = Empty,
-            "admission.uid" = Empty,
-            "admission.operation" = Empty,
-            "admission.dry_run" = Empty,
-            "admission.decision" = Empty,
-            "admission.reason" = Empty,
-            "admission.containers" = Empty,
-            "admission.sidecar" = Empty,
-            "admission.patch_operations" = Empty,
-            "admission.warnings" = Empty,
-            "http.response.status_code" = Empty,
-            "error.type" = Empty,
-        )
-    };
+/// The `tracing` span of an admission, whose fields every log line inside it carries (empty until known); the
+/// exported span is the [`traces::ServerSpan`].
+fn admission_span() -> tracing::Span {
+    tracing::info_span!(
+        "admission",
+        trace_id = Empty,
+        span_id = Empty,
+        "k8s.namespace.name" = Empty,
+        "k8s.object.kind" = Empty,
+        "k8s.object.name" = Empty,
+        "admission.uid" = Empty,
+        "admission.operation" = Empty,
+        "admission.dry_run" = Empty,
+        "admission.decision" = Empty,
+        "admission.reason" = Empty,
+        "admission.containers" = Empty,
+        "admission.sidecar" = Empty,
+        "admission.patch_operations" = Empty,
+        "admission.warnings" = Empty,
+        "http.response.status_code" = Empty,
+        "error.type" = Empty,
+    )
 }
 
 /// Spans of an admission that is traced: the server span alone (SPEC §9). The engine's steps had spans of their own
@@ -193,7 +191,7 @@ const SPANS_PER_ADMISSION: u64 = 1;
 pub async fn mutate(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let traced = state.trace_ids.traced(SPANS_PER_ADMISSION);
-    let span = admission_span!();
+    let span = admission_span();
     let (parts, body) = request.into_parts();
     let (server_span, ids) = traces::ServerSpan::start(&parts.headers, &state.trace_ids, traced);
     if let Some((trace_id, span_id)) = ids {

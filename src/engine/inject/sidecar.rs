@@ -6,7 +6,6 @@ use super::env;
 use super::placement::Placement;
 use super::status::Status;
 use crate::engine::config::{Config, Resources as SidecarResources, SidecarMode};
-use crate::engine::json_string;
 use crate::engine::patch::{self, Json, Ops};
 use crate::engine::pod_view::{Container, PodView};
 use crate::engine::policy::Settings;
@@ -157,9 +156,7 @@ pub(crate) fn refresh(
     }
     let inputs = inputs(view, settings, config, namespace);
     let mut yaml = String::new();
-    if !template.pieces.write(&inputs, Form::Yaml, &mut yaml) {
-        yaml = collector::render(&inputs);
-    }
+    template.pieces.write_or_render(&inputs, Form::Yaml, &mut yaml);
     let configuration = env::escape(&yaml);
     let memory = template.go_memory_limit.as_deref().map(|limit| ("GOMEMLIMIT", limit));
     let wanted = [Some((MARKER_VAR, MARKER_VALUE)), memory, Some((CONFIG_VAR, &configuration))];
@@ -214,10 +211,7 @@ pub fn container(
     let (before, after) = template.around(placement);
     let mut text = String::with_capacity(before.len() + 3 * 1024 + after.len());
     text.push_str(before);
-    if !template.pieces.write(&inputs, Form::EnvJson, &mut text) {
-        // A name YAML must quote: the emitter writes this configuration.
-        json_string::push_inner(&mut text, &env::escape(&collector::render(&inputs)));
-    }
+    template.pieces.write_or_render(&inputs, Form::EnvJson, &mut text);
     text.push_str(after);
     Json::text(text)
 }

@@ -25,9 +25,14 @@ struct Piece {
 impl Piece {
     fn new(yaml: String) -> Self {
         let mut json = String::with_capacity(yaml.len() + yaml.len() / 8);
-        json_string::push_inner(&mut json, &env::escape(&yaml));
+        push_env_json(&mut json, &yaml);
         Self { yaml, json }
     }
+}
+
+/// Appends `yaml` in [`Form::EnvJson`]: escaped for the kubelet's `$(…)` expansion, then for a JSON string.
+fn push_env_json(out: &mut String, yaml: &str) {
+    json_string::push_inner(out, &env::escape(yaml));
 }
 
 /// Which form of the text to write.
@@ -149,6 +154,19 @@ impl Pieces {
         }
         piece(&self.tail, out);
         true
+    }
+
+    /// Appends the configuration for `inputs` in `form`: from the pieces, or, for names YAML must quote, as
+    /// [`super::render`] writes it.
+    pub fn write_or_render(&self, inputs: &Inputs<'_>, form: Form, out: &mut String) {
+        if self.write(inputs, form, out) {
+            return;
+        }
+        let yaml = super::render(inputs);
+        match form {
+            Form::Yaml => out.push_str(&yaml),
+            Form::EnvJson => push_env_json(out, &yaml),
+        }
     }
 
     fn owner(&self, key: &str) -> Option<&Piece> {

@@ -49,8 +49,8 @@ impl Template {
             let text = container(sidecar, go_memory_limit.as_deref(), placement).to_string();
             let mut hole = String::new();
             crate::engine::json_string::push_inner(&mut hole, HOLE);
-            let at = text.find(&hole).unwrap_or(text.len());
-            (text[..at].to_owned(), text[(at + hole.len()).min(text.len())..].to_owned())
+            let (before, after) = text.split_once(hole.as_str()).unwrap_or((&text, ""));
+            (before.to_owned(), after.to_owned())
         };
         Self {
             headers: config.headers.clone(),

@@ -91,7 +91,7 @@ fn every_variant_is_written_byte_for_byte_as_the_yaml_emitter_writes_it() {
 }
 
 #[test]
-fn names_yaml_would_quote_are_left_to_the_emitter() {
+fn names_yaml_would_quote_are_left_to_the_emitter_and_written_as_it_writes_them() {
     let (headers, sidecar) = (BTreeMap::new(), SidecarConfig::default());
     let pieces = Pieces::new(&headers, &sidecar);
     for name in ["123", "1e3", "0x1f", "null", "true", "false", "-a", ".a", "", "Web", "a b", "a:b", "a$b", "ä"] {
@@ -108,6 +108,12 @@ fn names_yaml_would_quote_are_left_to_the_emitter() {
             let mut out = String::new();
             assert!(!pieces.write(&inputs, Form::Yaml, &mut out), "{name:?} is written by the emitter");
             assert!(out.is_empty(), "nothing is appended before falling back");
+            let mut whole = String::new();
+            pieces.write_or_render(&inputs, Form::Yaml, &mut whole);
+            assert_eq!(whole, super::super::render(&inputs), "{name:?}: the emitter's text");
+            let mut encoded = String::new();
+            pieces.write_or_render(&inputs, Form::EnvJson, &mut encoded);
+            assert_eq!(encoded, env_json(&whole), "{name:?}: the same, as the patch carries it");
         }
     }
 }
