@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::syntax::{self, Protocol, Signal};
 use crate::engine::workload::WorkloadKind;
 
+mod agents;
+pub use agents::{Activation, AgentConfig, AgentsConfig, Delivery, InitContainerConfig, LANGUAGES, Language};
+
 /// Namespaces never instrumented: `excludedNamespaces` adds to these, it never replaces them.
 pub(crate) const ALWAYS_EXCLUDED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
@@ -53,15 +56,15 @@ pub struct Resources {
 const MIN_SIDECAR_MEMORY: &str = "16Mi";
 
 impl Resources {
-    /// Checks the sidecar's resources as the API server would and a bit more: known resource names, valid
-    /// non-negative quantities, requests not above limits, and enough memory for the collector.
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks resources as the API server would and a bit more: known resource names, valid non-negative
+    /// quantities, requests not above limits, and at least `min_memory` as the memory limit. `at` names the field.
+    fn validate(&self, at: &str, min_memory: &str) -> Result<(), ConfigError> {
         let known =
             |name: &str| matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with("hugepages-");
         let mut values = BTreeMap::new();
         for (section, list) in [("requests", &self.requests), ("limits", &self.limits)] {
             for (name, q) in list {
-                let field = format!("sidecar.resources.{section}.{name}");
+                let field = format!("{at}.{section}.{name}");
                 if !known(name) {
                     return Err(invalid(field, "unknown resource (cpu, memory, ephemeral-storage, hugepages-<size>)"));
                 }
@@ -83,18 +86,12 @@ impl Resources {
                 && request > max
             {
                 let request = &self.requests[name];
-                return Err(invalid(
-                    format!("sidecar.resources.requests.{name}"),
-                    format!("{request} is above the limit {limit}"),
-                ));
+                return Err(invalid(format!("{at}.requests.{name}"), format!("{request} is above the limit {limit}")));
             }
         }
-        let min = syntax::quantity(MIN_SIDECAR_MEMORY).unwrap_or_default();
+        let min = syntax::quantity(min_memory).unwrap_or_default();
         if values.get(&("limits", "memory")).is_some_and(|m| *m < min) {
-            return Err(invalid(
-                "sidecar.resources.limits.memory",
-                format!("must be at least {MIN_SIDECAR_MEMORY} for the collector"),
-            ));
+            return Err(invalid(format!("{at}.limits.memory"), format!("must be at least {min_memory}")));
         }
         Ok(())
     }
@@ -190,6 +187,8 @@ pub struct Config {
     pub sidecar: SidecarConfig,
     /// Largest AdmissionReview body accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Language agents (SPEC §10).
+    pub agents: AgentsConfig,
     /// Text made once from this configuration (the sidecar's, see `inject::sidecar::template`).
     #[serde(skip)]
     pub derived: Derived,
@@ -245,6 +244,7 @@ impl Default for Config {
             skip_containers: vec!["istio-proxy".to_owned(), "linkerd-proxy".to_owned()],
             sidecar: SidecarConfig::default(),
             max_request_bytes: 7 * 1024 * 1024,
+            agents: AgentsConfig::default(),
             derived: Derived::default(),
         }
     }
@@ -374,7 +374,8 @@ impl Config {
                 "insecure: true turns TLS off; set it to false to use caFile or insecureSkipVerify",
             ));
         }
-        self.sidecar.resources.validate()
+        self.sidecar.resources.validate("sidecar.resources", MIN_SIDECAR_MEMORY)?;
+        self.agents.validate()
     }
 
     /// Whether a namespace is never instrumented: a built-in one, one in `excludedNamespaces`, or the webhook's own.

@@ -25,6 +25,9 @@ pub(crate) const RESOURCE_ATTRIBUTES: &str = "otel-injector.io/resource-attribut
 pub(crate) const RESOURCE_PREFIX: &str = "resource.opentelemetry.io/";
 /// `skip`: leave alone a container that draws variables from a Secret (default `instrument`).
 pub(crate) const ENV_FROM_SECRET: &str = "otel-injector.io/env-from-secret";
+/// The OpenTelemetry Operator's agent annotations, `instrumentation.opentelemetry.io/inject-<language>` (read when
+/// `agents.operatorAnnotations` is on).
+pub(crate) const OPERATOR_INJECT_PREFIX: &str = "instrumentation.opentelemetry.io/inject-";
 /// What the webhook did and why.
 pub(crate) const STATUS: &str = "otel-injector.io/status";
 

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 
 use crate::engine::json_string;
 use jsonptr::{PointerBuf, Token};
@@ -178,6 +178,8 @@ pub enum Kind {
     Add,
     /// `replace`: an existing value.
     Replace,
+    /// `remove`: an existing value (its `value` is not sent).
+    Remove,
 }
 
 /// One RFC 6902 operation.
@@ -225,10 +227,13 @@ impl Patch {
             out.push_str(match op.kind {
                 Kind::Add => "{\"op\":\"add\",\"path\":",
                 Kind::Replace => "{\"op\":\"replace\",\"path\":",
+                Kind::Remove => "{\"op\":\"remove\",\"path\":",
             });
             json_string::push(&mut out, op.path.as_str());
-            out.push_str(",\"value\":");
-            out.push_str(&op.value.0);
+            if op.kind != Kind::Remove {
+                out.push_str(",\"value\":");
+                out.push_str(&op.value.0);
+            }
             out.push('}');
         }
         out.push(']');
@@ -242,6 +247,7 @@ impl Patch {
             Kind::Replace => {
                 PatchOperation::Replace(ReplaceOperation { path: op.path.clone(), value: op.value.to_value() })
             }
+            Kind::Remove => PatchOperation::Remove(RemoveOperation { path: op.path.clone() }),
         };
         json_patch::Patch(self.0.iter().map(op).collect())
     }
@@ -259,6 +265,7 @@ fn overhead(kind: Kind) -> usize {
     match kind {
         Kind::Add => 31,
         Kind::Replace => 35,
+        Kind::Remove => 25,
     }
 }
 
@@ -276,6 +283,11 @@ impl Ops {
     /// `replace` of an existing value.
     pub fn replace(&mut self, path: PointerBuf, value: Json) {
         self.push(Op { kind: Kind::Replace, path, value });
+    }
+
+    /// `remove` of an existing value (list items: the highest index first, so the others keep theirs).
+    pub fn remove(&mut self, path: PointerBuf) {
+        self.push(Op { kind: Kind::Remove, path, value: Json::constant("null") });
     }
 
     /// How many bytes the patch written so far takes (exactly, unless a path needs JSON escapes).

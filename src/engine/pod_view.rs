@@ -69,6 +69,8 @@ pub struct Container<'a> {
     pub restart_policy: Option<Str<'a>>,
     /// Its `envFrom` sources, in order (at most [`limits::ENV_FROM`] + 1 kept).
     pub env_from: Vec<EnvSource<'a>>,
+    /// Its `volumeMounts` as (volume, mount path), or `None` when the field is absent or null.
+    pub volume_mounts: Option<Vec<(Str<'a>, Str<'a>)>>,
 }
 
 /// What an `envFrom` entry draws from.
@@ -127,10 +129,13 @@ impl Container<'_> {
     }
 }
 
-/// Whether the engine ever reads an env variable of this name: the OpenTelemetry ones and the sidecar's
-/// `GOMEMLIMIT`. Entries with other names are counted and checked, not kept.
+/// Whether the engine ever reads an env variable of this name: the OpenTelemetry ones, the sidecar's `GOMEMLIMIT`,
+/// and those that activate a language agent (or preload one). Entries with other names are counted and checked, not
+/// kept.
 pub(crate) fn engine_reads(name: &str) -> bool {
-    name.starts_with("OTEL_") || name == "GOMEMLIMIT"
+    name.starts_with("OTEL_")
+        || matches!(name, "GOMEMLIMIT" | "LD_PRELOAD")
+        || crate::engine::config::LANGUAGES.iter().any(|l| l.var == name)
 }
 
 /// Whether the engine ever reads a label of this key: the policy's own, and those naming the service and its
@@ -146,10 +151,12 @@ pub(crate) fn engine_reads_label(key: &str) -> bool {
     )
 }
 
-/// Whether the engine ever reads an annotation of this key: one of its own ([`keys::ALL`]), or a resource
-/// attribute (of which at most [`limits::ATTRIBUTES`] are used).
+/// Whether the engine ever reads an annotation of this key: one of its own ([`keys::ALL`]), an agent's (ours or the
+/// OpenTelemetry Operator's), or a resource attribute (of which at most [`limits::ATTRIBUTES`] are used).
 pub(crate) fn engine_reads_annotation(key: &str) -> bool {
-    keys::ALL.contains(&key) || is_attribute(key)
+    keys::ALL.contains(&key)
+        || is_attribute(key)
+        || crate::engine::config::LANGUAGES.iter().any(|l| l.key == key || l.operator_key == key)
 }
 
 fn is_attribute(key: &str) -> bool {
@@ -280,6 +287,8 @@ pub struct PodView<'a> {
     pub resources: Option<Resources>,
     /// `spec.os.name`, when set.
     pub os: Option<Str<'a>>,
+    /// The pod spec's volumes' names, or `None` when `volumes` is absent or null.
+    pub volumes: Option<Vec<Str<'a>>>,
     /// The pod template's JSON text, as sent (what an UPDATE compares, and where a rebuilt env list comes from).
     pub template: &'a str,
 }
@@ -391,6 +400,9 @@ impl<'a> PodView<'a> {
             restart_policy: spec.restart_policy.map(|s| s.0),
             resources: spec.resources.map(|r| r.0.read()),
             os: spec.os.and_then(|o| o.0.name).map(|s| s.0),
+            volumes: spec
+                .volumes
+                .map(|v| v.into_iter().map(|Obj(v)| v.name.map(|n| n.0).unwrap_or_default()).collect()),
             template: template_json,
         })
     }

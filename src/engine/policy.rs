@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::engine::config::{Config, DefaultMode};
+use crate::engine::config::{Config, DefaultMode, LANGUAGES, Language};
 use crate::engine::keys;
 use crate::engine::limits;
 use crate::engine::pod_view::PodView;
@@ -23,7 +23,9 @@ impl NamespaceMeta {
     /// Whether the policy reads a namespace label or annotation of this key (`otel-injector.io/*`,
     /// `resource.opentelemetry.io/*`).
     pub fn reads(key: &str) -> bool {
-        key.starts_with("otel-injector.io/") || key.starts_with(keys::RESOURCE_PREFIX)
+        key.starts_with("otel-injector.io/")
+            || key.starts_with(keys::RESOURCE_PREFIX)
+            || key.starts_with(keys::OPERATOR_INJECT_PREFIX)
     }
 
     /// Only the labels and annotations the policy reads (`otel-injector.io/*`, `resource.opentelemetry.io/*`), so a
@@ -160,6 +162,14 @@ pub struct Settings {
     pub container_names: Option<Vec<String>>,
     /// Static and annotated resource attributes (config < namespace < pod), in a stable order.
     pub attributes: Vec<(String, String)>,
+    /// The language agents asked for, in [`LANGUAGES`] order (not serialised when none, so an object without
+    /// agents hashes as it always did).
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "agent_names")]
+    pub agents: Vec<Resolved<&'static Language>>,
+}
+
+fn agent_names<S: serde::Serializer>(agents: &[Resolved<&'static Language>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(agents.iter().map(|a| a.value.name))
 }
 
 /// The places one setting is looked up, highest precedence first.
@@ -241,11 +251,42 @@ pub(crate) fn decide(
             k = keys::INJECT
         ));
     }
+    // An agent asked for where nothing as specific says `inject: false` opts the object in (SPEC §10).
+    if !resolved.value
+        && let Some((agent, key)) = agent_requests(&lookup, config, &mut Warnings::default())
+            .into_iter()
+            .filter(|(a, _)| a.value && a.origin < resolved.origin)
+            .min_by_key(|(a, _)| a.origin)
+    {
+        let reason = format!("{} {key}=true", agent.origin);
+        return Decision { inject: true, reason, cause: Cause::Setting(agent.origin) };
+    }
     let reason = match resolved.origin {
         Origin::Config => format!("cluster default ({})", if fallback { "inject" } else { "skip" }),
         origin => format!("{origin} {}={}", keys::INJECT, resolved.value),
     };
     Decision { inject: resolved.value, reason, cause: Cause::Setting(resolved.origin) }
+}
+
+/// Each language's agent setting (`inject-<language>` annotations on the pod or namespace, and the OpenTelemetry
+/// Operator's when the config says so: ours wins at the same level), with the key that decided it.
+fn agent_requests(
+    lookup: &Lookup<'_>,
+    config: &Config,
+    warnings: &mut Warnings,
+) -> Vec<(Resolved<bool>, &'static str)> {
+    LANGUAGES
+        .iter()
+        .map(|language| {
+            let ours = lookup.resolve(warnings, language.key, false, syntax::parse_bool, false, bool::to_string);
+            if !config.agents.operator_annotations {
+                return (ours, language.key);
+            }
+            let theirs =
+                lookup.resolve(warnings, language.operator_key, false, syntax::parse_bool, false, bool::to_string);
+            if theirs.origin < ours.origin { (theirs, language.operator_key) } else { (ours, language.key) }
+        })
+        .collect()
 }
 
 /// Resolves every setting for an instrumented object: pod > namespace > config.
@@ -314,6 +355,13 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         }
     }
 
+    let agents = agent_requests(&lookup, config, warnings)
+        .into_iter()
+        .zip(LANGUAGES.iter())
+        .filter(|((wanted, _), _)| wanted.value)
+        .map(|((wanted, _), language)| Resolved { value: language, origin: wanted.origin })
+        .collect();
+
     let mut attributes = Attributes::default();
     config.resource_attributes.iter().for_each(|(k, v)| attributes.set(k, v, Origin::Config, warnings));
     let ns_annotations = ns.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -339,6 +387,7 @@ pub fn settings(view: &PodView<'_>, ns: &NamespaceMeta, config: &Config, warning
         service_name,
         container_names,
         attributes,
+        agents,
     }
 }
 

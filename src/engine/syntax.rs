@@ -310,6 +310,8 @@ impl KubeVersion {
     pub(crate) const NATIVE_SIDECARS: KubeVersion = KubeVersion { major: 1, minor: 29 };
     /// The first version whose Job controller labels pods `batch.kubernetes.io/job-name` (before: `job-name`).
     pub(crate) const JOB_NAME_LABEL: KubeVersion = KubeVersion { major: 1, minor: 27 };
+    /// The first version with image volumes (`volumes[].image`) on by default (beta; GA in 1.36).
+    pub(crate) const IMAGE_VOLUMES: KubeVersion = KubeVersion { major: 1, minor: 35 };
 
     /// Parses `1.29`, `v1.29.3`, `1.28+` or `v1.30.1-gke.100` (only major and minor count).
     pub fn parse(s: &str) -> Result<Self, String> {

@@ -224,6 +224,15 @@ fn pair_text(key: &str, value: &[&str]) -> String {
 }
 
 /// One variable to add, and where it goes.
+/// A variable outside the SDK's that the webhook edits too (a language agent's activation, see [`super::agents`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// The entry at this index of the original list gets this value.
+    Change(usize, String),
+    /// This variable is appended to the list.
+    Append(&'static str, String),
+}
+
 struct Insert {
     /// Index in the original list it is inserted before (`len` = appended).
     pos: usize,
@@ -254,6 +263,7 @@ pub(crate) fn plan<'a>(
     encode: impl Fn(&str) -> Cow<'_, str>,
     previous: Option<&Record>,
     drawn: &Drawn,
+    extra: &[Edit],
 ) -> EnvPlan {
     let env = c.env.as_ref();
     let len = env.map_or(0, Env::len);
@@ -398,7 +408,7 @@ pub(crate) fn plan<'a>(
             c.name,
             clip(config_map)
         ));
-        return finish(out, inserts, changes, removals, c, raw_env, path, len);
+        return finish(out, inserts, changes, removals, c, raw_env, path, len, extra);
     }
     // Where OTEL_RESOURCE_ATTRIBUTES is, or will be: helpers must be defined before it.
     if ora.and_then(var).is_some_and(|e| e.value_from) {
@@ -407,7 +417,7 @@ pub(crate) fn plan<'a>(
             "container {}: {RESOURCE_ATTRIBUTES} uses valueFrom; Kubernetes attributes not added",
             c.name
         ));
-        return finish(out, inserts, changes, removals, c, raw_env, path, len);
+        return finish(out, inserts, changes, removals, c, raw_env, path, len, extra);
     }
     let current = ora.map(|i| value_of(i).unwrap_or_default());
     let pairs: Vec<&str> = current.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
@@ -498,7 +508,7 @@ pub(crate) fn plan<'a>(
         }
         _ => {}
     }
-    finish(out, inserts, changes, removals, c, raw_env, path, len)
+    finish(out, inserts, changes, removals, c, raw_env, path, len, extra)
 }
 
 /// Turns the plan into operations. Without removals: a `replace` of each changed value at its original index, then
@@ -509,13 +519,23 @@ pub(crate) fn plan<'a>(
 fn finish<'a>(
     mut out: EnvPlan,
     mut inserts: Vec<Insert>,
-    changes: Vec<(usize, String)>,
+    mut changes: Vec<(usize, String)>,
     removals: Vec<usize>,
     c: &Container<'a>,
     raw_env: impl FnOnce() -> Vec<&'a RawValue>,
     path: &PointerBuf,
     len: usize,
+    extra: &[Edit],
 ) -> EnvPlan {
+    for edit in extra {
+        match edit {
+            Edit::Change(i, value) => changes.push((*i, value.clone())),
+            Edit::Append(name, value) => {
+                let entry = Json::env(name, value);
+                inserts.push(Insert { pos: len, rank: usize::MAX, name, entry });
+            }
+        }
+    }
     inserts.sort_by_key(|i| (i.pos, i.rank));
     out.added = inserts.iter().map(|i| i.name).collect();
     if !removals.is_empty() {
@@ -608,6 +628,7 @@ mod tests {
             encode,
             None,
             &Drawn::default(),
+            &[],
         );
         let mut out = pod.clone();
         json_patch::patch(&mut out, &plan.ops.clone().into_patch().to_json_patch()).expect("applies");
@@ -661,6 +682,7 @@ mod tests {
             super::super::resource::encode,
             None,
             &Drawn::default(),
+            &[],
         );
         json_patch::patch(&mut pod, &plan.ops.into_patch().to_json_patch()).expect("applies");
         assert_eq!(pod["spec"]["containers"][0]["env"].as_array().map(Vec::len), Some(2));

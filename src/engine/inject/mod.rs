@@ -2,6 +2,7 @@
 //!
 //! Pure: no I/O, no clock, no globals. The webhook, `preview` and the benches all call [`mutate`].
 
+pub mod agents;
 pub mod collector;
 pub mod env;
 pub mod env_from;
@@ -19,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::engine::config::{Config, SidecarMode};
+use crate::engine::config::{Config, Language, SidecarMode};
 use crate::engine::explanation::{ContainerOutcome, ContainerReport, Explanation};
 use crate::engine::keys;
 use crate::engine::limits;
@@ -27,8 +28,9 @@ use crate::engine::patch::{self, Json, Ops, Patch};
 use crate::engine::pod_view::{Container, PodView};
 use crate::engine::policy::{self, Cause, NamespaceMeta, Settings};
 use crate::engine::syntax::{self, KubeVersion};
-use crate::engine::warnings::Warnings;
+use crate::engine::warnings::{Warnings, clip};
 use crate::engine::workload::WorkloadKind;
+use agents::PodAgents;
 use env_from::ConfigMaps;
 use placement::Placement;
 use record::Record;
@@ -153,7 +155,8 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     let service = service_name::resolve(view, &settings, &mut warnings);
     let placement = placement::decide(config.sidecar.mode, target.server_version);
     let service_value = service.as_ref().map(|s| s.value.as_str());
-    let hash = status::settings_hash(&settings, config, placement.0, target.namespace, service_value);
+    let (delivery, _) = agents::delivery(config.agents.delivery, target.server_version);
+    let hash = status::settings_hash(&settings, config, placement.0, delivery, target.namespace, service_value);
     let previous = Status::read(view);
     let earlier = match &previous {
         None => Earlier::Nothing,
@@ -165,7 +168,21 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     };
     let ours = sidecar::find(view, previous.as_ref());
     let sidecar = sidecar::plan(view, &settings, placement.clone(), previous.as_ref(), &config.sidecar.resources);
-    let mut done = match instrument_containers(view, target, &settings, service.as_ref(), &sidecar, ours, &earlier) {
+    let mut agent_warnings = Vec::new();
+    let refresh = matches!(earlier, Earlier::Stale(_));
+    let pod_agents = PodAgents::plan(
+        view,
+        &settings,
+        config,
+        target.server_version,
+        previous.as_ref(),
+        refresh,
+        &mut agent_warnings,
+    );
+    agent_warnings.into_iter().for_each(|w| warnings.push(w));
+    let containers =
+        Containers { settings: &settings, service: service.as_ref(), sidecar: &sidecar, ours, agents: &pod_agents };
+    let mut done = match instrument_containers(view, target, &containers, &earlier) {
         Ok(done) => done,
         Err(Halted::Stopped) => {
             let reason = "the caller stopped waiting before the object was instrumented";
@@ -217,6 +234,19 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
         }
         Sidecar::Off | Sidecar::Present(..) => {}
     }
+    if !pod_agents.is_idle() {
+        let init_exists = view.has_init_containers || matches!(sidecar, Sidecar::Add(Placement::Native, _));
+        ops.extend(agents::pod_ops(view, &pod_agents, &done.active_agents, config, init_exists));
+        if !done.agents.is_empty() {
+            let names: Vec<&str> = done.active_agents.iter().map(|l| l.name).collect();
+            explanation.notes.push(format!(
+                "agents: {} by {} ({})",
+                names.join(", "),
+                pod_agents.delivery.as_str(),
+                pod_agents.why
+            ));
+        }
+    }
 
     let (service_name, service_name_from) = match service {
         Some(ServiceName { value, source }) => (Some(value), source),
@@ -234,6 +264,12 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
         env: done.records,
         secret_fed: done.secret_fed,
         config_file: done.config_file,
+        agent_delivery: match &earlier {
+            _ if done.agents.is_empty() => None,
+            Earlier::Current(p) => p.agent_delivery.clone(),
+            _ => Some(pod_agents.delivery.as_str().to_owned()),
+        },
+        agents: done.agents,
     };
     explanation.hash = Some(status.hash.clone());
     explanation.secret_fed = status.secret_fed.len();
@@ -332,19 +368,30 @@ struct Instrumented {
     secret_fed: Vec<String>,
     /// Containers instrumented whose SDK reads a declarative configuration file.
     config_file: Vec<String>,
+    /// Per container, the language agents active in it.
+    agents: BTreeMap<String, Vec<String>>,
+    /// Every language agent active in some container.
+    active_agents: Vec<&'static Language>,
     warnings: Vec<String>,
+}
+
+/// What the pod-wide plan decided, for instrumenting each container.
+struct Containers<'a> {
+    settings: &'a Settings,
+    service: Option<&'a ServiceName>,
+    sidecar: &'a Sidecar,
+    ours: Option<(Placement, usize)>,
+    agents: &'a PodAgents,
 }
 
 /// Plans the env of every app container not skipped.
 fn instrument_containers(
     view: &PodView<'_>,
     target: &Target<'_>,
-    settings: &Settings,
-    service: Option<&ServiceName>,
-    sidecar: &Sidecar,
-    ours: Option<(Placement, usize)>,
+    plan: &Containers<'_>,
     earlier: &Earlier<'_>,
 ) -> Result<Instrumented, Halted> {
+    let Containers { settings, service, sidecar, ours, agents: pod_agents } = *plan;
     let (previous, current) = match earlier {
         Earlier::Nothing => (None, false),
         Earlier::Current(p) => (Some(*p), true),
@@ -359,6 +406,8 @@ fn instrument_containers(
         records: BTreeMap::new(),
         secret_fed: Vec::new(),
         config_file: Vec::new(),
+        agents: BTreeMap::new(),
+        active_agents: Vec::new(),
         warnings: Vec::new(),
     };
     // The env lists as sent, read from the template at most once (only a plan that takes a variable back needs them).
@@ -379,7 +428,18 @@ fn instrument_containers(
         let skip = skip_reason(c, chosen.as_ref(), config, ours, &drawn, secret_skip).or_else(|| {
             (current && listed).then(|| "already instrumented with these settings (status annotation)".to_owned())
         });
+        let recorded_agents = previous.and_then(|p| p.agents.get(c.name.as_ref()));
         if let Some(reason) = skip {
+            // Agents stay where an earlier admission put them until the container is instrumented again (its
+            // mount needs the volume).
+            if let Some(names) = recorded_agents {
+                done.agents.insert(c.name.to_string(), names.clone());
+                for language in names.iter().filter_map(|n| Language::named(n)) {
+                    if !done.active_agents.contains(&language) {
+                        done.active_agents.push(language);
+                    }
+                }
+            }
             if current && listed {
                 done.instrumented.push(c.name.to_string());
                 done.records.extend(recorded.map(|r| (c.name.to_string(), r.clone())));
@@ -393,10 +453,21 @@ fn instrument_containers(
             done.reports.push(ContainerReport { name: c.name.to_string(), outcome: ContainerOutcome::Skipped(reason) });
             continue;
         }
+        let path = patch::container(view.base, "containers", c.index);
+        let agents = agents::container(c, &path, pod_agents, &drawn);
+        let service_value = service.map_or(c.name.as_ref(), |s| s.value.as_str());
         let own_vars;
-        let vars = match &pod_vars {
-            Some(vars) => vars,
-            None => {
+        let vars = match (&pod_vars, agent_transport(settings, &agents, sidecar.in_use())) {
+            (_, Some(Ok(adjusted))) => {
+                own_vars = standard_vars(&adjusted, config, service_value, sidecar.in_use());
+                &own_vars
+            }
+            (Some(vars), other) => {
+                done.warnings.extend(other.and_then(Result::err).map(|w| format!("container {}: {w}", clip(&c.name))));
+                vars
+            }
+            (None, other) => {
+                done.warnings.extend(other.and_then(Result::err).map(|w| format!("container {}: {w}", clip(&c.name))));
                 own_vars = standard_vars(settings, config, &c.name, sidecar.in_use());
                 &own_vars
             }
@@ -405,14 +476,24 @@ fn instrument_containers(
         let service_namespace = config.service_namespace.as_deref();
         let attrs = resource::attributes(view, target.namespace, c, settings, service_namespace, legacy_job_label);
         let previous_record = recorded.map(|r| Record::parse(r));
-        let path = patch::container(view.base, "containers", c.index);
         let raw_env = || {
             let lists: &Vec<Vec<&serde_json::value::RawValue>> = raw_envs.get_or_init(|| view.raw_envs("containers"));
             lists.get(c.index).cloned().unwrap_or_default()
         };
-        let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous_record.as_ref(), &drawn);
+        let previous = previous_record.as_ref();
+        let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous, &drawn, &agents.edits);
         done.warnings.extend(env_from::warnings(c, &drawn));
         let mut notes = plan.notes;
+        notes.extend(agents.notes);
+        done.warnings.extend(agents.warnings);
+        if !agents.active.is_empty() {
+            done.agents.insert(c.name.to_string(), agents.active.iter().map(|l| l.name.to_owned()).collect());
+            for language in &agents.active {
+                if !done.active_agents.contains(language) {
+                    done.active_agents.push(language);
+                }
+            }
+        }
         if env::config_file(c, &drawn).is_some() {
             done.config_file.push(c.name.to_string());
         }
@@ -421,6 +502,7 @@ fn instrument_containers(
             notes.push(format!("draws variables from Secret {secret}, never read: an OTEL_* there is overridden"));
         }
         done.ops.extend(plan.ops);
+        done.ops.extend(agents.ops);
         done.warnings.extend(plan.warnings);
         done.instrumented.push(c.name.to_string());
         if !plan.record.is_empty() {
@@ -496,6 +578,29 @@ fn standard_vars(
         Source::MergedAttributes => None,
     };
     vars::literals().filter_map(|var| Some((var.name, value(var.source)?))).collect()
+}
+
+/// The settings a container's agent exports with, when they differ from the pod's: an agent whose image speaks one
+/// OTLP protocol only (Python's: HTTP) gets that protocol and, without a sidecar, the gateway's port for it (`Err`:
+/// it cannot be derived, and the agent would not export).
+fn agent_transport(
+    settings: &Settings,
+    agents: &agents::ContainerAgents,
+    sidecar: bool,
+) -> Option<Result<Settings, String>> {
+    let language = agents.active.iter().find(|l| l.only_protocol.is_some_and(|p| p != settings.protocol.value))?;
+    let protocol = language.only_protocol?;
+    let mut adjusted = settings.clone();
+    adjusted.protocol.value = protocol;
+    if !sidecar {
+        match agents::endpoint_for(&settings.endpoint.value) {
+            Ok(endpoint) => adjusted.endpoint.value = endpoint.into_owned(),
+            Err(why) => {
+                return Some(Err(format!("the {} agent exports over {protocol} only, and {why}", language.name)));
+            }
+        }
+    }
+    Some(Ok(adjusted))
 }
 
 /// The sidecar line of the explanation.

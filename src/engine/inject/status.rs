@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::placement::Placement;
-use crate::engine::config::{Config, SidecarConfig};
+use crate::engine::config::{AgentsConfig, Config, Delivery, SidecarConfig};
 use crate::engine::keys;
 use crate::engine::pod_view::PodView;
 use crate::engine::policy::Settings;
@@ -43,6 +43,13 @@ pub struct Status {
     /// left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_file: Vec<String>,
+    /// Per container, the language agents the webhook activated there (so it can take them back or bring them up
+    /// to date later, as it does its variables).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agents: BTreeMap<String, Vec<String>>,
+    /// How those agents reach their containers: `image-volume` or `init-container`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_delivery: Option<String>,
 }
 
 impl Status {
@@ -69,6 +76,8 @@ struct HashInput<'a> {
     sidecar: Option<(&'a SidecarConfig, Placement)>,
     namespace: &'a str,
     service_name_value: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agents: Option<(&'a AgentsConfig, Delivery)>,
 }
 
 /// A short, stable hash of everything that shapes the injection (16 hex digits of SHA-256): the settings in force,
@@ -81,6 +90,7 @@ pub(crate) fn settings_hash(
     settings: &Settings,
     config: &Config,
     placement: Placement,
+    delivery: Delivery,
     namespace: &str,
     service_name: Option<&str>,
 ) -> String {
@@ -102,6 +112,8 @@ pub(crate) fn settings_hash(
         resource_attributes: _,
         // The server's, not the injection's.
         max_request_bytes: _,
+        // Hashed with the agents asked for, only when some are (an object without agents hashes as before).
+        agents,
         // Made from the fields above.
         derived: _,
     } = config;
@@ -114,6 +126,7 @@ pub(crate) fn settings_hash(
         sidecar: settings.sidecar.value.then_some((sidecar, placement)),
         namespace,
         service_name_value: service_name,
+        agents: (!settings.agents.is_empty()).then_some((agents, delivery)),
     };
     // Written out first, then hashed in one call: the serialiser's many small writes cost more as hash updates.
     let mut text = Vec::with_capacity(1024);
@@ -139,7 +152,7 @@ mod tests {
         let json = pod.to_string();
         let view = PodView::parse(&json, WorkloadKind::Pod).expect("valid");
         let settings = policy::settings(&view, &NamespaceMeta::default(), config, &mut Warnings::default());
-        settings_hash(&settings, config, Placement::Native, "shop", Some("web"))
+        settings_hash(&settings, config, Placement::Native, Delivery::InitContainer, "shop", Some("web"))
     }
 
     #[test]
@@ -164,6 +177,7 @@ mod tests {
             json!({keys::SERVICE_NAME: "x"}),
             json!({keys::CONTAINER_NAMES: "a"}),
             json!({"resource.opentelemetry.io/team": "x"}),
+            json!({"otel-injector.io/inject-java": "true"}),
         ] {
             assert_ne!(base, hash_of(annotations.clone(), &Config::default()), "{annotations}");
         }
@@ -184,6 +198,8 @@ mod tests {
             env: [("app".to_owned(), "SN=abcdef".to_owned())].into(),
             secret_fed: Vec::new(),
             config_file: Vec::new(),
+            agents: BTreeMap::new(),
+            agent_delivery: None,
         };
         let text = status.to_annotation();
         assert_eq!(

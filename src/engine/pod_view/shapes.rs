@@ -285,6 +285,24 @@ pub(super) struct PodSpec<'a> {
     pub(super) resources: Option<Obj<ResourcesRaw>>,
     #[serde(borrow, default)]
     pub(super) os: Option<Obj<OsRaw<'a>>>,
+    #[serde(borrow, default)]
+    pub(super) volumes: Option<Vec<Obj<NameOnly<'a>>>>,
+}
+
+/// An entry of which only the name is read (a volume).
+#[derive(Deserialize)]
+pub(super) struct NameOnly<'a> {
+    #[serde(borrow, default)]
+    pub(super) name: Option<S<'a>>,
+}
+
+/// A `volumeMounts` entry: its volume and where it is mounted.
+#[derive(Deserialize)]
+pub(super) struct MountRaw<'a> {
+    #[serde(borrow, default)]
+    pub(super) name: Option<S<'a>>,
+    #[serde(borrow, default, rename = "mountPath")]
+    pub(super) mount_path: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -354,6 +372,8 @@ pub(super) struct ContainerRaw<'a> {
     pub(super) restart_policy: Option<S<'a>>,
     #[serde(borrow, default, rename = "envFrom")]
     pub(super) env_from: Option<Bounded<Obj<EnvFromRaw<'a>>, ENV_FROM_KEPT>>,
+    #[serde(borrow, default, rename = "volumeMounts")]
+    pub(super) volume_mounts: Option<Vec<Obj<MountRaw<'a>>>>,
 }
 
 /// Sources of one `envFrom` list kept: one more than the limit, so a list over it is known to be.
@@ -399,7 +419,7 @@ pub(super) struct EnvEntry<'a> {
 impl<'a> ContainerRaw<'a> {
     /// The container at `index`; `path` names it (`spec.containers[0]`) when something is wrong.
     pub(super) fn read(self, index: usize, path: impl Fn() -> String) -> Result<Container<'a>, ShapeError> {
-        let ContainerRaw { name, image, env, ports, resources, restart_policy, env_from } = self;
+        let ContainerRaw { name, image, env, ports, resources, restart_policy, env_from, volume_mounts } = self;
         let name = name
             .map(|s| s.0)
             .filter(|n| !n.is_empty())
@@ -424,6 +444,10 @@ impl<'a> ContainerRaw<'a> {
                 .collect()
         });
         let image = image.map(|s| s.0);
-        Ok(Container { index, name, image, env, ports, resources, restart_policy, env_from })
+        let volume_mounts = volume_mounts.map(|mounts| {
+            let text = |s: Option<S<'a>>| s.map(|s| s.0).unwrap_or_default();
+            mounts.into_iter().map(|Obj(m)| (text(m.name), text(m.mount_path))).collect()
+        });
+        Ok(Container { index, name, image, env, ports, resources, restart_policy, env_from, volume_mounts })
     }
 }

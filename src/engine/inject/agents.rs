@@ -1,0 +1,343 @@
+//! Language agents (SPEC §10): which containers get which agent, how its files reach them (an image volume, or an
+//! init container copying them into an `emptyDir`), and the variable that activates it, extended and never replaced.
+//!
+//! Everything the webhook adds is named for the agent (`otel-agent-<language>`) and recorded in the status, so a later
+//! admission brings it up to date or takes it back, as it does its variables.
+
+use std::borrow::Cow;
+
+use super::env::Edit;
+use super::env_from::Drawn;
+use super::status::Status;
+use crate::engine::config::{Activation, Config, Delivery, LANGUAGES, Language};
+use crate::engine::patch::{self, Json, Ops, child, item};
+use crate::engine::pod_view::{Container, PodView};
+use crate::engine::policy::Settings;
+use crate::engine::syntax::KubeVersion;
+use crate::engine::warnings::clip;
+
+/// How agents reach containers on a server of `version` under the configured delivery, and why, in a few words.
+pub(crate) fn delivery(configured: Delivery, version: Option<KubeVersion>) -> (Delivery, String) {
+    match (configured, version) {
+        (Delivery::ImageVolume, _) => (Delivery::ImageVolume, "agents.delivery image-volume".to_owned()),
+        (Delivery::InitContainer, _) => (Delivery::InitContainer, "agents.delivery init-container".to_owned()),
+        (Delivery::Auto, Some(v)) if v >= KubeVersion::IMAGE_VOLUMES => {
+            (Delivery::ImageVolume, format!("agents.delivery auto, Kubernetes {v} has image volumes"))
+        }
+        (Delivery::Auto, Some(v)) => (
+            Delivery::InitContainer,
+            format!("agents.delivery auto, Kubernetes {v} lacks image volumes ({}+)", KubeVersion::IMAGE_VOLUMES),
+        ),
+        (Delivery::Auto, None) => (Delivery::InitContainer, "agents.delivery auto, server version unknown".to_owned()),
+    }
+}
+
+/// The agents of one object: those asked for that the pod can take, and how they are delivered.
+#[derive(Debug)]
+pub(crate) struct PodAgents {
+    /// Asked for, and not refused for the whole pod.
+    pub wanted: Vec<&'static Language>,
+    /// The delivery in force.
+    pub delivery: Delivery,
+    /// Why that delivery.
+    pub why: String,
+    /// Recorded by an earlier admission, per container.
+    previous: std::collections::BTreeMap<String, Vec<String>>,
+    /// Whether what an earlier admission added is brought up to date (its settings changed).
+    refresh: bool,
+}
+
+impl PodAgents {
+    /// Decides which of the agents `settings` asks for this pod can take; what it cannot is a warning.
+    pub(crate) fn plan(
+        view: &PodView<'_>,
+        settings: &Settings,
+        config: &Config,
+        version: Option<KubeVersion>,
+        previous: Option<&Status>,
+        refresh: bool,
+        warnings: &mut Vec<String>,
+    ) -> Self {
+        let (delivery, why) = delivery(config.agents.delivery, version);
+        let previous = previous.map(|p| p.agents.clone()).unwrap_or_default();
+        let recorded = |language: &Language| previous.values().flatten().any(|n| n == language.name);
+        let mut wanted = Vec::new();
+        for asked in &settings.agents {
+            let language = asked.value;
+            if view.os.as_deref() == Some("windows") {
+                warnings
+                    .push(format!("otel-injector added no {} agent: a Windows pod gets no Linux agent", language.name));
+                continue;
+            }
+            let volume = view.volumes.iter().flatten().any(|v| v == language.volume);
+            let init = view.init_containers.iter().any(|c| c.name == language.volume);
+            if (volume || init) && !recorded(language) {
+                let what = if volume { "a volume" } else { "an init container" };
+                warnings.push(format!(
+                    "otel-injector added no {} agent: {what} named {} is already there and is not the webhook's",
+                    language.name, language.volume
+                ));
+                continue;
+            }
+            wanted.push(language);
+        }
+        Self { wanted, delivery, why, previous, refresh }
+    }
+
+    /// Whether there is anything to do or to take back.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.wanted.is_empty() && self.previous.is_empty()
+    }
+
+    /// What the container named `name` had, per the status.
+    fn recorded(&self, name: &str) -> &[String] {
+        self.previous.get(name).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// What one container gets.
+#[derive(Debug, Default)]
+pub(crate) struct ContainerAgents {
+    /// Edits of its activation variables, for the env plan.
+    pub edits: Vec<Edit>,
+    /// The agents active in it once the patch is applied (for the status).
+    pub active: Vec<&'static Language>,
+    /// Operations on its `volumeMounts`.
+    pub ops: Ops,
+    /// Remarks for the explanation.
+    pub notes: Vec<String>,
+    /// Problems the user should hear about.
+    pub warnings: Vec<String>,
+}
+
+/// The user's value with the webhook's part added.
+fn joined(language: &Language, value: &str) -> String {
+    match (language.activation, value.trim().is_empty()) {
+        (_, true) => language.token.to_owned(),
+        (Activation::Append, false) => format!("{value} {}", language.token),
+        (Activation::Prepend, false) => format!("{}:{value}", language.token),
+    }
+}
+
+/// The value with the webhook's part taken out.
+fn stripped(language: &Language, value: &str) -> String {
+    let token = language.token;
+    let with_separator = match language.activation {
+        Activation::Append => format!(" {token}"),
+        Activation::Prepend => format!("{token}:"),
+    };
+    if value.contains(&with_separator) { value.replacen(&with_separator, "", 1) } else { value.replacen(token, "", 1) }
+}
+
+/// Plans the agents of one instrumented container.
+pub(crate) fn container(
+    c: &Container<'_>,
+    path: &jsonptr::PointerBuf,
+    pod: &PodAgents,
+    drawn: &Drawn,
+) -> ContainerAgents {
+    let mut out = ContainerAgents::default();
+    let recorded = pod.recorded(&c.name);
+    let mounts = c.volume_mounts.as_deref().unwrap_or_default();
+    let mut unmount = Vec::new();
+    let mut mount = Vec::new();
+    for language in &LANGUAGES {
+        let wanted = pod.wanted.iter().any(|l| l.name == language.name);
+        let had = recorded.iter().any(|n| n == language.name);
+        let index = c.env.as_ref().and_then(|env| env.last(language.var));
+        let entry = index.and_then(|i| c.env.as_ref()?.get(i));
+        let literal = entry.filter(|e| !e.value_from).map(|e| e.value.as_deref().unwrap_or_default());
+        let has_token = literal.is_some_and(|v| v.contains(language.token));
+        let our_mount = mounts.iter().position(|(n, p)| n == language.volume && p == language.mount_path);
+        if !wanted {
+            if had {
+                if let (Some(i), Some(value)) = (index, literal.filter(|_| has_token)) {
+                    out.edits.push(Edit::Change(i, stripped(language, value)));
+                }
+                unmount.extend(our_mount);
+                out.notes.push(format!("{} agent taken back (no longer asked for)", language.name));
+            }
+            continue;
+        }
+        // Added before (a pod made from an instrumented template, a reinvocation): kept as it is, unless its
+        // delivery is being renewed, when the mount is made again with the volume.
+        if has_token && let Some(m) = our_mount {
+            out.active.push(language);
+            if pod.refresh && had {
+                unmount.push(m);
+                mount.push(language);
+            }
+            continue;
+        }
+        let refused = |why: String| format!("container {}: no {} agent added: {why}", clip(&c.name), language.name);
+        let preload = c.env_var("LD_PRELOAD").is_some() || drawn.value("LD_PRELOAD").is_some();
+        let taken = mounts.iter().find(|(n, p)| p == language.mount_path && n != language.volume);
+        let problem = if preload {
+            Some("it sets LD_PRELOAD, which may load another agent".to_owned())
+        } else if entry.is_some_and(|e| e.value_from) {
+            Some(format!("{} comes from valueFrom, which the webhook does not touch", language.var))
+        } else if let Some(value) = literal.filter(|v| language.activated_in(v)) {
+            Some(format!("{}={:?} already activates an agent", language.var, clip(value)))
+        } else if let (None, Some(source)) = (literal, drawn.source(language.var)) {
+            Some(format!(
+                "{} is drawn from ConfigMap {}; set it in env to have the agent added",
+                language.var,
+                clip(source)
+            ))
+        } else {
+            taken.map(|(n, _)| format!("volume {} is already mounted at {}", clip(n), language.mount_path))
+        };
+        if let Some(why) = problem {
+            out.warnings.push(refused(why));
+            continue;
+        }
+        match (index, literal) {
+            (Some(i), Some(value)) if !has_token => out.edits.push(Edit::Change(i, joined(language, value))),
+            (Some(_), Some(_)) => {}
+            _ => out.edits.push(Edit::Append(language.var, language.token.to_owned())),
+        }
+        if our_mount.is_none() {
+            mount.push(language);
+        }
+        out.active.push(language);
+        out.notes.push(format!(
+            "{} agent added ({} {}, {}), activated by {}",
+            language.name,
+            pod.delivery.as_str(),
+            language.mount_path,
+            pod.why,
+            language.var
+        ));
+    }
+    let list = child(path, ["volumeMounts"]);
+    unmount.sort_unstable();
+    for i in unmount.iter().rev() {
+        out.ops.remove(item(&list, Some(*i), ""));
+    }
+    let entries: Vec<Json> = mount.iter().map(|l| mount_entry(l)).collect();
+    match (&c.volume_mounts, entries.is_empty()) {
+        (_, true) => {}
+        (None, false) => out.ops.add(list, Json::array(entries.iter())),
+        (Some(_), false) => entries.into_iter().for_each(|e| out.ops.add(item(&list, None, ""), e)),
+    }
+    out
+}
+
+fn mount_entry(language: &Language) -> Json {
+    let mut text = String::with_capacity(96);
+    text.push_str("{\"name\":\"");
+    text.push_str(language.volume);
+    text.push_str("\",\"mountPath\":\"");
+    text.push_str(language.mount_path);
+    text.push_str("\",\"readOnly\":true}");
+    Json::text(text)
+}
+
+/// The operations on the pod's `volumes` and `initContainers`: what an earlier admission added and is no longer
+/// wanted (or is renewed) is removed, highest index first; what is wanted and missing is appended. `active` are the
+/// agents some container has once the patch is applied; `init_exists` says whether `initContainers` will be there.
+pub(crate) fn pod_ops(
+    view: &PodView<'_>,
+    pod: &PodAgents,
+    active: &[&'static Language],
+    config: &Config,
+    init_exists: bool,
+) -> Ops {
+    let mut ops = Ops::default();
+    let spec: Vec<&str> = view.base.iter().copied().chain(["spec"]).collect();
+    let recorded = |language: &Language| pod.previous.values().flatten().any(|n| n == language.name);
+    let mut drop_volumes = Vec::new();
+    let mut drop_inits = Vec::new();
+    let mut add = Vec::new();
+    for language in &LANGUAGES {
+        let wanted = active.iter().any(|l| l.name == language.name);
+        let ours = recorded(language);
+        let volume = view.volumes.iter().flatten().position(|v| v == language.volume).filter(|_| ours);
+        let init = view.init_containers.iter().position(|c| c.name == language.volume).filter(|_| ours);
+        let present = volume.is_some() || init.is_some();
+        let renew = present && (!wanted || pod.refresh);
+        if renew {
+            drop_volumes.extend(volume);
+            drop_inits.extend(init.map(|i| view.init_containers[i].index));
+        }
+        if wanted && (!present || renew) {
+            add.push(language);
+        }
+    }
+    for (list, mut drop) in [("volumes", drop_volumes), ("initContainers", drop_inits)] {
+        let path = patch::pointer(spec.iter().copied().chain([list]));
+        drop.sort_unstable();
+        drop.iter().rev().for_each(|i| ops.remove(item(&path, Some(*i), "")));
+    }
+    let mut volumes_path = spec.clone();
+    volumes_path.push("volumes");
+    let mut inits_path = spec.clone();
+    inits_path.push("initContainers");
+    let mut volumes_exist = view.volumes.is_some();
+    let mut inits_exist = init_exists;
+    for language in add {
+        ops.append(volumes_exist, &volumes_path, volume_entry(language, pod.delivery, config));
+        volumes_exist = true;
+        if pod.delivery == Delivery::InitContainer {
+            ops.append(inits_exist, &inits_path, init_container(language, config));
+            inits_exist = true;
+        }
+    }
+    ops
+}
+
+/// The volume that holds the agent: its image, or an `emptyDir` the init container fills.
+fn volume_entry(language: &Language, delivery: Delivery, config: &Config) -> Json {
+    let value = match delivery {
+        Delivery::ImageVolume => serde_json::json!({
+            "name": language.volume,
+            "image": {"reference": config.agents.of(language).image, "pullPolicy": "IfNotPresent"},
+        }),
+        _ => serde_json::json!({
+            "name": language.volume,
+            "emptyDir": {"sizeLimit": config.agents.init_container.volume_size_limit},
+        }),
+    };
+    Json::value(&value)
+}
+
+/// The init container that copies the agent out of its image, as Pod Security `restricted` wants it.
+fn init_container(language: &Language, config: &Config) -> Json {
+    let resources = &config.agents.init_container.resources;
+    let value = serde_json::json!({
+        "name": language.volume,
+        "image": config.agents.of(language).image,
+        "command": ["cp", "-r", language.copy_from, format!("{}/", language.mount_path)],
+        "resources": {"requests": resources.requests, "limits": resources.limits},
+        "volumeMounts": [{"name": language.volume, "mountPath": language.mount_path}],
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    });
+    Json::value(&value)
+}
+
+/// The endpoint a container whose agent speaks only `protocol` exports to, when it differs from `endpoint` (OTLP's
+/// gRPC port 4317 becomes its HTTP port 4318), or why it cannot be derived.
+pub(crate) fn endpoint_for(endpoint: &str) -> Result<Cow<'_, str>, String> {
+    let mut url = url::Url::parse(endpoint).map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
+    match url.port_or_known_default() {
+        Some(4318) => Ok(Cow::Borrowed(endpoint)),
+        Some(4317) => {
+            let _ = url.set_port(Some(4318));
+            let text = url.as_str();
+            // `Url` adds a trailing slash to a bare authority; the SDKs read the endpoint without one.
+            let trimmed = if endpoint.ends_with('/') { text } else { text.strip_suffix('/').unwrap_or(text) };
+            Ok(Cow::Owned(trimmed.to_owned()))
+        }
+        _ => Err(format!("{endpoint} is not on OTLP's gRPC port 4317, so its HTTP port cannot be derived")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
