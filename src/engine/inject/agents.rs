@@ -335,7 +335,7 @@ pub(crate) fn endpoint_for(endpoint: &str) -> Result<Cow<'_, str>, String> {
             let trimmed = if endpoint.ends_with('/') { text } else { text.strip_suffix('/').unwrap_or(text) };
             Ok(Cow::Owned(trimmed.to_owned()))
         }
-        _ => Err(format!("{endpoint} is not on OTLP's gRPC port 4317, so its HTTP port cannot be derived")),
+        _ => Err("the endpoint is not on port 4317, so its HTTP port is unknown".to_owned()),
     }
 }
 

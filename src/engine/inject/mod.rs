@@ -596,7 +596,7 @@ fn agent_transport(
         match agents::endpoint_for(&settings.endpoint.value) {
             Ok(endpoint) => adjusted.endpoint.value = endpoint.into_owned(),
             Err(why) => {
-                return Some(Err(format!("the {} agent exports over {protocol} only, and {why}", language.name)));
+                return Some(Err(format!("the {} agent speaks {protocol} only; {why}", language.name)));
             }
         }
     }
