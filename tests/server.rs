@@ -289,6 +289,26 @@ async fn a_container_fed_by_a_secret_is_counted_and_recorded() {
     server.server.shutdown().await;
 }
 
+/// Issue 22: an agent added is a warning-free patch, a line of the status and a metric by language and delivery.
+#[tokio::test]
+async fn an_agent_added_is_counted_by_language_and_delivery() {
+    let server = TestServer::start(inject_all()).await;
+    let object = pod("web").annotation("otel-injector.io/inject-nodejs", "true").container(container("app")).build();
+    let (_, answer) = server.post(&review(&object, "CREATE", "shop")).await;
+    let (patch, _) = patch_of(&answer);
+    let out = apply(&object, &patch);
+    let status = out["metadata"]["annotations"]["otel-injector.io/status"].as_str().expect("a status annotation");
+    let status: Value = serde_json::from_str(status).expect("JSON");
+    assert_eq!(status["agents"], json!({"app": ["nodejs"]}), "{status}");
+    let metrics = reqwest::get(server.ops_url("/metrics")).await.expect("response").text().await.expect("text");
+    // No cluster here, so the server's version is unknown and `auto` copies with an init container.
+    assert!(
+        metrics.contains(r#"otel_injector_admission_agents_total{language="nodejs",delivery="init-container"} 1"#),
+        "{metrics}"
+    );
+    server.server.shutdown().await;
+}
+
 /// Opens a TLS connection and sends the headers and half the body of a review, leaving it in flight.
 async fn half_sent(server: &TestServer) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
     let mut tls = connect(server).await;

@@ -484,6 +484,9 @@ maxRequestBytes: 1048576
     #[case("signals: [traces, profiles]", "signals[1]", "unknown variant `profiles`")]
     #[case("samplingRatio: high", "samplingRatio", "invalid type")]
     #[case("sidecar: {mode: sidecar}", "sidecar.mode", "unknown variant `sidecar`")]
+    #[case("agents: {delivery: volume}", "agents.delivery", "unknown variant `volume`")]
+    #[case("agents: {java: {img: x}}", "agents.java.img", "unknown field `img`")]
+    #[case("agents: {ruby: {image: x}}", "agents.ruby", "unknown field `ruby`")]
     fn schema_errors_name_the_field(#[case] yaml: &str, #[case] field: &str, #[case] message: &str) {
         match Config::from_yaml(yaml) {
             Err(ConfigError::Parse { field: f, message: m }) => {
@@ -519,11 +522,32 @@ maxRequestBytes: 1048576
     #[case("sidecar: {tls: {caFile: /ca.crt}}", "sidecar.tls")]
     #[case("endpoint: http://gw:4318\nprotocol: grpc", "protocol")]
     #[case("protocol: http/protobuf", "protocol")]
+    #[case("agents: {java: {image: ''}}", "agents.java.image")]
+    #[case("agents: {python: {image: 'a b'}}", "agents.python.image")]
+    #[case("agents: {initContainer: {volumeSizeLimit: lots}}", "agents.initContainer.volumeSizeLimit")]
+    #[case(
+        "agents: {initContainer: {resources: {limits: {memory: 1Mi}}}}",
+        "agents.initContainer.resources.limits.memory"
+    )]
     fn invalid_values_name_the_field(#[case] yaml: &str, #[case] field: &str) {
         match Config::from_yaml(yaml) {
             Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
             other => panic!("expected an invalid-value error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_agents_section_reads_every_key() {
+        let yaml = "agents:\n  delivery: image-volume\n  operatorAnnotations: true\n  java: {image: registry.local/java:1}\n\
+                    \n  initContainer: {volumeSizeLimit: 300Mi, resources: {limits: {memory: 64Mi}}}\n";
+        let config = Config::from_yaml(yaml).expect("valid");
+        assert_eq!(config.agents.delivery, Delivery::ImageVolume);
+        assert!(config.agents.operator_annotations);
+        assert_eq!(config.agents.java.image, "registry.local/java:1");
+        assert_eq!(config.agents.nodejs, AgentsConfig::default().nodejs, "the others keep their defaults");
+        assert_eq!(config.agents.init_container.volume_size_limit, "300Mi");
+        assert_eq!(Config::default().agents.delivery, Delivery::Auto);
+        assert!(!Config::default().agents.operator_annotations, "off by default: the two never fight");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Explanation {
     pub hash: Option<String>,
     /// Containers instrumented although they draw variables from a Secret the webhook never reads.
     pub secret_fed: usize,
+    /// Language agents added by this admission, one entry per container: (language, delivery).
+    pub agents_added: Vec<(&'static str, &'static str)>,
 }
 
 impl Explanation {
@@ -69,6 +71,7 @@ impl Explanation {
             patch_ops: 0,
             hash: None,
             secret_fed: 0,
+            agents_added: Vec::new(),
         }
     }
 
@@ -166,6 +169,7 @@ mod tests {
             patch_ops: 3,
             hash: None,
             secret_fed: 0,
+            agents_added: Vec::new(),
         };
         let text = e.to_string();
         for needle in [

@@ -32,6 +32,15 @@ pub(crate) struct ErrorLabels {
     pub reason: String,
 }
 
+/// Labels of a language agent added to a container.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AgentLabels {
+    /// `java`, `nodejs` or `python`.
+    pub language: &'static str,
+    /// `image-volume` or `init-container`.
+    pub delivery: &'static str,
+}
+
 /// Labels of a lookup of a namespace the cache had not seen.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct LookupLabels {
@@ -135,6 +144,7 @@ pub struct Metrics {
     patch_bytes: Histogram,
     warnings: Counter,
     secret_fed: Counter,
+    agents: Family<AgentLabels, Counter>,
     cache_namespaces: Gauge,
     cache_synced: Gauge,
     cache_age: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -197,6 +207,12 @@ impl Metrics {
         );
         let watch_errors = Counter::default();
         registry.register("namespace_watch_errors", "Namespace watch errors (each retried)", watch_errors.clone());
+        let agents = Family::<AgentLabels, Counter>::default();
+        registry.register(
+            "admission_agents",
+            "Language agents added to containers, by language and delivery (image-volume, init-container)",
+            agents.clone(),
+        );
         let lookups = Family::<LookupLabels, Counter>::default();
         registry.register(
             "namespace_lookups",
@@ -232,6 +248,7 @@ impl Metrics {
             patch_bytes,
             warnings,
             secret_fed,
+            agents,
             cache_namespaces,
             cache_synced,
             cache_age,
@@ -266,6 +283,13 @@ impl Metrics {
     pub(crate) fn secret_fed(&self, containers: usize) {
         if containers > 0 {
             self.secret_fed.inc_by(containers as u64);
+        }
+    }
+
+    /// Counts the language agents an admission added.
+    pub(crate) fn agents_added(&self, added: &[(&'static str, &'static str)]) {
+        for &(language, delivery) in added {
+            self.agents.get_or_create(&AgentLabels { language, delivery }).inc();
         }
     }
 

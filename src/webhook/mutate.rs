@@ -219,6 +219,7 @@ pub async fn mutate(State(state): State<AppState>, request: Request) -> Response
             let patch_bytes = answer.patch.as_ref().map(Vec::len);
             state.metrics.admitted(labels, answer.warnings.len(), patch_bytes, started.elapsed());
             state.metrics.secret_fed(answer.explanation.as_ref().map_or(0, |e| e.secret_fed));
+            state.metrics.agents_added(answer.explanation.as_ref().map_or(&[], |e| &e.agents_added));
             let body = Body::new(Outgoing::new(answer.body, held));
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }

@@ -102,6 +102,8 @@ pub(crate) struct ContainerAgents {
     pub edits: Vec<Edit>,
     /// The agents active in it once the patch is applied (for the status).
     pub active: Vec<&'static Language>,
+    /// The agents this admission adds to it.
+    pub added: Vec<&'static Language>,
     /// Operations on its `volumeMounts`.
     pub ops: Ops,
     /// Remarks for the explanation.
@@ -200,6 +202,7 @@ pub(crate) fn container(
             mount.push(language);
         }
         out.active.push(language);
+        out.added.push(language);
         out.notes.push(format!(
             "{} agent added ({} {}, {}), activated by {}",
             language.name,

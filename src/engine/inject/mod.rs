@@ -204,6 +204,10 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
         patch_ops: 0,
         hash: None,
         secret_fed: 0,
+        agents_added: std::mem::take(&mut done.agents_added)
+            .into_iter()
+            .map(|language| (language.name, pod_agents.delivery.as_str()))
+            .collect(),
     };
     if done.instrumented.is_empty() {
         return Mutation::unchanged(explanation, warnings);
@@ -372,6 +376,8 @@ struct Instrumented {
     agents: BTreeMap<String, Vec<String>>,
     /// Every language agent active in some container.
     active_agents: Vec<&'static Language>,
+    /// The agents added now, once per container.
+    agents_added: Vec<&'static Language>,
     warnings: Vec<String>,
 }
 
@@ -408,6 +414,7 @@ fn instrument_containers(
         config_file: Vec::new(),
         agents: BTreeMap::new(),
         active_agents: Vec::new(),
+        agents_added: Vec::new(),
         warnings: Vec::new(),
     };
     // The env lists as sent, read from the template at most once (only a plan that takes a variable back needs them).
@@ -485,6 +492,7 @@ fn instrument_containers(
         done.warnings.extend(env_from::warnings(c, &drawn));
         let mut notes = plan.notes;
         notes.extend(agents.notes);
+        done.agents_added.extend(agents.added);
         done.warnings.extend(agents.warnings);
         if !agents.active.is_empty() {
             done.agents.insert(c.name.to_string(), agents.active.iter().map(|l| l.name.to_owned()).collect());

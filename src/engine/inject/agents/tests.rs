@@ -252,8 +252,7 @@ fn the_python_agent_exports_over_http() {
         env(&out, 0, "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
         Some("http://otel-collector.monitoring.svc.cluster.local:4318")
     );
-    let mut config = Config::default();
-    config.endpoint = "http://gateway:9000".to_owned();
+    let config = Config { endpoint: "http://gateway:9000".to_owned(), ..Config::default() };
     let (_, m) = run_at(&object, WorkloadKind::Pod, &config, None);
     assert!(m.warnings.as_slice().iter().any(|w| w.contains("port 4317")), "{:?}", m.warnings);
 }
