@@ -33,8 +33,15 @@ fn unknown() -> Value {
     json!({"futureField": {"nested": [1, "two", null], "flag": true}})
 }
 
+/// Variables that activate (or preload) an agent.
+const AGENT_VARS: [&str; 4] = ["JAVA_TOOL_OPTIONS", "NODE_OPTIONS", "PYTHONPATH", "LD_PRELOAD"];
+
 fn env_entry() -> impl Strategy<Value = Value> {
-    let name = prop_oneof![proptest::sample::select(OUR_VARS.to_vec()).prop_map(str::to_owned), "[A-Z][A-Z_]{0,8}",];
+    let name = prop_oneof![
+        proptest::sample::select(OUR_VARS.to_vec()).prop_map(str::to_owned),
+        proptest::sample::select(AGENT_VARS.to_vec()).prop_map(str::to_owned),
+        "[A-Z][A-Z_]{0,8}",
+    ];
     let value = prop_oneof![
         "[a-z0-9=,./:-]{0,12}",
         proptest::sample::select(OUR_VARS.to_vec()).prop_map(|v| format!("x-$({v})-y")),
@@ -95,9 +102,18 @@ fn annotations() -> impl Strategy<Value = Option<Map<String, Value>>> {
         Just("otel-injector.io/service-name".to_owned()),
         Just("resource.opentelemetry.io/team".to_owned()),
         Just("otel-injector.io/inject".to_owned()),
+        Just("otel-injector.io/inject-java".to_owned()),
+        Just("otel-injector.io/inject-python".to_owned()),
+        Just("otel-injector.io/inject-nodejs".to_owned()),
         "[a-z~/.]{1,10}",
     ];
-    let value = prop_oneof!["[a-z0-9,.=$()]{0,8}", Just("true".to_owned()), Just("0.5".to_owned())];
+    let value = prop_oneof![
+        "[a-z0-9,.=$()]{0,8}",
+        Just("true".to_owned()),
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        Just("0.5".to_owned())
+    ];
     proptest::option::of(proptest::collection::btree_map(key, value, 0..4))
         .prop_map(|m| m.map(|m| m.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
 }
@@ -161,7 +177,7 @@ type SidecarCase = Option<(SidecarMode, Option<KubeVersion>)>;
 
 fn sidecar() -> impl Strategy<Value = SidecarCase> {
     let mode = prop_oneof![Just(SidecarMode::Auto), Just(SidecarMode::Native), Just(SidecarMode::Classic)];
-    let version = prop_oneof![Just(None), (20u32..=33).prop_map(|minor| Some(KubeVersion { major: 1, minor }))];
+    let version = prop_oneof![Just(None), (20u32..=37).prop_map(|minor| Some(KubeVersion { major: 1, minor }))];
     prop_oneof![Just(None), (mode, version).prop_map(Some)]
 }
 
@@ -276,6 +292,8 @@ enum Step {
     Nothing,
     /// The user edits one of the webhook's variables in the first container (a template change).
     UserEdit(usize, u8),
+    /// The template asks for the Java agent, or no longer does (a template change).
+    Agent(bool),
 }
 
 /// Variables a user may take over.
@@ -288,6 +306,7 @@ fn history() -> impl Strategy<Value = Vec<Step>> {
         (0u8..5).prop_map(Step::Config),
         Just(Step::Nothing),
         (0..EDITABLE.len(), any::<u8>()).prop_map(|(v, n)| Step::UserEdit(v, n)),
+        any::<bool>().prop_map(Step::Agent),
     ];
     proptest::collection::vec(step, 1..6)
 }
@@ -332,6 +351,25 @@ fn fresh(object: &Value, kind: WorkloadKind, config: &Config) -> Value {
     if let Some(a) = t["metadata"]["annotations"].as_object_mut() {
         a.remove("otel-injector.io/status");
     }
+    // What the webhook added for agents: their volumes, init containers, mounts and its part of each variable.
+    for language in &otel_injector::engine::config::LANGUAGES {
+        let named = |v: &Value| v["name"] == language.volume;
+        for list in ["volumes", "initContainers"] {
+            t["spec"][list].as_array_mut().into_iter().for_each(|l| l.retain(|v| !named(v)));
+        }
+        for c in t["spec"]["containers"].as_array_mut().into_iter().flatten() {
+            c["volumeMounts"].as_array_mut().into_iter().for_each(|l| l.retain(|v| !named(v)));
+            let Some(env) = c["env"].as_array_mut() else { continue };
+            for e in env.iter_mut().filter(|e| e["name"] == language.var) {
+                if let Some(v) = e["value"].as_str() {
+                    let rest =
+                        v.replace(&format!(" {}", language.token), "").replace(&format!("{}:", language.token), "");
+                    e["value"] = rest.replace(language.token, "").into();
+                }
+            }
+            env.retain(|e| e["name"] != language.var || e["value"] != "");
+        }
+    }
     for c in t["spec"]["containers"].as_array_mut().into_iter().flatten() {
         let Some(record) = c["name"].as_str().and_then(|n| status["env"][n].as_str()) else { continue };
         let record = otel_injector::engine::inject::record::Record::parse(record);
@@ -370,6 +408,9 @@ proptest! {
                 }
                 Step::Config(r) => config.sampling_ratio = f64::from(*r) / 10.0,
                 Step::Nothing => next["metadata"]["labels"] = json!({"touched": "yes"}),
+                Step::Agent(on) => {
+                    t["metadata"]["annotations"]["otel-injector.io/inject-java"] = on.to_string().into();
+                }
                 Step::UserEdit(v, n) => {
                     let (name, value) = (EDITABLE[*v], format!("user-{n}"));
                     let c = &mut t["spec"]["containers"][0];

@@ -69,8 +69,9 @@ pub struct Container<'a> {
     pub restart_policy: Option<Str<'a>>,
     /// Its `envFrom` sources, in order (at most [`limits::ENV_FROM`] + 1 kept).
     pub env_from: Vec<EnvSource<'a>>,
-    /// Its `volumeMounts` as (volume, mount path), or `None` when the field is absent or null.
-    pub volume_mounts: Option<Vec<(Str<'a>, Str<'a>)>>,
+    /// Of its `volumeMounts`, those of an agent's volume or at an agent's path, as (index, volume, mount path);
+    /// `None` when the field is absent or null.
+    pub volume_mounts: Option<Vec<(usize, Str<'a>, Str<'a>)>>,
 }
 
 /// What an `envFrom` entry draws from.
@@ -287,8 +288,9 @@ pub struct PodView<'a> {
     pub resources: Option<Resources>,
     /// `spec.os.name`, when set.
     pub os: Option<Str<'a>>,
-    /// The pod spec's volumes' names, or `None` when `volumes` is absent or null.
-    pub volumes: Option<Vec<Str<'a>>>,
+    /// Of the pod spec's volumes, those named as an agent's, as (index, name); `None` when `volumes` is absent or
+    /// null.
+    pub volumes: Option<Vec<(usize, Str<'a>)>>,
     /// The pod template's JSON text, as sent (what an UPDATE compares, and where a rebuilt env list comes from).
     pub template: &'a str,
 }
@@ -402,7 +404,7 @@ impl<'a> PodView<'a> {
             os: spec.os.and_then(|o| o.0.name).map(|s| s.0),
             volumes: spec
                 .volumes
-                .map(|v| v.into_iter().map(|Obj(v)| v.name.map(|n| n.0).unwrap_or_default()).collect()),
+                .map(|v| v.0.into_iter().map(|(i, Obj(v))| (i, v.name.map(|n| n.0).unwrap_or_default())).collect()),
             template: template_json,
         })
     }

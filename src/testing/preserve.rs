@@ -39,6 +39,19 @@ fn same_env(original: &Value, candidate: &Value) -> bool {
     if original == candidate {
         return true;
     }
+    // A language agent's activation extends the user's value: appended to the JVM's and Node's options, put before
+    // the user's `PYTHONPATH`.
+    let activation = crate::engine::config::LANGUAGES.iter().find(|l| original["name"] == l.var);
+    if let (Some(language), Some(old), Some(new)) =
+        (activation, original["value"].as_str(), candidate["value"].as_str())
+        && candidate["name"] == original["name"]
+    {
+        let kept = match language.activation {
+            crate::engine::config::Activation::Append => new.starts_with(old),
+            crate::engine::config::Activation::Prepend => new.ends_with(old),
+        };
+        return kept && new.contains(language.token);
+    }
     let merged = original["name"] == "OTEL_RESOURCE_ATTRIBUTES" && candidate["name"] == "OTEL_RESOURCE_ATTRIBUTES";
     // The user's pairs are kept as written; separators trailing them (commas, whitespace) may give way to ours.
     let old = original["value"].as_str().unwrap_or_default().trim_end_matches(|c: char| c == ',' || c.is_whitespace());
@@ -51,15 +64,19 @@ fn same_env(original: &Value, candidate: &Value) -> bool {
     merged && grown && without_value(original) == without_value(candidate)
 }
 
-/// The only places the engine may write: container env lists, the template's metadata/annotations, and the end of
-/// the container lists (the sidecar).
+/// The only places the engine may write: container env lists, the template's metadata/annotations, the end of
+/// the container lists (the sidecar, an agent's init container), and the end of the volume lists (an agent's).
 pub fn owned(path: &str, kind: WorkloadKind) -> bool {
     let base = kind.template_path().iter().map(|t| format!("/{t}")).collect::<String>();
     let Some(rest) = path.strip_prefix(&base) else { return false };
     let env = rest.strip_prefix("/spec/containers/").and_then(|r| r.split_once('/'));
     let in_env = env.is_some_and(|(i, r)| i.parse::<usize>().is_ok() && (r == "env" || r.starts_with("env/")));
+    let mounts = env.is_some_and(|(i, r)| i.parse::<usize>().is_ok() && matches!(r, "volumeMounts" | "volumeMounts/-"));
     let sidecar = ["/spec/initContainers", "/spec/initContainers/-", "/spec/containers/-"].contains(&rest);
+    let volumes = ["/spec/volumes", "/spec/volumes/-"].contains(&rest);
     in_env
+        || mounts
+        || volumes
         || sidecar
         || rest == "/metadata"
         || rest == "/metadata/annotations"

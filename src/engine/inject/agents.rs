@@ -69,7 +69,7 @@ impl PodAgents {
                     .push(format!("otel-injector added no {} agent: a Windows pod gets no Linux agent", language.name));
                 continue;
             }
-            let volume = view.volumes.iter().flatten().any(|v| v == language.volume);
+            let volume = view.volumes.iter().flatten().any(|(_, v)| v == language.volume);
             let init = view.init_containers.iter().any(|c| c.name == language.volume);
             if (volume || init) && !recorded(language) {
                 let what = if volume { "a volume" } else { "an init container" };
@@ -150,11 +150,13 @@ pub(crate) fn container(
         let entry = index.and_then(|i| c.env.as_ref()?.get(i));
         let literal = entry.filter(|e| !e.value_from).map(|e| e.value.as_deref().unwrap_or_default());
         let has_token = literal.is_some_and(|v| v.contains(language.token));
-        let our_mount = mounts.iter().position(|(n, p)| n == language.volume && p == language.mount_path);
+        let our_mount = mounts.iter().find(|(_, n, p)| n == language.volume && p == language.mount_path).map(|m| m.0);
         if !wanted {
             if had {
                 if let (Some(i), Some(value)) = (index, literal.filter(|_| has_token)) {
-                    out.edits.push(Edit::Change(i, stripped(language, value)));
+                    // A variable the webhook made for the agent alone goes with it.
+                    let rest = stripped(language, value);
+                    out.edits.push(if rest.trim().is_empty() { Edit::Remove(i) } else { Edit::Change(i, rest) });
                 }
                 unmount.extend(our_mount);
                 out.notes.push(format!("{} agent taken back (no longer asked for)", language.name));
@@ -173,7 +175,7 @@ pub(crate) fn container(
         }
         let refused = |why: String| format!("container {}: no {} agent added: {why}", clip(&c.name), language.name);
         let preload = c.env_var("LD_PRELOAD").is_some() || drawn.value("LD_PRELOAD").is_some();
-        let taken = mounts.iter().find(|(n, p)| p == language.mount_path && n != language.volume);
+        let taken = mounts.iter().find(|(_, n, p)| p == language.mount_path && n != language.volume);
         let problem = if preload {
             Some("it sets LD_PRELOAD, which may load another agent".to_owned())
         } else if entry.is_some_and(|e| e.value_from) {
@@ -187,7 +189,7 @@ pub(crate) fn container(
                 clip(source)
             ))
         } else {
-            taken.map(|(n, _)| format!("volume {} is already mounted at {}", clip(n), language.mount_path))
+            taken.map(|(_, n, _)| format!("volume {} is already mounted at {}", clip(n), language.mount_path))
         };
         if let Some(why) = problem {
             out.warnings.push(refused(why));
@@ -255,7 +257,7 @@ pub(crate) fn pod_ops(
     for language in &LANGUAGES {
         let wanted = active.iter().any(|l| l.name == language.name);
         let ours = recorded(language);
-        let volume = view.volumes.iter().flatten().position(|v| v == language.volume).filter(|_| ours);
+        let volume = view.volumes.iter().flatten().find(|(_, v)| v == language.volume).map(|v| v.0).filter(|_| ours);
         let init = view.init_containers.iter().position(|c| c.name == language.volume).filter(|_| ours);
         let present = volume.is_some() || init.is_some();
         let renew = present && (!wanted || pod.refresh);

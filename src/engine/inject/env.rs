@@ -231,6 +231,8 @@ pub(crate) enum Edit {
     Change(usize, String),
     /// This variable is appended to the list.
     Append(&'static str, String),
+    /// The entry at this index of the original list is removed.
+    Remove(usize),
 }
 
 struct Insert {
@@ -520,7 +522,7 @@ fn finish<'a>(
     mut out: EnvPlan,
     mut inserts: Vec<Insert>,
     mut changes: Vec<(usize, String)>,
-    removals: Vec<usize>,
+    mut removals: Vec<usize>,
     c: &Container<'a>,
     raw_env: impl FnOnce() -> Vec<&'a RawValue>,
     path: &PointerBuf,
@@ -534,6 +536,7 @@ fn finish<'a>(
                 let entry = Json::env(name, value);
                 inserts.push(Insert { pos: len, rank: usize::MAX, name, entry });
             }
+            Edit::Remove(i) => removals.push(*i),
         }
     }
     inserts.sort_by_key(|i| (i.pos, i.rank));

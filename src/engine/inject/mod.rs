@@ -169,7 +169,9 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     let ours = sidecar::find(view, previous.as_ref());
     let sidecar = sidecar::plan(view, &settings, placement.clone(), previous.as_ref(), &config.sidecar.resources);
     let mut agent_warnings = Vec::new();
-    let refresh = matches!(earlier, Earlier::Stale(_));
+    // What an earlier admission added is renewed when its settings changed (the images and the delivery are in the
+    // hash); a reinvocation, or a template edit that shapes nothing, leaves it as it is.
+    let refresh = previous.as_ref().is_some_and(|p| p.hash != hash);
     let pod_agents = PodAgents::plan(
         view,
         &settings,

@@ -149,6 +149,40 @@ impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Bounded<T, N
     }
 }
 
+/// An item of a list of which only some are worth keeping.
+pub(super) trait Worth {
+    /// Whether the engine reads this item.
+    fn worth_keeping(&self) -> bool;
+}
+
+/// A list of which only the items the engine reads are kept, each with its index (each item is still checked):
+/// however long the list, memory holds only those (a volume or a mount of an agent's).
+pub(super) struct Kept<T>(pub(super) Vec<(usize, T)>);
+
+impl<'de, T: Deserialize<'de> + Worth> Deserialize<'de> for Kept<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Worth> Visitor<'de> for V<T> {
+            type Value = Kept<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut kept = Vec::new();
+                let mut index = 0;
+                while let Some(item) = seq.next_element::<T>()? {
+                    if item.worth_keeping() {
+                        kept.push((index, item));
+                    }
+                    index += 1;
+                }
+                Ok(Kept(kept))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
 /// Containers kept of one list: one more than the limit, so an object over it is known to be.
 pub(super) const CONTAINERS_KEPT: usize = limits::CONTAINERS + 1;
 
@@ -286,7 +320,7 @@ pub(super) struct PodSpec<'a> {
     #[serde(borrow, default)]
     pub(super) os: Option<Obj<OsRaw<'a>>>,
     #[serde(borrow, default)]
-    pub(super) volumes: Option<Vec<Obj<NameOnly<'a>>>>,
+    pub(super) volumes: Option<Kept<Obj<NameOnly<'a>>>>,
 }
 
 /// An entry of which only the name is read (a volume).
@@ -294,6 +328,25 @@ pub(super) struct PodSpec<'a> {
 pub(super) struct NameOnly<'a> {
     #[serde(borrow, default)]
     pub(super) name: Option<S<'a>>,
+}
+
+/// Whether a volume's or a mount's name, or a mount's path, is an agent's.
+fn agents(name: Option<&S<'_>>, path: Option<&S<'_>>) -> bool {
+    let languages = &crate::engine::config::LANGUAGES;
+    name.is_some_and(|n| languages.iter().any(|l| l.volume == n.0))
+        || path.is_some_and(|p| languages.iter().any(|l| l.mount_path == p.0))
+}
+
+impl Worth for Obj<NameOnly<'_>> {
+    fn worth_keeping(&self) -> bool {
+        agents(self.0.name.as_ref(), None)
+    }
+}
+
+impl Worth for Obj<MountRaw<'_>> {
+    fn worth_keeping(&self) -> bool {
+        agents(self.0.name.as_ref(), self.0.mount_path.as_ref())
+    }
 }
 
 /// A `volumeMounts` entry: its volume and where it is mounted.
@@ -373,7 +426,7 @@ pub(super) struct ContainerRaw<'a> {
     #[serde(borrow, default, rename = "envFrom")]
     pub(super) env_from: Option<Bounded<Obj<EnvFromRaw<'a>>, ENV_FROM_KEPT>>,
     #[serde(borrow, default, rename = "volumeMounts")]
-    pub(super) volume_mounts: Option<Vec<Obj<MountRaw<'a>>>>,
+    pub(super) volume_mounts: Option<Kept<Obj<MountRaw<'a>>>>,
 }
 
 /// Sources of one `envFrom` list kept: one more than the limit, so a list over it is known to be.
@@ -446,7 +499,7 @@ impl<'a> ContainerRaw<'a> {
         let image = image.map(|s| s.0);
         let volume_mounts = volume_mounts.map(|mounts| {
             let text = |s: Option<S<'a>>| s.map(|s| s.0).unwrap_or_default();
-            mounts.into_iter().map(|Obj(m)| (text(m.name), text(m.mount_path))).collect()
+            mounts.0.into_iter().map(|(i, Obj(m))| (i, text(m.name), text(m.mount_path))).collect()
         });
         Ok(Container { index, name, image, env, ports, resources, restart_policy, env_from, volume_mounts })
     }

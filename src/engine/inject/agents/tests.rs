@@ -284,6 +284,35 @@ fn a_template_that_stops_asking_gets_everything_taken_back(#[case] version: &str
     assert_eq!(spec["containers"][0]["volumeMounts"], json!([]));
     let jto = spec["containers"][0]["env"].as_array().expect("env").iter().find(|e| e["name"] == "JAVA_TOOL_OPTIONS");
     assert_eq!(jto.map(|e| e["value"].clone()), Some(json!("-Xmx1g")), "the user's value as it was");
+    // A variable the webhook made for the agent alone goes with it.
+    let names = |spec: &Value| -> Vec<String> {
+        let env = spec["containers"][0]["env"].as_array().cloned().unwrap_or_default();
+        env.iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect()
+    };
+    let mut second = out.clone();
+    second["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
+    let (with_agent, _) = {
+        let mut asked = second.clone();
+        asked["spec"]["template"]["metadata"]["annotations"][JAVA] = json!("true");
+        let old = out["spec"]["template"].to_string();
+        let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
+        target.server_version = KubeVersion::parse(version).ok();
+        target.old_template = Some(&old);
+        let m = mutate(&asked, &target);
+        let mut done = asked.clone();
+        json_patch::patch(&mut done, &m.patch.to_json_patch()).expect("applies");
+        (done, m)
+    };
+    assert!(names(&with_agent["spec"]["template"]["spec"]).contains(&"JAVA_TOOL_OPTIONS".to_owned()));
+    let mut off = with_agent.clone();
+    off["spec"]["template"]["metadata"]["annotations"][JAVA] = json!("false");
+    let old = with_agent["spec"]["template"].to_string();
+    let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
+    target.server_version = KubeVersion::parse(version).ok();
+    target.old_template = Some(&old);
+    let m = mutate(&off, &target);
+    json_patch::patch(&mut off, &m.patch.to_json_patch()).expect("applies");
+    assert!(!names(&off["spec"]["template"]["spec"]).contains(&"JAVA_TOOL_OPTIONS".to_owned()), "{}", off);
 }
 
 #[test]
@@ -319,4 +348,72 @@ fn every_agent_default_image_is_pinned() {
     let script = include_str!("../../../../scripts/agents.sh");
     let java = LANGUAGES[0].default_image.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
     assert!(script.contains(&format!("JAVA_AGENT_VERSION={java}")), "scripts/agents.sh pins another Java agent");
+}
+
+#[test]
+fn ours_are_found_and_taken_back_among_many_of_the_users() {
+    let config = Config { workloads: WorkloadKind::ALL.to_vec(), ..Config::default() };
+    let volumes: Vec<Value> = (0..50).map(|i| json!({"name": format!("v{i}"), "emptyDir": {}})).collect();
+    let mounts: Vec<Value> = (0..50).map(|i| json!({"name": format!("v{i}"), "mountPath": format!("/m{i}")})).collect();
+    let original = java_pod()
+        .annotation("otel-injector.io/inject", "true")
+        .spec("volumes", Value::Array(volumes.clone()))
+        .container(container("app").field("volumeMounts", Value::Array(mounts.clone())))
+        .template_of("Deployment", "web");
+    let (instrumented, _) = run_at(&original, WorkloadKind::Deployment, &config, Some("1.37"));
+    let spec = &instrumented["spec"]["template"]["spec"];
+    assert_eq!(spec["volumes"].as_array().map(Vec::len), Some(51));
+    assert_eq!(spec["volumes"][50]["name"], "otel-agent-java");
+    let mut edited = instrumented.clone();
+    edited["spec"]["template"]["metadata"]["annotations"][JAVA] = json!("false");
+    let old = instrumented["spec"]["template"].to_string();
+    let ns = NamespaceMeta::default();
+    let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
+    target.server_version = KubeVersion::parse("1.37").ok();
+    target.old_template = Some(&old);
+    let m = mutate(&edited, &target);
+    let mut out = edited.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    let spec = &out["spec"]["template"]["spec"];
+    assert_eq!(spec["volumes"], Value::Array(volumes), "the user's volumes, in their order");
+    assert_eq!(spec["containers"][0]["volumeMounts"], Value::Array(mounts));
+    // A reinvocation of the same UPDATE changes nothing more.
+    let again = mutate(&out, &target);
+    assert!(again.patch.is_empty(), "{:?}", again.patch);
+}
+
+#[test]
+fn a_reinvoked_template_with_agents_is_not_patched_again() {
+    let config = Config { workloads: WorkloadKind::ALL.to_vec(), ..Config::default() };
+    for version in ["1.20", "1.37"] {
+        let original = java_pod().container(container("app")).template_of("Deployment", "web");
+        let (instrumented, _) = run_at(&original, WorkloadKind::Deployment, &config, Some(version));
+        let old = original["spec"]["template"].to_string();
+        let ns = NamespaceMeta::default();
+        let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
+        target.server_version = KubeVersion::parse(version).ok();
+        target.old_template = Some(&old);
+        let m = mutate(&instrumented, &target);
+        assert!(m.patch.is_empty(), "{version}: {:?}", m.patch);
+    }
+}
+
+#[rstest]
+#[case::native_sidecar_and_init_container("1.30", Delivery::InitContainer)]
+#[case::classic_sidecar_and_init_container("1.20", Delivery::InitContainer)]
+#[case::native_sidecar_and_image_volume("1.37", Delivery::ImageVolume)]
+fn agents_beside_the_collector_sidecar(#[case] version: &str, #[case] delivery: Delivery) {
+    let mut config = Config::default();
+    config.agents.delivery = delivery;
+    let object = java_pod().annotation("otel-injector.io/sidecar", "true").container(container("app")).build();
+    let (out, m) = run_at(&object, WorkloadKind::Pod, &config, Some(version));
+    let inits = names(&out["spec"]["initContainers"]);
+    let all = [names(&out["spec"]["containers"]), inits.clone()].concat();
+    assert!(all.contains(&"otel-collector"), "{all:?}");
+    assert_eq!(inits.contains(&"otel-agent-java"), delivery == Delivery::InitContainer, "{inits:?}");
+    assert_eq!(env(&out, 0, "JAVA_TOOL_OPTIONS").as_deref(), Some(JAVA_TOKEN));
+    // The application exports to the sidecar, which the agent reads like any SDK.
+    assert_eq!(env(&out, 0, "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(), Some("http://localhost:4317"));
+    let (again, _) = run_at(&out, WorkloadKind::Pod, &config, Some(version));
+    assert_eq!(again, out, "{:?}", m.explanation.notes);
 }
