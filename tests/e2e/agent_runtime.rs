@@ -19,12 +19,14 @@ use serde_json::{Value, json};
 
 use super::harness::{Cluster, Webhook, eventually};
 
-/// Makes a private root in which `$2` (the agent's image, laid out) is mounted read-only at `$3`, as the pod would
-/// have it, then runs the rest of the arguments there with the environment as given.
+/// Makes a private root holding the host's directories, and in it each `SRC=DST` (read-only, or `SRC=DST=rw`) given
+/// before `--`, then runs the rest there with the environment as given, as user `$1` (`-`: as is). The pod's view
+/// of the agent: its image at the root for the init container, its volume at the mount path for the application.
 const IN_POD_ROOT: &str = r#"
 set -e
-image=$1 at=$2; shift 2
+user=$1; shift
 root=/mnt
+chroot=$(PATH="$PATH:/usr/sbin:/sbin" command -v chroot)
 mount -t tmpfs otel-agent-root "$root"
 for d in /*; do
   name=${d#/}
@@ -32,10 +34,16 @@ for d in /*; do
   if [ -L "$d" ]; then ln -s "$(readlink "$d")" "$root/$name"
   elif [ -d "$d" ]; then mkdir "$root/$name"; mount --rbind "$d" "$root/$name"; fi
 done
-mkdir -p "$root$at"
-mount --bind "$image" "$root$at"
-mount -o remount,bind,ro "$root$at"
-exec chroot "$root" "$@"
+while [ "$1" != "--" ]; do
+  src=${1%%=*}; rest=${1#*=}; dst=${rest%%=*}; mode=${rest#"$dst"}; shift
+  if [ -d "$src" ]; then mkdir -p "$root$dst"; else mkdir -p "$(dirname "$root$dst")"; touch "$root$dst"; fi
+  mount --bind "$src" "$root$dst"
+  [ "$mode" = "=rw" ] || mount -o remount,bind,ro "$root$dst"
+done
+shift
+# The container's own root filesystem is read-only (`readOnlyRootFilesystem`): only its volumes take writes.
+mount -o remount,ro "$root"
+if [ "$user" = - ]; then exec "$chroot" "$root" "$@"; else exec "$chroot" --userspec="$user" "$root" "$@"; fi
 "#;
 
 /// One language's application and where its agent exports.
@@ -83,14 +91,13 @@ struct Started {
 }
 
 impl Started {
-    /// Starts `command` with `env` (nothing else but PATH), in the pod's root when `agent` is given, and waits
-    /// until it answers HTTP on `port`.
+    /// Starts `command` with `env` (nothing else but PATH), in the pod's root with the agent's volume mounted when
+    /// `agent` is given, and waits until it answers HTTP on `port`.
     fn start(command: &[String], env: &[(String, String)], agent: Option<(&Path, &str)>, port: u16) -> Self {
         let mut cmd = match agent {
-            Some((image, at)) => {
-                let mut cmd = Command::new("unshare");
-                cmd.args(["--mount", "--propagation", "private", "sh", "-c", IN_POD_ROOT, "sh"]);
-                cmd.arg(image).arg(at).args(command);
+            Some((volume, at)) => {
+                let mut cmd = in_pod_root("-", &[format!("{}={at}", volume.display())]);
+                cmd.arg("--").args(command);
                 cmd
             }
             None => {
@@ -131,6 +138,37 @@ impl Drop for Started {
     }
 }
 
+/// `unshare` running [`IN_POD_ROOT`] as `user` with these mounts (the command follows a `--`).
+fn in_pod_root(user: &str, mounts: &[String]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", IN_POD_ROOT, "sh", user]);
+    cmd.args(mounts);
+    cmd
+}
+
+/// Runs the init container as the pod spec has it: its image at the root, the `emptyDir` at its mount, as its user,
+/// with a read-only root filesystem; `empty_dir` then holds what the application's mount will show.
+fn run_init_container(init: &Value, image: &Path, empty_dir: &Path) {
+    let user = init["securityContext"]["runAsUser"].as_u64().expect("runAsUser");
+    assert_eq!(init["securityContext"]["readOnlyRootFilesystem"], true);
+    let at = init["volumeMounts"][0]["mountPath"].as_str().expect("a mount");
+    let mut mounts: Vec<String> = std::fs::read_dir(image)
+        .expect("the image's root")
+        .map(|e| e.expect("entry").path())
+        .map(|p| format!("{}=/{}", p.display(), p.file_name().expect("named").to_string_lossy()))
+        .collect();
+    mounts.push(format!("{}={at}=rw", empty_dir.display()));
+    let command: Vec<&str> = init["command"].as_array().expect("command").iter().filter_map(Value::as_str).collect();
+    let out = in_pod_root(&format!("{user}:{user}"), &mounts)
+        .arg("--")
+        .args(&command)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .output()
+        .expect("the init container runs");
+    assert!(out.status.success(), "the init container failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// One GET / to the application; whether it answered `ok`.
 fn get(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
@@ -148,14 +186,14 @@ fn server_span(exports: &[Export]) -> Option<&Export> {
     exports.iter().find(|e| e.signal == Signal::Traces && e.spans.iter().any(|(_, kind)| *kind == 2))
 }
 
-fn the_agent_instruments_an_application_without_otel_code(case: &Case) {
+fn the_agent_instruments_an_application_without_otel_code(case: &Case, delivery: &str) {
     let _turn = super::harness::HEAVY.blocking_lock();
     let language = Language::named(case.language).expect("a language");
     let dir = agent_dir(case.language);
     let (grpc, http) = (format!("{}:4317", case.gateway), format!("{}:4318", case.gateway));
     let (sink, _) = SdkSink::start(&[(&grpc, Transport::Grpc), (&http, Transport::Http)]);
     let cluster = Cluster::shared();
-    let hook = Webhook::start(cluster, &format!("endpoint: http://{grpc}\nagents: {{delivery: image-volume}}\n"));
+    let hook = Webhook::start(cluster, &format!("endpoint: http://{grpc}\nagents: {{delivery: {delivery}}}\n"));
     let ns = hook.namespace(&[]);
     let name = format!("shop-{}", case.language);
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name,
@@ -183,8 +221,33 @@ fn the_agent_instruments_an_application_without_otel_code(case: &Case) {
     drop(plain);
     sink.clear();
 
+    // What the application's mount shows: the image itself (an image volume), or the emptyDir once the init
+    // container has copied into it.
     let image = dir.join("image");
-    let app = Started::start(&command, &vars, Some((&image, language.mount_path)), port);
+    let empty_dir = tempfile::tempdir().expect("tempdir");
+    let mut copy = String::new();
+    let volume = match delivery {
+        "image-volume" => {
+            let volume =
+                stored["spec"]["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == language.volume);
+            assert!(volume.is_some_and(|v| v["image"]["reference"].is_string()), "{}", stored["spec"]);
+            image.clone()
+        }
+        _ => {
+            let inits = stored["spec"]["initContainers"].as_array().cloned().unwrap_or_default();
+            let init = inits.iter().find(|c| c["name"] == language.volume).expect("the init container");
+            // The kubelet makes an emptyDir writable by anyone.
+            std::fs::set_permissions(empty_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .expect("chmod");
+            let begun = Instant::now();
+            run_init_container(init, &image, empty_dir.path());
+            let copied = Command::new("du").arg("-sm").arg(empty_dir.path()).output().expect("du");
+            let mib = String::from_utf8_lossy(&copied.stdout).split_whitespace().next().unwrap_or("?").to_owned();
+            copy = format!("; the init container copied {mib} MiB in {:.2} s", begun.elapsed().as_secs_f64());
+            empty_dir.path().to_owned()
+        }
+    };
+    let app = Started::start(&command, &vars, Some((&volume, language.mount_path)), port);
     assert!(get(port), "the application answers");
     let exports = sink.wait_until(Duration::from_secs(60), |e| server_span(e).is_some());
     let (ready, mib) = (app.ready, app.peak_mib());
@@ -202,8 +265,8 @@ fn the_agent_instruments_an_application_without_otel_code(case: &Case) {
     assert_eq!(resource.get("k8s.container.name").map(String::as_str), Some("app"));
     let span = export.spans.iter().find(|(_, kind)| *kind == 2).map(|(n, _)| n.clone()).unwrap_or_default();
     println!(
-        "agent {}: server span {span:?} via {:?} at {}; ready in {:.2} s (without the agent {:.2} s), \
-         peak RSS {mib:.0} MiB (without {plain_mib:.0} MiB)",
+        "agent {} ({delivery}): server span {span:?} via {:?} at {}; ready in {:.2} s (without the agent {:.2} s), \
+         peak RSS {mib:.0} MiB (without {plain_mib:.0} MiB){copy}",
         case.language,
         export.transport,
         export.at,
@@ -213,16 +276,31 @@ fn the_agent_instruments_an_application_without_otel_code(case: &Case) {
 }
 
 #[test]
-fn the_java_agent_instruments_a_jdk_http_server() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[0]);
+fn the_java_agent_by_image_volume_instruments_a_jdk_http_server() {
+    the_agent_instruments_an_application_without_otel_code(&CASES[0], "image-volume");
 }
 
 #[test]
-fn the_nodejs_agent_instruments_a_node_http_server() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[1]);
+fn the_java_agent_by_init_container_instruments_a_jdk_http_server() {
+    the_agent_instruments_an_application_without_otel_code(&CASES[0], "init-container");
 }
 
 #[test]
-fn the_python_agent_instruments_a_flask_app() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[2]);
+fn the_nodejs_agent_by_image_volume_instruments_a_node_http_server() {
+    the_agent_instruments_an_application_without_otel_code(&CASES[1], "image-volume");
+}
+
+#[test]
+fn the_nodejs_agent_by_init_container_instruments_a_node_http_server() {
+    the_agent_instruments_an_application_without_otel_code(&CASES[1], "init-container");
+}
+
+#[test]
+fn the_python_agent_by_image_volume_instruments_a_flask_app() {
+    the_agent_instruments_an_application_without_otel_code(&CASES[2], "image-volume");
+}
+
+#[test]
+fn the_python_agent_by_init_container_instruments_a_flask_app() {
+    the_agent_instruments_an_application_without_otel_code(&CASES[2], "init-container");
 }

@@ -91,6 +91,22 @@ fn agents_reach_controller_made_pods(cluster: &Cluster, config: &str, delivery: 
     // The pods were made by the ReplicaSet controller, and `restricted` let them in: nothing was refused.
     let events = cluster.kubectl(&["get", "events", "-n", &ns, "-o", "json"]);
     assert!(!events.contains("violates PodSecurity"), "{events}");
+
+    // The user turns the Java agent off: the API server applies the webhook's removals, the user's option is as it
+    // was, the Node.js agent stays.
+    let off = r#"[{"op": "replace", "path": "/spec/template/metadata/annotations/otel-injector.io~1inject-java", "value": "false"}]"#;
+    cluster.kubectl_ok(&["patch", "deployment", "shop", "-n", &ns, "--type=json", "-p", off], None);
+    let template = cluster.get(&["deployment", "shop", "-n", &ns])["spec"]["template"].clone();
+    let volumes: Vec<&str> =
+        template["spec"]["volumes"].as_array().into_iter().flatten().filter_map(|v| v["name"].as_str()).collect();
+    assert_eq!(volumes, ["otel-agent-nodejs"], "{template}");
+    let inits = template["spec"]["initContainers"].as_array().cloned().unwrap_or_default();
+    assert!(inits.iter().all(|c| c["name"] != "otel-agent-java"), "{inits:?}");
+    let app = container(&template["spec"], "app").expect("app");
+    let java: Vec<&Value> =
+        app["env"].as_array().into_iter().flatten().filter(|e| e["name"] == "JAVA_TOOL_OPTIONS").collect();
+    assert_eq!(java, [&json!({"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx256m"})]);
+    assert_eq!(status_of(&template).expect("status")["agents"]["app"], json!(["nodejs"]));
 }
 
 #[test]
