@@ -55,6 +55,16 @@ fn benches(c: &mut Criterion) {
     engine.bench_function("mutate/production-10k+sidecar", |b| {
         b.iter(|| mutate_json(std::hint::black_box(&production), &target))
     });
+    // The Java agent asked for on every container (by image volume, on a current API server).
+    let mut with_agent: serde_json::Value = cases[1].1.clone();
+    with_agent["metadata"]["annotations"]["otel-injector.io/inject-java"] = "true".into();
+    let with_agent = with_agent.to_string();
+    let current = otel_injector::engine::syntax::KubeVersion::parse("1.37").ok();
+    let target = Target { server_version: current, ..Target::new(WorkloadKind::Pod, "shop", &ns, &config) };
+    assert!(mutate_json(&with_agent, &target).explanation.notes.iter().any(|n| n.starts_with("agents: java")));
+    engine.bench_function("mutate/production-10k+java-agent", |b| {
+        b.iter(|| mutate_json(std::hint::black_box(&with_agent), &target))
+    });
     let owners = otel_injector::engine::workload::Owners { deployment: Some("checkout".into()), ..Default::default() };
     let inputs = otel_injector::engine::inject::collector::Inputs {
         namespace: "shop",

@@ -275,6 +275,14 @@ fn agent_requests(
     config: &Config,
     warnings: &mut Warnings,
 ) -> Vec<(Resolved<bool>, &'static str)> {
+    // Most objects name no agent anywhere: one pass over the few annotations kept says so.
+    let operator = config.agents.operator_annotations;
+    let agent_key = |k: &str| LANGUAGES.iter().any(|l| l.key == k || operator && l.operator_key == k);
+    let named =
+        lookup.view.annotations().any(|(k, _)| agent_key(k)) || lookup.ns.annotations.keys().any(|k| agent_key(k));
+    if !named {
+        return Vec::new();
+    }
     LANGUAGES
         .iter()
         .map(|language| {

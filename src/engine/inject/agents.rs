@@ -16,19 +16,26 @@ use crate::engine::policy::Settings;
 use crate::engine::syntax::KubeVersion;
 use crate::engine::warnings::clip;
 
-/// How agents reach containers on a server of `version` under the configured delivery, and why, in a few words.
-pub(crate) fn delivery(configured: Delivery, version: Option<KubeVersion>) -> (Delivery, String) {
+/// How agents reach containers on a server of `version` under the configured delivery.
+pub(crate) fn delivery(configured: Delivery, version: Option<KubeVersion>) -> Delivery {
     match (configured, version) {
-        (Delivery::ImageVolume, _) => (Delivery::ImageVolume, "agents.delivery image-volume".to_owned()),
-        (Delivery::InitContainer, _) => (Delivery::InitContainer, "agents.delivery init-container".to_owned()),
+        (Delivery::Auto, Some(v)) if v >= KubeVersion::IMAGE_VOLUMES => Delivery::ImageVolume,
+        (Delivery::Auto, _) => Delivery::InitContainer,
+        (configured, _) => configured,
+    }
+}
+
+/// Why [`delivery`] chose as it did, in a few words.
+fn why(configured: Delivery, version: Option<KubeVersion>) -> String {
+    match (configured, version) {
         (Delivery::Auto, Some(v)) if v >= KubeVersion::IMAGE_VOLUMES => {
-            (Delivery::ImageVolume, format!("agents.delivery auto, Kubernetes {v} has image volumes"))
+            format!("agents.delivery auto, Kubernetes {v} has image volumes")
         }
-        (Delivery::Auto, Some(v)) => (
-            Delivery::InitContainer,
-            format!("agents.delivery auto, Kubernetes {v} lacks image volumes ({}+)", KubeVersion::IMAGE_VOLUMES),
-        ),
-        (Delivery::Auto, None) => (Delivery::InitContainer, "agents.delivery auto, server version unknown".to_owned()),
+        (Delivery::Auto, Some(v)) => {
+            format!("agents.delivery auto, Kubernetes {v} lacks image volumes ({}+)", KubeVersion::IMAGE_VOLUMES)
+        }
+        (Delivery::Auto, None) => "agents.delivery auto, server version unknown".to_owned(),
+        (configured, _) => format!("agents.delivery {}", configured.as_str()),
     }
 }
 
@@ -58,7 +65,7 @@ impl PodAgents {
         refresh: bool,
         warnings: &mut Vec<String>,
     ) -> Self {
-        let (delivery, why) = delivery(config.agents.delivery, version);
+        let delivery = delivery(config.agents.delivery, version);
         let previous = previous.map(|p| p.agents.clone()).unwrap_or_default();
         let recorded = |language: &Language| previous.values().flatten().any(|n| n == language.name);
         let mut wanted = Vec::new();
@@ -81,6 +88,8 @@ impl PodAgents {
             }
             wanted.push(language);
         }
+        // Said only where an agent is added (the words cost an allocation on every admission otherwise).
+        let why = if wanted.is_empty() { String::new() } else { why(config.agents.delivery, version) };
         Self { wanted, delivery, why, previous, refresh }
     }
 
@@ -140,6 +149,9 @@ pub(crate) fn container(
 ) -> ContainerAgents {
     let mut out = ContainerAgents::default();
     let recorded = pod.recorded(&c.name);
+    if pod.wanted.is_empty() && recorded.is_empty() {
+        return out;
+    }
     let mounts = c.volume_mounts.as_deref().unwrap_or_default();
     let mut unmount = Vec::new();
     let mut mount = Vec::new();

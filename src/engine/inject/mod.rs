@@ -155,7 +155,7 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     let service = service_name::resolve(view, &settings, &mut warnings);
     let placement = placement::decide(config.sidecar.mode, target.server_version);
     let service_value = service.as_ref().map(|s| s.value.as_str());
-    let (delivery, _) = agents::delivery(config.agents.delivery, target.server_version);
+    let delivery = agents::delivery(config.agents.delivery, target.server_version);
     let hash = status::settings_hash(&settings, config, placement.0, delivery, target.namespace, service_value);
     let previous = Status::read(view);
     let earlier = match &previous {

@@ -417,3 +417,31 @@ fn agents_beside_the_collector_sidecar(#[case] version: &str, #[case] delivery: 
     let (again, _) = run_at(&out, WorkloadKind::Pod, &config, Some(version));
     assert_eq!(again, out, "{:?}", m.explanation.notes);
 }
+
+#[test]
+fn a_namespace_asks_for_an_agent_and_a_pod_declines_it() {
+    let ns = NamespaceMeta {
+        annotations: [(JAVA.to_owned(), "true".to_owned())].into(),
+        ..NamespaceMeta::relevant(std::iter::empty(), std::iter::empty())
+    };
+    let config = Config::default();
+    let object = pod("web").container(container("app")).build();
+    let m = mutate(&object, &Target::new(WorkloadKind::Pod, "shop", &ns, &config));
+    assert_eq!(m.explanation.decision.reason, "namespace annotation otel-injector.io/inject-java=true");
+    let mut out = object.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    assert_eq!(env(&out, 0, "JAVA_TOOL_OPTIONS").as_deref(), Some(JAVA_TOKEN));
+    let declining = pod("web").annotation(JAVA, "false").container(container("app")).build();
+    let m = mutate(&declining, &Target::new(WorkloadKind::Pod, "shop", &ns, &config));
+    assert!(m.patch.is_empty(), "the pod's false beats the namespace's true: {:?}", m.patch);
+    // The namespace cache keeps the keys the policy reads, the Operator's too.
+    let kept = NamespaceMeta::relevant(
+        std::iter::empty(),
+        [
+            (&JAVA.to_owned(), &"true".to_owned()),
+            (&"instrumentation.opentelemetry.io/inject-python".to_owned(), &"true".to_owned()),
+            (&"unrelated/key".to_owned(), &"x".to_owned()),
+        ],
+    );
+    assert_eq!(kept.annotations.len(), 2, "{kept:?}");
+}
