@@ -72,6 +72,9 @@ pub struct Container<'a> {
     /// Of its `volumeMounts`, those of an agent's volume or at an agent's path, as (index, volume, mount path);
     /// `None` when the field is absent or null.
     pub volume_mounts: Option<Vec<(usize, Str<'a>, Str<'a>)>>,
+    /// The languages whose agent its `command` or `args` already loads, one bit per entry of
+    /// [`crate::engine::config::LANGUAGES`].
+    pub launches: u8,
 }
 
 /// What an `envFrom` entry draws from.

@@ -43,6 +43,9 @@ pub struct Language {
     pub only_protocol: Option<Protocol>,
     /// Words in a user's value of [`Language::var`] that mean an agent is already activated there.
     pub already: &'static [&'static str],
+    /// Words of a container's `command` or `args` that load an agent (a word matches as itself, with `:` or `=`
+    /// and a value after it, or as a path's last part).
+    pub launchers: &'static [&'static str],
 }
 
 /// Every language, in the order they are reported.
@@ -60,6 +63,7 @@ pub static LANGUAGES: [Language; 3] = [
         default_image: "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-java:2.31.1",
         only_protocol: None,
         already: &["-javaagent"],
+        launchers: &["-javaagent"],
     },
     Language {
         name: "nodejs",
@@ -74,6 +78,7 @@ pub static LANGUAGES: [Language; 3] = [
         default_image: "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-nodejs:0.81.2",
         only_protocol: None,
         already: &["--require", "-r "],
+        launchers: &["--require", "-r", "--import"],
     },
     Language {
         name: "python",
@@ -89,6 +94,7 @@ pub static LANGUAGES: [Language; 3] = [
         default_image: "ghcr.io/open-telemetry/opentelemetry-operator/autoinstrumentation-python:0.66b2",
         only_protocol: Some(Protocol::HttpProtobuf),
         already: &["opentelemetry", "instrumentation", "ddtrace", "newrelic"],
+        launchers: &["opentelemetry-instrument", "ddtrace-run", "newrelic-admin"],
     },
 ];
 
@@ -96,6 +102,14 @@ impl Language {
     /// The language named `name`.
     pub fn named(name: &str) -> Option<&'static Language> {
         LANGUAGES.iter().find(|l| l.name == name)
+    }
+
+    /// Whether one word of a container's command line loads this language's agent.
+    pub fn launched_by(&self, word: &str) -> bool {
+        self.launchers.iter().any(|w| {
+            word.strip_prefix(w).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '=']))
+                || word.strip_suffix(w).is_some_and(|head| head.ends_with('/'))
+        })
     }
 
     /// Whether a user's value of [`Language::var`] already activates an agent (the webhook's own part aside).

@@ -188,8 +188,11 @@ pub(crate) fn container(
         let refused = |why: String| format!("container {}: no {} agent added: {why}", clip(&c.name), language.name);
         let preload = c.env_var("LD_PRELOAD").is_some() || drawn.value("LD_PRELOAD").is_some();
         let taken = mounts.iter().find(|(_, n, p)| p == language.mount_path && n != language.volume);
+        let bit = LANGUAGES.iter().position(|l| l.name == language.name).map_or(0, |i| 1u8 << i);
         let problem = if preload {
             Some("it sets LD_PRELOAD, which may load another agent".to_owned())
+        } else if c.launches & bit != 0 {
+            Some(format!("its command line already loads an agent ({})", language.launchers.join(", ")))
         } else if entry.is_some_and(|e| e.value_from) {
             Some(format!("{} comes from valueFrom, which the webhook does not touch", language.var))
         } else if let Some(value) = literal.filter(|v| language.activated_in(v)) {

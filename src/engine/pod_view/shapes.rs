@@ -330,6 +330,35 @@ pub(super) struct NameOnly<'a> {
     pub(super) name: Option<S<'a>>,
 }
 
+/// Which languages' agents a `command` or `args` list already loads, one bit per entry of
+/// [`crate::engine::config::LANGUAGES`] (each word of each item checked; nothing kept).
+#[derive(Default)]
+pub(super) struct Launches(pub(super) u8);
+
+impl<'de> Deserialize<'de> for Launches {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Launches;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut bits = 0u8;
+                while let Some(S(item)) = seq.next_element::<S<'de>>()? {
+                    for (i, language) in crate::engine::config::LANGUAGES.iter().enumerate() {
+                        if item.split_whitespace().any(|word| language.launched_by(word)) {
+                            bits |= 1 << i;
+                        }
+                    }
+                }
+                Ok(Launches(bits))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 /// Whether a volume's or a mount's name, or a mount's path, is an agent's.
 fn agents(name: Option<&S<'_>>, path: Option<&S<'_>>) -> bool {
     let languages = &crate::engine::config::LANGUAGES;
@@ -427,6 +456,10 @@ pub(super) struct ContainerRaw<'a> {
     pub(super) env_from: Option<Bounded<Obj<EnvFromRaw<'a>>, ENV_FROM_KEPT>>,
     #[serde(borrow, default, rename = "volumeMounts")]
     pub(super) volume_mounts: Option<Kept<Obj<MountRaw<'a>>>>,
+    #[serde(default)]
+    pub(super) command: Option<Launches>,
+    #[serde(default)]
+    pub(super) args: Option<Launches>,
 }
 
 /// Sources of one `envFrom` list kept: one more than the limit, so a list over it is known to be.
@@ -472,7 +505,9 @@ pub(super) struct EnvEntry<'a> {
 impl<'a> ContainerRaw<'a> {
     /// The container at `index`; `path` names it (`spec.containers[0]`) when something is wrong.
     pub(super) fn read(self, index: usize, path: impl Fn() -> String) -> Result<Container<'a>, ShapeError> {
-        let ContainerRaw { name, image, env, ports, resources, restart_policy, env_from, volume_mounts } = self;
+        let ContainerRaw { name, image, env, ports, resources, restart_policy, env_from, volume_mounts, command, args } =
+            self;
+        let launches = command.unwrap_or_default().0 | args.unwrap_or_default().0;
         let name = name
             .map(|s| s.0)
             .filter(|n| !n.is_empty())
@@ -501,6 +536,6 @@ impl<'a> ContainerRaw<'a> {
             let text = |s: Option<S<'a>>| s.map(|s| s.0).unwrap_or_default();
             mounts.0.into_iter().map(|(i, Obj(m))| (i, text(m.name), text(m.mount_path))).collect()
         });
-        Ok(Container { index, name, image, env, ports, resources, restart_policy, env_from, volume_mounts })
+        Ok(Container { index, name, image, env, ports, resources, restart_policy, env_from, volume_mounts, launches })
     }
 }

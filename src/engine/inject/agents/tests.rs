@@ -445,3 +445,40 @@ fn a_namespace_asks_for_an_agent_and_a_pod_declines_it() {
     );
     assert_eq!(kept.annotations.len(), 2, "{kept:?}");
 }
+
+#[rstest]
+#[case::java_args("java", json!({"command": ["java"], "args": ["-javaagent:/dd/dd-java-agent.jar", "-jar", "app.jar"]}))]
+#[case::java_in_a_shell("java", json!({"command": ["sh", "-c", "exec java -javaagent:/x.jar -jar app.jar"]}))]
+#[case::node_require("nodejs", json!({"command": ["node", "-r", "dd-trace/init", "server.js"]}))]
+#[case::node_import("nodejs", json!({"args": ["--import=@opentelemetry/auto-instrumentations-node/register", "app.mjs"]}))]
+#[case::python_launcher("python", json!({"command": ["/usr/local/bin/opentelemetry-instrument", "python", "app.py"]}))]
+#[case::ddtrace("python", json!({"command": ["ddtrace-run", "gunicorn", "app:app"]}))]
+fn a_command_line_that_loads_an_agent_is_left_alone(#[case] language: &str, #[case] fields: Value) {
+    let mut c = container("app");
+    for (k, v) in fields.as_object().expect("object") {
+        c = c.field(k, v.clone());
+    }
+    let object = pod("web").annotation(&format!("otel-injector.io/inject-{language}"), "true").container(c).build();
+    let (out, m) = run(&object, Some("1.37"));
+    assert!(out["spec"].get("volumes").is_none(), "{}", out["spec"]);
+    assert!(m.warnings.as_slice().iter().any(|w| w.contains("command line already loads")), "{:?}", m.warnings);
+}
+
+#[rstest]
+#[case::plain_java(json!({"command": ["java", "-Xmx1g", "-jar", "app.jar"]}))]
+#[case::a_flag_that_only_looks_alike(json!({"args": ["--requirements=x.txt", "-rf", "/javaagentless"]}))]
+fn an_ordinary_command_line_gets_every_agent_asked_for(#[case] fields: Value) {
+    let mut c = container("app");
+    for (k, v) in fields.as_object().expect("object") {
+        c = c.field(k, v.clone());
+    }
+    let object = pod("web")
+        .annotation(JAVA, "true")
+        .annotation("otel-injector.io/inject-nodejs", "true")
+        .annotation("otel-injector.io/inject-python", "true")
+        .container(c)
+        .build();
+    let (out, m) = run(&object, Some("1.37"));
+    assert_eq!(names(&out["spec"]["volumes"]), ["otel-agent-java", "otel-agent-nodejs", "otel-agent-python"]);
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+}
