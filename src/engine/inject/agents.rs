@@ -163,26 +163,21 @@ pub(crate) fn container(
         let literal = entry.filter(|e| !e.value_from).map(|e| e.value.as_deref().unwrap_or_default());
         let has_token = literal.is_some_and(|v| v.contains(language.token));
         let our_mount = mounts.iter().find(|(_, n, p)| n == language.volume && p == language.mount_path).map(|m| m.0);
+        // What an earlier admission added here, taken back: the mount (its volume goes too) and the webhook's part
+        // of the variable (a variable it made for the agent alone goes with it).
+        let take_back = |out: &mut ContainerAgents, unmount: &mut Vec<usize>, why: &str| {
+            if !had {
+                return;
+            }
+            if let (Some(i), Some(value)) = (index, literal.filter(|_| has_token)) {
+                let rest = stripped(language, value);
+                out.edits.push(if rest.trim().is_empty() { Edit::Remove(i) } else { Edit::Change(i, rest) });
+            }
+            unmount.extend(our_mount);
+            out.notes.push(format!("{} agent taken back ({why})", language.name));
+        };
         if !wanted {
-            if had {
-                if let (Some(i), Some(value)) = (index, literal.filter(|_| has_token)) {
-                    // A variable the webhook made for the agent alone goes with it.
-                    let rest = stripped(language, value);
-                    out.edits.push(if rest.trim().is_empty() { Edit::Remove(i) } else { Edit::Change(i, rest) });
-                }
-                unmount.extend(our_mount);
-                out.notes.push(format!("{} agent taken back (no longer asked for)", language.name));
-            }
-            continue;
-        }
-        // Added before (a pod made from an instrumented template, a reinvocation): kept as it is, unless its
-        // delivery is being renewed, when the mount is made again with the volume.
-        if has_token && let Some(m) = our_mount {
-            out.active.push(language);
-            if pod.refresh && had {
-                unmount.push(m);
-                mount.push(language);
-            }
+            take_back(&mut out, &mut unmount, "no longer asked for");
             continue;
         }
         let refused = |why: String| format!("container {}: no {} agent added: {why}", clip(&c.name), language.name);
@@ -207,7 +202,18 @@ pub(crate) fn container(
             taken.map(|(_, n, _)| format!("volume {} is already mounted at {}", clip(n), language.mount_path))
         };
         if let Some(why) = problem {
+            take_back(&mut out, &mut unmount, "refused now");
             out.warnings.push(refused(why));
+            continue;
+        }
+        // Added before (a pod made from an instrumented template, a reinvocation): kept as it is, unless its
+        // delivery is being renewed, when the mount is made again with the volume.
+        if has_token && let Some(m) = our_mount {
+            out.active.push(language);
+            if pod.refresh && had {
+                unmount.push(m);
+                mount.push(language);
+            }
             continue;
         }
         match (index, literal) {

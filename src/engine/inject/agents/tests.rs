@@ -482,3 +482,35 @@ fn an_ordinary_command_line_gets_every_agent_asked_for(#[case] fields: Value) {
     assert_eq!(names(&out["spec"]["volumes"]), ["otel-agent-java", "otel-agent-nodejs", "otel-agent-python"]);
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
 }
+
+#[test]
+fn an_agent_refused_later_is_taken_back_whole_so_the_template_stays_valid() {
+    let config = Config { workloads: WorkloadKind::ALL.to_vec(), ..Config::default() };
+    let original = java_pod().container(container("app")).template_of("Deployment", "web");
+    let (instrumented, _) = run_at(&original, WorkloadKind::Deployment, &config, Some("1.37"));
+    // The user now preloads a library: the agent must go, mount and volume together.
+    let mut edited = instrumented.clone();
+    let env = edited["spec"]["template"]["spec"]["containers"][0]["env"].as_array_mut().expect("env");
+    env.push(json!({"name": "LD_PRELOAD", "value": "/lib/libvendor.so"}));
+    let old = instrumented["spec"]["template"].to_string();
+    let ns = NamespaceMeta::default();
+    let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
+    target.server_version = KubeVersion::parse("1.37").ok();
+    target.old_template = Some(&old);
+    let m = mutate(&edited, &target);
+    let mut out = edited.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    let spec = &out["spec"]["template"]["spec"];
+    let mounted: Vec<&str> = spec["containers"][0]["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let volumes = names(&spec["volumes"]);
+    assert!(mounted.iter().all(|m| volumes.contains(m)), "every mount has its volume: {mounted:?} {volumes:?}");
+    assert!(!volumes.contains(&"otel-agent-java"), "{spec}");
+    let list = spec["containers"][0]["env"].as_array().expect("env");
+    assert!(list.iter().all(|e| e["name"] != "JAVA_TOOL_OPTIONS"), "{list:?}");
+    assert!(m.warnings.as_slice().iter().any(|w| w.contains("LD_PRELOAD")), "{:?}", m.warnings);
+}
