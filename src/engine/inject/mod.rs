@@ -494,6 +494,20 @@ fn instrument_containers(
         done.warnings.extend(env_from::warnings(c, &drawn));
         let mut notes = plan.notes;
         notes.extend(agents.notes);
+        // An agent that speaks one protocol only, beside the user's own choice of another: it will not export.
+        for language in agents.active.iter().filter(|l| l.only_protocol.is_some()) {
+            let only = language.only_protocol.map(|p| p.as_str()).unwrap_or_default();
+            let users = ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"].into_iter().find(|var| {
+                plan.kept.contains(var) && c.env_var(var).and_then(|e| e.value.as_deref()).is_some_and(|v| v != only)
+            });
+            if let Some(var) = users {
+                done.warnings.push(format!(
+                    "container {}: its own {var} is not {only}, the only protocol the {} agent speaks",
+                    clip(&c.name),
+                    language.name
+                ));
+            }
+        }
         done.agents_added.extend(agents.added);
         done.warnings.extend(agents.warnings);
         if !agents.active.is_empty() {

@@ -514,3 +514,18 @@ fn an_agent_refused_later_is_taken_back_whole_so_the_template_stays_valid() {
     assert!(list.iter().all(|e| e["name"] != "JAVA_TOOL_OPTIONS"), "{list:?}");
     assert!(m.warnings.as_slice().iter().any(|w| w.contains("LD_PRELOAD")), "{:?}", m.warnings);
 }
+
+#[test]
+fn a_users_grpc_beside_the_python_agent_is_kept_with_a_warning() {
+    let object = pod("web")
+        .annotation("otel-injector.io/inject-python", "true")
+        .container(container("app").env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"))
+        .build();
+    let (out, m) = run(&object, None);
+    assert_eq!(env(&out, 0, "OTEL_EXPORTER_OTLP_PROTOCOL").as_deref(), Some("grpc"), "the user's value wins");
+    assert!(
+        m.warnings.as_slice().iter().any(|w| w.contains("the only protocol the python agent speaks")),
+        "{:?}",
+        m.warnings
+    );
+}
