@@ -23,6 +23,33 @@ fn run_at(object: &Value, kind: WorkloadKind, config: &Config, version: Option<&
     (out, m)
 }
 
+/// A Deployment UPDATE from `before` to `after` on a server of `version`: the object as patched, and the answer.
+fn update(before: &Value, after: &Value, config: &Config, version: &str) -> (Value, Mutation) {
+    let old = before["spec"]["template"].to_string();
+    let ns = NamespaceMeta::default();
+    let target = Target {
+        server_version: KubeVersion::parse(version).ok(),
+        old_template: Some(&old),
+        ..Target::new(WorkloadKind::Deployment, "shop", &ns, config)
+    };
+    let m = mutate(after, &target);
+    let mut out = after.clone();
+    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("the patch applies");
+    (out, m)
+}
+
+/// Container `app` with these fields.
+fn with_fields(fields: &Value) -> crate::testing::fixtures::ContainerBuilder {
+    let fields = fields.as_object().into_iter().flatten();
+    fields.fold(container("app"), |c, (k, v)| c.field(k, v.clone()))
+}
+
+/// The names of container 0's variables.
+fn var_names(spec: &Value) -> Vec<String> {
+    let env = spec["containers"][0]["env"].as_array().cloned().unwrap_or_default();
+    env.iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect()
+}
+
 fn run(object: &Value, version: Option<&str>) -> (Value, Mutation) {
     run_at(object, WorkloadKind::Pod, &Config::default(), version)
 }
@@ -270,14 +297,7 @@ fn a_template_that_stops_asking_gets_everything_taken_back(#[case] version: &str
     let mut edited = instrumented.clone();
     let annotations = edited["spec"]["template"]["metadata"]["annotations"].as_object_mut().expect("annotations");
     annotations.remove(JAVA);
-    let old = instrumented["spec"]["template"].to_string();
-    let ns = NamespaceMeta::default();
-    let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
-    target.server_version = KubeVersion::parse(version).ok();
-    target.old_template = Some(&old);
-    let m = mutate(&edited, &target);
-    let mut out = edited.clone();
-    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    let (out, _) = update(&instrumented, &edited, &config, version);
     let spec = &out["spec"]["template"]["spec"];
     assert_eq!(spec["volumes"], json!([]), "{spec}");
     assert!(spec.get("initContainers").is_none_or(|l| l == &json!([])), "{spec}");
@@ -285,34 +305,15 @@ fn a_template_that_stops_asking_gets_everything_taken_back(#[case] version: &str
     let jto = spec["containers"][0]["env"].as_array().expect("env").iter().find(|e| e["name"] == "JAVA_TOOL_OPTIONS");
     assert_eq!(jto.map(|e| e["value"].clone()), Some(json!("-Xmx1g")), "the user's value as it was");
     // A variable the webhook made for the agent alone goes with it.
-    let names = |spec: &Value| -> Vec<String> {
-        let env = spec["containers"][0]["env"].as_array().cloned().unwrap_or_default();
-        env.iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect()
-    };
-    let mut second = out.clone();
-    second["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
-    let (with_agent, _) = {
-        let mut asked = second.clone();
-        asked["spec"]["template"]["metadata"]["annotations"][JAVA] = json!("true");
-        let old = out["spec"]["template"].to_string();
-        let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
-        target.server_version = KubeVersion::parse(version).ok();
-        target.old_template = Some(&old);
-        let m = mutate(&asked, &target);
-        let mut done = asked.clone();
-        json_patch::patch(&mut done, &m.patch.to_json_patch()).expect("applies");
-        (done, m)
-    };
-    assert!(names(&with_agent["spec"]["template"]["spec"]).contains(&"JAVA_TOOL_OPTIONS".to_owned()));
+    let mut asked = out.clone();
+    asked["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
+    asked["spec"]["template"]["metadata"]["annotations"][JAVA] = json!("true");
+    let (with_agent, _) = update(&out, &asked, &config, version);
+    assert!(var_names(&with_agent["spec"]["template"]["spec"]).contains(&"JAVA_TOOL_OPTIONS".to_owned()));
     let mut off = with_agent.clone();
     off["spec"]["template"]["metadata"]["annotations"][JAVA] = json!("false");
-    let old = with_agent["spec"]["template"].to_string();
-    let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
-    target.server_version = KubeVersion::parse(version).ok();
-    target.old_template = Some(&old);
-    let m = mutate(&off, &target);
-    json_patch::patch(&mut off, &m.patch.to_json_patch()).expect("applies");
-    assert!(!names(&off["spec"]["template"]["spec"]).contains(&"JAVA_TOOL_OPTIONS".to_owned()), "{}", off);
+    let (off, _) = update(&with_agent, &off, &config, version);
+    assert!(!var_names(&off["spec"]["template"]["spec"]).contains(&"JAVA_TOOL_OPTIONS".to_owned()), "{off}");
 }
 
 #[test]
@@ -366,19 +367,12 @@ fn ours_are_found_and_taken_back_among_many_of_the_users() {
     assert_eq!(spec["volumes"][50]["name"], "otel-agent-java");
     let mut edited = instrumented.clone();
     edited["spec"]["template"]["metadata"]["annotations"][JAVA] = json!("false");
-    let old = instrumented["spec"]["template"].to_string();
-    let ns = NamespaceMeta::default();
-    let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
-    target.server_version = KubeVersion::parse("1.37").ok();
-    target.old_template = Some(&old);
-    let m = mutate(&edited, &target);
-    let mut out = edited.clone();
-    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    let (out, _) = update(&instrumented, &edited, &config, "1.37");
     let spec = &out["spec"]["template"]["spec"];
     assert_eq!(spec["volumes"], Value::Array(volumes), "the user's volumes, in their order");
     assert_eq!(spec["containers"][0]["volumeMounts"], Value::Array(mounts));
     // A reinvocation of the same UPDATE changes nothing more.
-    let again = mutate(&out, &target);
+    let (_, again) = update(&instrumented, &out, &config, "1.37");
     assert!(again.patch.is_empty(), "{:?}", again.patch);
 }
 
@@ -388,12 +382,7 @@ fn a_reinvoked_template_with_agents_is_not_patched_again() {
     for version in ["1.20", "1.37"] {
         let original = java_pod().container(container("app")).template_of("Deployment", "web");
         let (instrumented, _) = run_at(&original, WorkloadKind::Deployment, &config, Some(version));
-        let old = original["spec"]["template"].to_string();
-        let ns = NamespaceMeta::default();
-        let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
-        target.server_version = KubeVersion::parse(version).ok();
-        target.old_template = Some(&old);
-        let m = mutate(&instrumented, &target);
+        let (_, m) = update(&original, &instrumented, &config, version);
         assert!(m.patch.is_empty(), "{version}: {:?}", m.patch);
     }
 }
@@ -454,10 +443,7 @@ fn a_namespace_asks_for_an_agent_and_a_pod_declines_it() {
 #[case::python_launcher("python", json!({"command": ["/usr/local/bin/opentelemetry-instrument", "python", "app.py"]}))]
 #[case::ddtrace("python", json!({"command": ["ddtrace-run", "gunicorn", "app:app"]}))]
 fn a_command_line_that_loads_an_agent_is_left_alone(#[case] language: &str, #[case] fields: Value) {
-    let mut c = container("app");
-    for (k, v) in fields.as_object().expect("object") {
-        c = c.field(k, v.clone());
-    }
+    let c = with_fields(&fields);
     let object = pod("web").annotation(&format!("otel-injector.io/inject-{language}"), "true").container(c).build();
     let (out, m) = run(&object, Some("1.37"));
     assert!(out["spec"].get("volumes").is_none(), "{}", out["spec"]);
@@ -468,10 +454,7 @@ fn a_command_line_that_loads_an_agent_is_left_alone(#[case] language: &str, #[ca
 #[case::plain_java(json!({"command": ["java", "-Xmx1g", "-jar", "app.jar"]}))]
 #[case::a_flag_that_only_looks_alike(json!({"args": ["--requirements=x.txt", "-rf", "/javaagentless"]}))]
 fn an_ordinary_command_line_gets_every_agent_asked_for(#[case] fields: Value) {
-    let mut c = container("app");
-    for (k, v) in fields.as_object().expect("object") {
-        c = c.field(k, v.clone());
-    }
+    let c = with_fields(&fields);
     let object = pod("web")
         .annotation(JAVA, "true")
         .annotation("otel-injector.io/inject-nodejs", "true")
@@ -492,14 +475,7 @@ fn an_agent_refused_later_is_taken_back_whole_so_the_template_stays_valid() {
     let mut edited = instrumented.clone();
     let env = edited["spec"]["template"]["spec"]["containers"][0]["env"].as_array_mut().expect("env");
     env.push(json!({"name": "LD_PRELOAD", "value": "/lib/libvendor.so"}));
-    let old = instrumented["spec"]["template"].to_string();
-    let ns = NamespaceMeta::default();
-    let mut target = Target::new(WorkloadKind::Deployment, "shop", &ns, &config);
-    target.server_version = KubeVersion::parse("1.37").ok();
-    target.old_template = Some(&old);
-    let m = mutate(&edited, &target);
-    let mut out = edited.clone();
-    json_patch::patch(&mut out, &m.patch.to_json_patch()).expect("applies");
+    let (out, m) = update(&instrumented, &edited, &config, "1.37");
     let spec = &out["spec"]["template"]["spec"];
     let mounted: Vec<&str> = spec["containers"][0]["volumeMounts"]
         .as_array()
