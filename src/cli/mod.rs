@@ -306,7 +306,8 @@ pub struct PreviewArgs {
     /// A label of the namespace (repeatable).
     #[arg(long = "namespace-label", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub namespace_labels: Vec<(String, String)>,
-    /// Preview for this API server version (decides `sidecar.mode: auto`; default: native sidecars).
+    /// Preview for this API server version (decides `sidecar.mode: auto` and `agents.delivery: auto`; default:
+    /// native sidecars, agents by init container).
     #[arg(long, value_name = "VERSION", value_parser = KubeVersion::parse)]
     pub kube_version: Option<KubeVersion>,
     /// Read the namespaces' labels and annotations and the server version from the current kubeconfig context

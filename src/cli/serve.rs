@@ -20,7 +20,7 @@ use crate::webhook::server::{ServeOptions, Server};
 use crate::webhook::state::{AppState, Parts, ReviewLimits};
 use crate::webhook::tls::{CertStore, ClientCa, Pair, TlsError, reloadable_config};
 
-/// How often the API server's version is read again (it decides `sidecar.mode: auto`).
+/// How often the API server's version is read again (it decides `sidecar.mode: auto` and `agents.delivery: auto`).
 const VERSION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where Kubernetes mounts the pod's namespace.

@@ -1,4 +1,5 @@
-//! The API server's version, read by discovery at start and then periodically; it decides `sidecar.mode: auto`.
+//! The API server's version, read by discovery at start and then periodically; it decides `sidecar.mode: auto` and
+//! `agents.delivery: auto`.
 //!
 //! Behind a load balancer the API servers of a cluster being upgraded answer with different versions, and a pod
 //! with a native sidecar is refused by one that is too old. So the version in force is the lowest of the last few

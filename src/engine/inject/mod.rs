@@ -50,7 +50,7 @@ pub struct Target<'a> {
     pub ns: &'a NamespaceMeta,
     /// The configuration in force.
     pub config: &'a Config,
-    /// The API server's version, when known (decides `sidecar.mode: auto`).
+    /// The API server's version, when known (decides `sidecar.mode: auto` and `agents.delivery: auto`).
     pub server_version: Option<KubeVersion>,
     /// For an UPDATE, the pod template as it was, as raw JSON text (`null` when `oldObject` had none); `None` for
     /// a CREATE.
