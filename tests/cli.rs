@@ -386,3 +386,24 @@ fn serve_warns_about_a_config_header_that_looks_like_a_credential() {
     assert!(message.contains("readable by anyone who may read pods"), "{message}");
     assert!(!lines.iter().any(|l| l.to_string().contains("secret-token")), "the value itself is never logged");
 }
+
+/// Issue 22: `preview --explain` says which agent, how it is delivered and why, by the server version given.
+#[test]
+fn preview_explains_the_agent_and_its_delivery() {
+    for (version, delivery, marker) in
+        [("1.37", "image-volume", "reference: ghcr.io/"), ("1.20", "init-container", "name: otel-agent-java\n")]
+    {
+        let out = run(&["preview", "-f", "examples/agents.yaml", "--kube-version", version, "--explain", "-o", "yaml"]);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{stderr}");
+        let all = format!("{stdout}{stderr}");
+        let line = format!("agents: java by {delivery}");
+        assert!(all.contains(&line), "{version}: {all}");
+        assert!(all.contains("activated by JAVA_TOOL_OPTIONS"), "{all}");
+        assert!(
+            stdout.contains("value: -Xmx512m -javaagent:/otel-auto-instrumentation-java/javaagent.jar"),
+            "{stdout}"
+        );
+        assert!(stdout.contains(marker), "{version}: {stdout}");
+    }
+}

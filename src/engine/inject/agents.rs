@@ -203,6 +203,7 @@ pub(crate) fn container(
         };
         if let Some(why) = problem {
             take_back(&mut out, &mut unmount, "refused now");
+            out.notes.push(format!("{} agent not added: {why}", language.name));
             out.warnings.push(refused(why));
             continue;
         }

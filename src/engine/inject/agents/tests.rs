@@ -505,3 +505,11 @@ fn a_users_grpc_beside_the_python_agent_is_kept_with_a_warning() {
         m.warnings
     );
 }
+
+#[test]
+fn the_explanation_says_why_an_agent_was_not_added() {
+    let object = java_pod().container(container("app").env("LD_PRELOAD", "/lib/x.so")).build();
+    let (_, m) = run(&object, None);
+    let rendered = m.explanation.to_string();
+    assert!(rendered.contains("java agent not added: it sets LD_PRELOAD"), "{rendered}");
+}
