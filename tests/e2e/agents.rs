@@ -140,3 +140,28 @@ fn agents_by_init_container_on_the_old_lane() {
     let stored = cluster.create(&ns, &pod);
     check_pod(&stored, "init-container");
 }
+
+#[test]
+fn a_pod_whose_own_resources_cannot_hold_the_init_container_is_admitted_without_the_agent() {
+    let cluster = Cluster::shared();
+    let hook = Webhook::start(cluster, "agents: {delivery: init-container}\n");
+    let ns = hook.namespace(&[]);
+    let pod = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "annotations": {"otel-injector.io/inject-java": "true"}},
+            "spec": {"resources": {"requests": {"cpu": "20m", "memory": "16Mi"}, "limits": {"cpu": "20m", "memory": "16Mi"}},
+                "containers": [{"name": "app", "image": "shop/web:1.2"}]}})
+    };
+    // The rule is the API server's: an init container asking for more than the pod has is refused.
+    let mut by_hand = pod("by-hand");
+    by_hand["metadata"]["annotations"] = json!({"otel-injector.io/inject": "false"});
+    by_hand["spec"]["initContainers"] = json!([{"name": "copy", "image": "busybox",
+        "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}}}]);
+    let refused = cluster.kubectl_with(&["create", "-n", &ns, "-f", "-"], Some(&by_hand.to_string()));
+    assert!(!refused.status.success(), "the API server refuses an init container beyond the pod's resources");
+    // So the webhook adds no agent there, and says why; the pod is created.
+    let out = cluster.kubectl_with(&["create", "-n", &ns, "-f", "-"], Some(&pod("web").to_string()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leave no room for its init container"));
+    let stored = cluster.get(&["pod", "web", "-n", &ns]);
+    assert!(stored["spec"].get("initContainers").is_none(), "{}", stored["spec"]);
+}

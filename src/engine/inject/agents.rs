@@ -69,8 +69,16 @@ impl PodAgents {
         let previous = previous.map(|p| p.agents.clone()).unwrap_or_default();
         let recorded = |language: &Language| previous.values().flatten().any(|n| n == language.name);
         let mut wanted = Vec::new();
+        let no_room = match delivery {
+            Delivery::InitContainer => init_no_room(view, &config.agents.init_container.resources),
+            _ => None,
+        };
         for asked in &settings.agents {
             let language = asked.value;
+            if let Some(why) = &no_room {
+                warnings.push(format!("otel-injector added no {} agent: {why}", language.name));
+                continue;
+            }
             if view.os.as_deref() == Some("windows") {
                 warnings
                     .push(format!("otel-injector added no {} agent: a Windows pod gets no Linux agent", language.name));
@@ -102,6 +110,20 @@ impl PodAgents {
     fn recorded(&self, name: &str) -> &[String] {
         self.previous.get(name).map_or(&[], Vec::as_slice)
     }
+}
+
+/// Why the pod's own `spec.resources` cannot hold an init container asking for `resources`, if they cannot: the API
+/// server refuses a pod whose init container asks for more than the pod has.
+fn init_no_room(view: &PodView<'_>, resources: &crate::engine::config::Resources) -> Option<String> {
+    let pod = view.resources.as_ref()?;
+    ["cpu", "memory"].into_iter().find_map(|resource| {
+        let room = pod.counted(resource)?;
+        let asked = resources.requests.get(resource).or_else(|| resources.limits.get(resource))?;
+        (crate::engine::syntax::quantity(asked)? > room).then(|| {
+            let have = pod.text(resource).unwrap_or_default();
+            format!("pod resources ({resource} {have}) leave no room for its init container's {asked}")
+        })
+    })
 }
 
 /// What one container gets.

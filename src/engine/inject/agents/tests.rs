@@ -513,3 +513,20 @@ fn the_explanation_says_why_an_agent_was_not_added() {
     let rendered = m.explanation.to_string();
     assert!(rendered.contains("java agent not added: it sets LD_PRELOAD"), "{rendered}");
 }
+
+#[test]
+fn pod_resources_too_small_for_the_init_container_get_no_agent_but_an_image_volume_needs_none() {
+    let object = java_pod()
+        .spec("resources", json!({"requests": {"cpu": "20m", "memory": "16Mi"}, "limits": {"memory": "16Mi"}}))
+        .container(container("app"))
+        .build();
+    let (out, m) = run(&object, Some("1.20"));
+    assert!(out["spec"].get("initContainers").is_none() && out["spec"].get("volumes").is_none(), "{}", out["spec"]);
+    assert!(
+        m.warnings.as_slice().iter().any(|w| w.contains("leave no room for its init container")),
+        "{:?}",
+        m.warnings
+    );
+    let (out, m) = run(&object, Some("1.37"));
+    assert_eq!(names(&out["spec"]["volumes"]), ["otel-agent-java"], "{:?}", m.warnings);
+}
