@@ -341,6 +341,9 @@ fn endpoint_for_http_swaps_only_the_grpc_port() {
 #[test]
 fn every_agent_default_image_is_pinned() {
     for language in &LANGUAGES {
+        // Each language reads its own section of the config (a language added to the table without its section
+        // would read another's).
+        assert_eq!(Config::default().agents.of(language).image, language.default_image, "{}", language.name);
         let tag = language.default_image.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
         assert!(!tag.is_empty() && tag != "latest", "{}", language.default_image);
         assert!(language.token.starts_with(['-', '/']) && language.token.contains(language.mount_path));
