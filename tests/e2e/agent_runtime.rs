@@ -186,7 +186,15 @@ fn server_span(exports: &[Export]) -> Option<&Export> {
     exports.iter().find(|e| e.signal == Signal::Traces && e.spans.iter().any(|(_, kind)| *kind == 2))
 }
 
-fn the_agent_instruments_an_application_without_otel_code(case: &Case, delivery: &str) {
+/// Each language (a JDK `HttpServer`, a Node `http` server, a Flask app), by each delivery.
+#[rstest::rstest]
+#[case::java_by_image_volume(&CASES[0], "image-volume")]
+#[case::java_by_init_container(&CASES[0], "init-container")]
+#[case::nodejs_by_image_volume(&CASES[1], "image-volume")]
+#[case::nodejs_by_init_container(&CASES[1], "init-container")]
+#[case::python_by_image_volume(&CASES[2], "image-volume")]
+#[case::python_by_init_container(&CASES[2], "init-container")]
+fn the_agent_instruments_an_application_without_otel_code(#[case] case: &Case, #[case] delivery: &str) {
     let _turn = super::harness::HEAVY.blocking_lock();
     let language = Language::named(case.language).expect("a language");
     let dir = agent_dir(case.language);
@@ -273,34 +281,4 @@ fn the_agent_instruments_an_application_without_otel_code(case: &Case, delivery:
         ready.as_secs_f64(),
         plain_ready.as_secs_f64()
     );
-}
-
-#[test]
-fn the_java_agent_by_image_volume_instruments_a_jdk_http_server() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[0], "image-volume");
-}
-
-#[test]
-fn the_java_agent_by_init_container_instruments_a_jdk_http_server() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[0], "init-container");
-}
-
-#[test]
-fn the_nodejs_agent_by_image_volume_instruments_a_node_http_server() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[1], "image-volume");
-}
-
-#[test]
-fn the_nodejs_agent_by_init_container_instruments_a_node_http_server() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[1], "init-container");
-}
-
-#[test]
-fn the_python_agent_by_image_volume_instruments_a_flask_app() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[2], "image-volume");
-}
-
-#[test]
-fn the_python_agent_by_init_container_instruments_a_flask_app() {
-    the_agent_instruments_an_application_without_otel_code(&CASES[2], "init-container");
 }

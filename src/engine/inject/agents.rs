@@ -14,7 +14,7 @@ use crate::engine::patch::{self, Json, Ops, child, item};
 use crate::engine::pod_view::{Container, PodView};
 use crate::engine::policy::Settings;
 use crate::engine::syntax::KubeVersion;
-use crate::engine::warnings::clip;
+use crate::engine::warnings::{Warnings, clip};
 
 /// How agents reach containers on a server of `version` under the configured delivery.
 pub(crate) fn delivery(configured: Delivery, version: Option<KubeVersion>) -> Delivery {
@@ -63,11 +63,10 @@ impl PodAgents {
         version: Option<KubeVersion>,
         previous: Option<&Status>,
         refresh: bool,
-        warnings: &mut Vec<String>,
+        warnings: &mut Warnings,
     ) -> Self {
         let delivery = delivery(config.agents.delivery, version);
         let previous = previous.map(|p| p.agents.clone()).unwrap_or_default();
-        let recorded = |language: &Language| previous.values().flatten().any(|n| n == language.name);
         let mut wanted = Vec::new();
         let no_room = match delivery {
             Delivery::InitContainer => init_no_room(view, &config.agents.init_container.resources),
@@ -86,7 +85,7 @@ impl PodAgents {
             }
             let volume = view.volumes.iter().flatten().any(|(_, v)| v == language.volume);
             let init = view.init_containers.iter().any(|c| c.name == language.volume);
-            if (volume || init) && !recorded(language) {
+            if (volume || init) && !in_status(&previous, language) {
                 let what = if volume { "a volume" } else { "an init container" };
                 warnings.push(format!(
                     "otel-injector added no {} agent: {what} named {} is already there and is not the webhook's",
@@ -101,6 +100,11 @@ impl PodAgents {
         Self { wanted, delivery, why, previous, refresh }
     }
 
+    /// Whether an earlier admission added `language` to some container.
+    fn added_before(&self, language: &Language) -> bool {
+        in_status(&self.previous, language)
+    }
+
     /// Whether there is anything to do or to take back.
     pub(crate) fn is_idle(&self) -> bool {
         self.wanted.is_empty() && self.previous.is_empty()
@@ -110,6 +114,11 @@ impl PodAgents {
     fn recorded(&self, name: &str) -> &[String] {
         self.previous.get(name).map_or(&[], Vec::as_slice)
     }
+}
+
+/// Whether the status's record of agents per container names `language` anywhere.
+fn in_status(agents: &std::collections::BTreeMap<String, Vec<String>>, language: &Language) -> bool {
+    agents.values().flatten().any(|n| n == language.name)
 }
 
 /// Why the pod's own `spec.resources` cannot hold an init container asking for `resources`, if they cannot: the API
@@ -177,7 +186,7 @@ pub(crate) fn container(
     let mounts = c.volume_mounts.as_deref().unwrap_or_default();
     let mut unmount = Vec::new();
     let mut mount = Vec::new();
-    for language in &LANGUAGES {
+    for (bit, language) in LANGUAGES.iter().enumerate() {
         let wanted = pod.wanted.iter().any(|l| l.name == language.name);
         let had = recorded.iter().any(|n| n == language.name);
         let index = c.env.as_ref().and_then(|env| env.last(language.var));
@@ -205,10 +214,9 @@ pub(crate) fn container(
         let refused = |why: String| format!("container {}: no {} agent added: {why}", clip(&c.name), language.name);
         let preload = c.env_var("LD_PRELOAD").is_some() || drawn.value("LD_PRELOAD").is_some();
         let taken = mounts.iter().find(|(_, n, p)| p == language.mount_path && n != language.volume);
-        let bit = LANGUAGES.iter().position(|l| l.name == language.name).map_or(0, |i| 1u8 << i);
         let problem = if preload {
             Some("it sets LD_PRELOAD, which may load another agent".to_owned())
-        } else if c.launches & bit != 0 {
+        } else if c.launches & (1 << bit) != 0 {
             Some(format!("its command line already loads an agent ({})", language.launchers.join(", ")))
         } else if entry.is_some_and(|e| e.value_from) {
             Some(format!("{} comes from valueFrom, which the webhook does not touch", language.var))
@@ -294,13 +302,12 @@ pub(crate) fn pod_ops(
 ) -> Ops {
     let mut ops = Ops::default();
     let spec: Vec<&str> = view.base.iter().copied().chain(["spec"]).collect();
-    let recorded = |language: &Language| pod.previous.values().flatten().any(|n| n == language.name);
     let mut drop_volumes = Vec::new();
     let mut drop_inits = Vec::new();
     let mut add = Vec::new();
     for language in &LANGUAGES {
         let wanted = active.iter().any(|l| l.name == language.name);
-        let ours = recorded(language);
+        let ours = pod.added_before(language);
         let volume = view.volumes.iter().flatten().find(|(_, v)| v == language.volume).map(|v| v.0).filter(|_| ours);
         let init = view.init_containers.iter().position(|c| c.name == language.volume).filter(|_| ours);
         let present = volume.is_some() || init.is_some();
@@ -318,10 +325,8 @@ pub(crate) fn pod_ops(
         drop.sort_unstable();
         drop.iter().rev().for_each(|i| ops.remove(item(&path, Some(*i), "")));
     }
-    let mut volumes_path = spec.clone();
-    volumes_path.push("volumes");
-    let mut inits_path = spec.clone();
-    inits_path.push("initContainers");
+    let volumes_path = [spec.as_slice(), &["volumes"]].concat();
+    let inits_path = [spec.as_slice(), &["initContainers"]].concat();
     let mut volumes_exist = view.volumes.is_some();
     let mut inits_exist = init_exists;
     for language in add {
@@ -386,6 +391,47 @@ pub(crate) fn endpoint_for(endpoint: &str) -> Result<Cow<'_, str>, String> {
         }
         _ => Err("the endpoint is not on port 4317, so its HTTP port is unknown".to_owned()),
     }
+}
+
+/// The settings a container's agents export with, when they differ from the pod's: an agent whose image speaks one
+/// OTLP protocol only (Python's: HTTP) gets that protocol and, without a sidecar, the gateway's port for it (`Err`:
+/// it cannot be derived, and the agent would not export).
+pub(crate) fn transport(
+    agents: &ContainerAgents,
+    settings: &Settings,
+    sidecar: bool,
+) -> Option<Result<Settings, String>> {
+    let language = agents.active.iter().find(|l| l.only_protocol.is_some_and(|p| p != settings.protocol.value))?;
+    let protocol = language.only_protocol?;
+    let mut adjusted = settings.clone();
+    adjusted.protocol.value = protocol;
+    if !sidecar {
+        match endpoint_for(&settings.endpoint.value) {
+            Ok(endpoint) => adjusted.endpoint.value = endpoint.into_owned(),
+            Err(why) => return Some(Err(format!("the {} agent speaks {protocol} only; {why}", language.name))),
+        }
+    }
+    Some(Ok(adjusted))
+}
+
+/// A warning for each agent that speaks one protocol only beside the container's own choice of another, which
+/// the env plan `kept` (a user's value wins): that agent will not export.
+pub(crate) fn protocol_conflicts<'a>(
+    c: &'a Container<'_>,
+    agents: &'a ContainerAgents,
+    kept: &'a [&'static str],
+) -> impl Iterator<Item = String> + 'a {
+    agents.active.iter().filter_map(move |language| {
+        let only = language.only_protocol?.as_str();
+        let var = ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"].into_iter().find(|var| {
+            kept.contains(var) && c.env_var(var).and_then(|e| e.value.as_deref()).is_some_and(|v| v != only)
+        })?;
+        Some(format!(
+            "container {}: its own {var} is not {only}, the only protocol the {} agent speaks",
+            clip(&c.name),
+            language.name
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -223,7 +223,6 @@ fn pair_text(key: &str, value: &[&str]) -> String {
     pair
 }
 
-/// One variable to add, and where it goes.
 /// A variable outside the SDK's that the webhook edits too (a language agent's activation, see [`super::agents`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Edit {
@@ -235,6 +234,7 @@ pub(crate) enum Edit {
     Remove(usize),
 }
 
+/// One variable to add, and where it goes.
 struct Insert {
     /// Index in the original list it is inserted before (`len` = appended).
     pos: usize,

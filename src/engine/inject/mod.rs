@@ -168,20 +168,11 @@ fn mutate_view(view: &PodView<'_>, target: &Target<'_>) -> Mutation {
     };
     let ours = sidecar::find(view, previous.as_ref());
     let sidecar = sidecar::plan(view, &settings, placement.clone(), previous.as_ref(), &config.sidecar.resources);
-    let mut agent_warnings = Vec::new();
     // What an earlier admission added is renewed when its settings changed (the images and the delivery are in the
     // hash); a reinvocation, or a template edit that shapes nothing, leaves it as it is.
     let refresh = previous.as_ref().is_some_and(|p| p.hash != hash);
-    let pod_agents = PodAgents::plan(
-        view,
-        &settings,
-        config,
-        target.server_version,
-        previous.as_ref(),
-        refresh,
-        &mut agent_warnings,
-    );
-    agent_warnings.into_iter().for_each(|w| warnings.push(w));
+    let pod_agents =
+        PodAgents::plan(view, &settings, config, target.server_version, previous.as_ref(), refresh, &mut warnings);
     let containers =
         Containers { settings: &settings, service: service.as_ref(), sidecar: &sidecar, ours, agents: &pod_agents };
     let mut done = match instrument_containers(view, target, &containers, &earlier) {
@@ -383,6 +374,22 @@ struct Instrumented {
     warnings: Vec<String>,
 }
 
+impl Instrumented {
+    /// Notes that these agents are active in container `name` (none: nothing to note).
+    fn agents_in(&mut self, name: &str, languages: impl Iterator<Item = &'static Language>) {
+        let languages: Vec<&'static Language> = languages.collect();
+        if languages.is_empty() {
+            return;
+        }
+        for language in &languages {
+            if !self.active_agents.contains(language) {
+                self.active_agents.push(language);
+            }
+        }
+        self.agents.insert(name.to_owned(), languages.iter().map(|l| l.name.to_owned()).collect());
+    }
+}
+
 /// What the pod-wide plan decided, for instrumenting each container.
 struct Containers<'a> {
     settings: &'a Settings,
@@ -442,12 +449,7 @@ fn instrument_containers(
             // Agents stay where an earlier admission put them until the container is instrumented again (its
             // mount needs the volume).
             if let Some(names) = recorded_agents {
-                done.agents.insert(c.name.to_string(), names.clone());
-                for language in names.iter().filter_map(|n| Language::named(n)) {
-                    if !done.active_agents.contains(&language) {
-                        done.active_agents.push(language);
-                    }
-                }
+                done.agents_in(&c.name, names.iter().filter_map(|n| Language::named(n)));
             }
             if current && listed {
                 done.instrumented.push(c.name.to_string());
@@ -465,19 +467,20 @@ fn instrument_containers(
         let path = patch::container(view.base, "containers", c.index);
         let agents = agents::container(c, &path, pod_agents, &drawn);
         let service_value = service.map_or(c.name.as_ref(), |s| s.value.as_str());
+        let adjusted = match agents::transport(&agents, settings, sidecar.in_use()) {
+            Some(Ok(adjusted)) => Some(adjusted),
+            Some(Err(why)) => {
+                done.warnings.push(format!("container {}: {why}", clip(&c.name)));
+                None
+            }
+            None => None,
+        };
         let own_vars;
-        let vars = match (&pod_vars, agent_transport(settings, &agents, sidecar.in_use())) {
-            (_, Some(Ok(adjusted))) => {
-                own_vars = standard_vars(&adjusted, config, service_value, sidecar.in_use());
-                &own_vars
-            }
-            (Some(vars), other) => {
-                done.warnings.extend(other.and_then(Result::err).map(|w| format!("container {}: {w}", clip(&c.name))));
-                vars
-            }
-            (None, other) => {
-                done.warnings.extend(other.and_then(Result::err).map(|w| format!("container {}: {w}", clip(&c.name))));
-                own_vars = standard_vars(settings, config, &c.name, sidecar.in_use());
+        let vars = match (&pod_vars, &adjusted) {
+            (Some(vars), None) => vars,
+            (_, adjusted) => {
+                own_vars =
+                    standard_vars(adjusted.as_ref().unwrap_or(settings), config, service_value, sidecar.in_use());
                 &own_vars
             }
         };
@@ -493,31 +496,11 @@ fn instrument_containers(
         let plan = env::plan(c, raw_env, &path, vars, &attrs, resource::encode, previous, &drawn, &agents.edits);
         done.warnings.extend(env_from::warnings(c, &drawn));
         let mut notes = plan.notes;
+        done.warnings.extend(agents::protocol_conflicts(c, &agents, &plan.kept));
         notes.extend(agents.notes);
-        // An agent that speaks one protocol only, beside the user's own choice of another: it will not export.
-        for language in agents.active.iter().filter(|l| l.only_protocol.is_some()) {
-            let only = language.only_protocol.map(|p| p.as_str()).unwrap_or_default();
-            let users = ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"].into_iter().find(|var| {
-                plan.kept.contains(var) && c.env_var(var).and_then(|e| e.value.as_deref()).is_some_and(|v| v != only)
-            });
-            if let Some(var) = users {
-                done.warnings.push(format!(
-                    "container {}: its own {var} is not {only}, the only protocol the {} agent speaks",
-                    clip(&c.name),
-                    language.name
-                ));
-            }
-        }
         done.agents_added.extend(agents.added);
         done.warnings.extend(agents.warnings);
-        if !agents.active.is_empty() {
-            done.agents.insert(c.name.to_string(), agents.active.iter().map(|l| l.name.to_owned()).collect());
-            for language in &agents.active {
-                if !done.active_agents.contains(language) {
-                    done.active_agents.push(language);
-                }
-            }
-        }
+        done.agents_in(&c.name, agents.active.iter().copied());
         if env::config_file(c, &drawn).is_some() {
             done.config_file.push(c.name.to_string());
         }
@@ -602,29 +585,6 @@ fn standard_vars(
         Source::MergedAttributes => None,
     };
     vars::literals().filter_map(|var| Some((var.name, value(var.source)?))).collect()
-}
-
-/// The settings a container's agent exports with, when they differ from the pod's: an agent whose image speaks one
-/// OTLP protocol only (Python's: HTTP) gets that protocol and, without a sidecar, the gateway's port for it (`Err`:
-/// it cannot be derived, and the agent would not export).
-fn agent_transport(
-    settings: &Settings,
-    agents: &agents::ContainerAgents,
-    sidecar: bool,
-) -> Option<Result<Settings, String>> {
-    let language = agents.active.iter().find(|l| l.only_protocol.is_some_and(|p| p != settings.protocol.value))?;
-    let protocol = language.only_protocol?;
-    let mut adjusted = settings.clone();
-    adjusted.protocol.value = protocol;
-    if !sidecar {
-        match agents::endpoint_for(&settings.endpoint.value) {
-            Ok(endpoint) => adjusted.endpoint.value = endpoint.into_owned(),
-            Err(why) => {
-                return Some(Err(format!("the {} agent speaks {protocol} only; {why}", language.name)));
-            }
-        }
-    }
-    Some(Ok(adjusted))
 }
 
 /// The sidecar line of the explanation.

@@ -346,9 +346,11 @@ impl<'de> Deserialize<'de> for Launches {
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut bits = 0u8;
                 while let Some(S(item)) = seq.next_element::<S<'de>>()? {
-                    for (i, language) in crate::engine::config::LANGUAGES.iter().enumerate() {
-                        if item.split_whitespace().any(|word| language.launched_by(word)) {
-                            bits |= 1 << i;
+                    for word in item.split_whitespace() {
+                        for (i, language) in crate::engine::config::LANGUAGES.iter().enumerate() {
+                            if language.launched_by(word) {
+                                bits |= 1 << i;
+                            }
                         }
                     }
                 }
