@@ -10,7 +10,7 @@
 //! not read, an HTTP/2 window that stays shut) cuts the connection off, so its memory is given back.
 //!
 //! At the connection cap, the listener asks the connection that has waited longest without a request to give way
-//! ([`Registry::evict_one`]); one answering a request never does.
+//! ([`Registry::evict_one`]); one answering a request never does, and one receiving a request answers it first.
 
 use std::collections::HashMap;
 use std::io;
@@ -159,9 +159,25 @@ impl Tracker {
         self.in_flight.load(Ordering::Acquire) > 0 || self.sending.load(Ordering::Acquire) > 0
     }
 
-    /// Whether it has been asked to give way and may now (nothing in flight).
-    fn must_go(&self) -> bool {
-        self.evicted.load(Ordering::Acquire) && !self.busy()
+    /// Whether a request's first bytes arrived within [`GRACE`] (it is being received, not stalled).
+    fn receiving(&self) -> bool {
+        match self.head_since.load(Ordering::Acquire) {
+            0 => false,
+            since => self.now().saturating_sub(since - 1) < GRACE.as_millis() as u64,
+        }
+    }
+
+    /// Whether (and how) it gives way now, having been asked to.
+    fn giving_way(&self, protocol: Protocol) -> GiveWay {
+        if !self.evicted.load(Ordering::Acquire) || self.busy() {
+            return GiveWay::No;
+        }
+        match protocol {
+            // A request being received is answered first; the connection goes once it is idle again.
+            Protocol::Http1 if self.receiving() => GiveWay::No,
+            Protocol::Http1 if self.head_since.load(Ordering::Acquire) == 0 => GiveWay::UnlessArriving,
+            _ => GiveWay::Now,
+        }
     }
 
     /// Resolves when the connection is asked to give way (for the TLS handshake, before [`Timed`] takes over).
@@ -213,6 +229,18 @@ impl Tracker {
     }
 }
 
+/// What a connection asked to give way does when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GiveWay {
+    /// Not yet: it is answering, or receiving, a request.
+    No,
+    /// It ends, unless a request's first bytes are already there to be read (they are answered first: the client
+    /// wrote them before it could see the connection close, and would not send a POST again).
+    UnlessArriving,
+    /// It ends (an HTTP/2 connection, or one stalled in its headers).
+    Now,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
     Headers,
@@ -220,9 +248,9 @@ enum Wait {
     Write,
 }
 
-/// How long a new connection is left to make its TLS handshake and send its first request before it may be asked
-/// to give way to another.
-pub(crate) const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
+/// How long a new connection is left to make its TLS handshake and send its first request, and a request whose
+/// first bytes arrived to complete its headers, before the connection may be asked to give way to another.
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// The connections of one listener, for choosing which gives way at the cap.
 #[derive(Debug, Default)]
@@ -240,8 +268,9 @@ impl Registry {
     }
 
     /// Asks the connection that has waited longest without a request (never sent one, then stalled in its
-    /// headers, then idle the longest) to give way; one opened within [`NEW_CONNECTION_GRACE`] is left to send its
-    /// first request. False when no connection may give way.
+    /// headers, then idle the longest) to give way; one opened within [`GRACE`] is left to send its first request,
+    /// and one whose request began arriving within it to receive that request. False when no connection may give
+    /// way.
     pub(crate) fn evict_one(&self) -> bool {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let victim = open
@@ -249,8 +278,10 @@ impl Registry {
             .filter_map(|t| {
                 t.standing().map(|(standing, since)| (standing, t.origin + Duration::from_millis(since), t))
             })
-            .filter(|(standing, _, t)| {
-                *standing != Standing::NoRequestYet || t.origin.elapsed() >= NEW_CONNECTION_GRACE
+            .filter(|(standing, since, t)| match standing {
+                Standing::NoRequestYet => t.origin.elapsed() >= GRACE,
+                Standing::InHeaders => since.elapsed() >= GRACE,
+                Standing::Idle => true,
             })
             .min_by_key(|(standing, since, _)| (*standing, *since));
         match victim {
@@ -309,10 +340,21 @@ fn stalled_answer() -> io::Error {
 impl<T: AsyncRead + Unpin> AsyncRead for Timed<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         self.tracker.waker.register(cx.waker());
-        if self.tracker.must_go() {
-            return Poll::Ready(Ok(()));
-        }
         let before = buf.filled().len();
+        match self.tracker.giving_way(self.protocol) {
+            GiveWay::No => {}
+            GiveWay::Now => return Poll::Ready(Ok(())),
+            GiveWay::UnlessArriving => {
+                return match Pin::new(&mut self.inner).poll_read(cx, buf) {
+                    Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                        self.tracker.read(self.protocol);
+                        Poll::Ready(Ok(()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    _ => Poll::Ready(Ok(())),
+                };
+            }
+        }
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
@@ -567,18 +609,46 @@ mod tests {
         let silent = Arc::new(Tracker::default());
         tokio::time::advance(Duration::from_secs(1)).await;
         let newcomer = Arc::new(Tracker::default());
-        let _guards: Vec<_> =
-            [&answering, &idle, &silent, &newcomer].into_iter().map(|t| registry.enter((*t).clone())).collect();
+        let arriving = used();
+        arriving.read(Protocol::Http1);
+        let _guards: Vec<_> = [&answering, &idle, &silent, &newcomer, &arriving]
+            .into_iter()
+            .map(|t| registry.enter((*t).clone()))
+            .collect();
         assert!(registry.evict_one());
         assert!(silent.evicted.load(Ordering::Acquire), "no request yet: the first to go");
         assert!(registry.evict_one());
         assert!(idle.evicted.load(Ordering::Acquire), "then the idle one");
-        assert!(!registry.evict_one(), "one answering a request never gives way, nor one just opened");
+        assert!(
+            !registry.evict_one(),
+            "one answering a request never gives way, nor one just opened, nor one receiving a request"
+        );
         assert!(!answering.evicted.load(Ordering::Acquire));
         assert!(!newcomer.evicted.load(Ordering::Acquire));
-        tokio::time::advance(NEW_CONNECTION_GRACE).await;
+        assert!(!arriving.evicted.load(Ordering::Acquire));
+        tokio::time::advance(GRACE).await;
         assert!(registry.evict_one());
         assert!(newcomer.evicted.load(Ordering::Acquire), "once it has had its grace");
+        assert!(registry.evict_one());
+        assert!(arriving.evicted.load(Ordering::Acquire), "stalled in its headers once the grace is over");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_asked_to_give_way_answers_a_request_already_arriving_first() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let tracker = used();
+        let mut io = Timed::new(server, tracker.clone(), Protocol::Http1, timeouts());
+        // The client wrote its request before it could see the connection close.
+        client.write_all(b"POST /mutate HTTP/1.1\r\n").await.expect("write");
+        tracker.evict();
+        let mut buf = [0u8; 64];
+        let n = io.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"POST /mutate HTTP/1.1\r\n", "what arrived is read, not dropped");
+        client.write_all(b"host: x\r\n").await.expect("write");
+        assert!(io.read(&mut buf).await.expect("read") > 0, "the rest of its headers too");
+        tracker.request_started();
+        tracker.request_finished();
+        assert_eq!(io.read(&mut buf).await.expect("a clean end"), 0, "then it goes");
     }
 
     #[tokio::test(start_paused = true)]
