@@ -295,6 +295,7 @@ async fn an_agent_added_is_counted_by_language_and_delivery() {
     let server = TestServer::start(inject_all()).await;
     let object = pod("web").annotation("otel-injector.io/inject-nodejs", "true").container(container("app")).build();
     let (_, answer) = server.post(&review(&object, "CREATE", "shop")).await;
+    assert!(answer["response"].get("warnings").is_none(), "{answer}");
     let (patch, _) = patch_of(&answer);
     let out = apply(&object, &patch);
     let status = out["metadata"]["annotations"]["otel-injector.io/status"].as_str().expect("a status annotation");

@@ -83,7 +83,7 @@ impl Json {
         Self(Cow::Owned(text))
     }
 
-    /// A value held as `serde_json::Value` (a rebuilt env entry).
+    /// A value held as `serde_json::Value` (a rebuilt env entry, an agent's volume or init container).
     pub fn value(v: &Value) -> Self {
         Self(Cow::Owned(v.to_string()))
     }

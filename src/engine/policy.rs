@@ -21,15 +21,15 @@ pub struct NamespaceMeta {
 
 impl NamespaceMeta {
     /// Whether the policy reads a namespace label or annotation of this key (`otel-injector.io/*`,
-    /// `resource.opentelemetry.io/*`).
+    /// `resource.opentelemetry.io/*`, the OpenTelemetry Operator's `instrumentation.opentelemetry.io/inject-*`).
     pub fn reads(key: &str) -> bool {
         key.starts_with("otel-injector.io/")
             || key.starts_with(keys::RESOURCE_PREFIX)
             || key.starts_with(keys::OPERATOR_INJECT_PREFIX)
     }
 
-    /// Only the labels and annotations the policy reads (`otel-injector.io/*`, `resource.opentelemetry.io/*`), so a
-    /// cache does not hold or copy the rest (e.g. `kubectl.kubernetes.io/last-applied-configuration`).
+    /// Only the labels and annotations the policy reads (see [`NamespaceMeta::reads`]), so a cache does not hold or
+    /// copy the rest (e.g. `kubectl.kubernetes.io/last-applied-configuration`).
     pub(crate) fn relevant<'a>(
         labels: impl IntoIterator<Item = (&'a String, &'a String)>,
         annotations: impl IntoIterator<Item = (&'a String, &'a String)>,

@@ -157,7 +157,9 @@ fn a_pod_whose_own_resources_cannot_hold_the_init_container_is_admitted_without_
     by_hand["spec"]["initContainers"] = json!([{"name": "copy", "image": "busybox",
         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}}}]);
     let refused = cluster.kubectl_with(&["create", "-n", &ns, "-f", "-"], Some(&by_hand.to_string()));
+    let said = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "the API server refuses an init container beyond the pod's resources");
+    assert!(said.contains("must be greater than or equal to aggregate container requests"), "{said}");
     // So the webhook adds no agent there, and says why; the pod is created.
     let out = cluster.kubectl_with(&["create", "-n", &ns, "-f", "-"], Some(&pod("web").to_string()));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

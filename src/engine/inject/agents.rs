@@ -184,6 +184,7 @@ pub(crate) fn container(
         return out;
     }
     let mounts = c.volume_mounts.as_deref().unwrap_or_default();
+    let preload = c.env_var("LD_PRELOAD").is_some() || drawn.value("LD_PRELOAD").is_some();
     let mut unmount = Vec::new();
     let mut mount = Vec::new();
     for (bit, language) in LANGUAGES.iter().enumerate() {
@@ -212,7 +213,6 @@ pub(crate) fn container(
             continue;
         }
         let refused = |why: String| format!("container {}: no {} agent added: {why}", clip(&c.name), language.name);
-        let preload = c.env_var("LD_PRELOAD").is_some() || drawn.value("LD_PRELOAD").is_some();
         let taken = mounts.iter().find(|(_, n, p)| p == language.mount_path && n != language.volume);
         let problem = if preload {
             Some("it sets LD_PRELOAD, which may load another agent".to_owned())

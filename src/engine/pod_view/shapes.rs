@@ -362,7 +362,7 @@ impl<'de> Deserialize<'de> for Launches {
 }
 
 /// Whether a volume's or a mount's name, or a mount's path, is an agent's.
-fn agents(name: Option<&S<'_>>, path: Option<&S<'_>>) -> bool {
+fn of_an_agent(name: Option<&S<'_>>, path: Option<&S<'_>>) -> bool {
     let languages = &crate::engine::config::LANGUAGES;
     name.is_some_and(|n| languages.iter().any(|l| l.volume == n.0))
         || path.is_some_and(|p| languages.iter().any(|l| l.mount_path == p.0))
@@ -370,13 +370,13 @@ fn agents(name: Option<&S<'_>>, path: Option<&S<'_>>) -> bool {
 
 impl Worth for Obj<NameOnly<'_>> {
     fn worth_keeping(&self) -> bool {
-        agents(self.0.name.as_ref(), None)
+        of_an_agent(self.0.name.as_ref(), None)
     }
 }
 
 impl Worth for Obj<MountRaw<'_>> {
     fn worth_keeping(&self) -> bool {
-        agents(self.0.name.as_ref(), self.0.mount_path.as_ref())
+        of_an_agent(self.0.name.as_ref(), self.0.mount_path.as_ref())
     }
 }
 
